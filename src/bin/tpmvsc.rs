@@ -1,0 +1,412 @@
+//! `tpmvsc`: create, list, inspect and destroy TPM virtual smart cards, and run the
+//! simulator TPM. A thin front end over `tpmvsc::provision`; exit codes per DESIGN.md §4
+//! (0 ok, 1 failed, 2 usage, 3 wrong PIN/PUK/response, 4 blocked or TPM lockout).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tpmvsc::card::{DEFAULT_PIN, DEFAULT_TRIES, PinPolicy};
+use tpmvsc::error::{Error, Result};
+use tpmvsc::prompt::{SecretReader, read_secret_file};
+use tpmvsc::provision::admin::{AdminKey, DEFAULT_ADMIN_KEY_HEX};
+use tpmvsc::provision::{self, AdminKeySpec, CardSummary, CreateRequest};
+use tpmvsc::store::Store;
+use tpmvsc::{simulator, tpm};
+use zeroize::Zeroizing;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tpmvsc",
+    version,
+    about = "TPM 2.0 virtual smart cards: keys made and used inside the TPM, unlocked by a PIN",
+    long_about = "TPM 2.0 virtual smart cards for Linux.\n\n\
+        A card's keys are generated and used inside the TPM and unlocked by its PIN; the TPM's \
+        dictionary-attack logic counts wrong PINs. Programs use the cards through the PKCS#11 \
+        module libtpmvsc.so.\n\n\
+        The TPM is named by TPMVSC_TCTI (default device:/dev/tpmrm0). Without a TPM, run \
+        `tpmvsc simulator start` and `eval \"$(tpmvsc simulator env)\"`. Cards live in \
+        TPMVSC_STORE (default: /var/lib/tpmvsc for root, ~/.local/share/tpmvsc otherwise).\n\n\
+        Exit codes: 0 ok, 1 failed, 2 usage, 3 wrong PIN/PUK/response, 4 blocked or TPM lockout.",
+    after_help = "Examples:\n  \
+        tpmvsc simulator start && eval \"$(tpmvsc simulator env)\"\n  \
+        tpmvsc create --name work --pin prompt --puk prompt\n  \
+        tpmvsc list\n  \
+        tpmvsc info work --json\n  \
+        tpmvsc destroy work"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create a card: a card storage key in the TPM guarded by the PIN, and optionally a
+    /// PUK and an administrator key to unblock it.
+    #[command(after_help = "Secrets: `prompt` asks on the terminal without echo (new secrets twice); \
+        with --stdin, or when standard input is not a terminal, one line each is read from \
+        standard input in the order PIN, PUK, admin key (only those set to prompt).\n\n\
+        Examples:\n  tpmvsc create --name work                      # PIN 12345678, no PUK, no admin key\n  \
+        tpmvsc create --name work --pin prompt --puk prompt --pin-policy minlen=6,digits=required\n  \
+        echo 'my pin 1' | tpmvsc create --name ci --pin prompt --stdin")]
+    Create(CreateArgs),
+    /// Destroy a card and every key on it. Cannot be undone.
+    Destroy {
+        /// Card name, card ID or instance ID (ROOT\SMARTCARDREADER\000n).
+        card: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// List the cards of this store.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one card.
+    Info {
+        /// Card name, card ID or instance ID.
+        card: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a simulated TPM (swtpm) for machines without one. Cards made on it are
+    /// software tokens: its state file holds every key.
+    Simulator {
+        #[arg(value_enum)]
+        action: SimAction,
+        /// Machine-readable output (status).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct CreateArgs {
+    /// Card name, 1-32 bytes, unique in the store (the PKCS#11 token label).
+    #[arg(long)]
+    name: String,
+    /// `default` = 12345678 (left out: default), `prompt` = ask.
+    #[arg(long, value_enum)]
+    pin: Option<SecretChoice>,
+    /// Read the PIN from the first line of this file.
+    #[arg(long, conflicts_with = "pin")]
+    pin_file: Option<PathBuf>,
+    /// `default` = 12345678, `prompt` = ask. Left out: the card has no PUK.
+    #[arg(long, value_enum)]
+    puk: Option<SecretChoice>,
+    /// Read the PUK from the first line of this file.
+    #[arg(long, conflicts_with = "puk")]
+    puk_file: Option<PathBuf>,
+    /// `default` = the well-known Windows key (anyone who can read the card's files can
+    /// then reset its PIN), `prompt` = ask for 48 hex digits, `random` = no admin key
+    /// (an unmanaged card; the default).
+    #[arg(long, value_enum)]
+    admin_key: Option<AdminChoice>,
+    /// Read the 48-hex-digit admin key from the first line of this file.
+    #[arg(long, conflicts_with = "admin_key")]
+    admin_key_file: Option<PathBuf>,
+    /// PIN rules, e.g. minlen=6,maxlen=12,uppercase=required,digits=allowed,
+    /// specialchars=disallowed (lowercase too). Defaults: 8-127, all allowed.
+    #[arg(long)]
+    pin_policy: Option<String>,
+    /// Wrong PINs before the card blocks.
+    #[arg(long, default_value_t = DEFAULT_TRIES)]
+    pin_tries: u32,
+    /// Wrong PUKs before the PUK blocks.
+    #[arg(long, default_value_t = DEFAULT_TRIES)]
+    puk_tries: u32,
+    /// Use this card ID (a GUID) instead of a random one.
+    #[arg(long)]
+    card_id: Option<String>,
+    /// Leave the card unformatted (like tpmvscmgr without /generate).
+    #[arg(long)]
+    no_format: bool,
+    /// Read prompted secrets from standard input, one per line.
+    #[arg(long)]
+    stdin: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SecretChoice {
+    Default,
+    Prompt,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum AdminChoice {
+    Default,
+    Prompt,
+    Random,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SimAction {
+    Start,
+    Stop,
+    Status,
+    Env,
+}
+
+fn main() -> ExitCode {
+    tpm::raw::quiet_tss_logging_for_cli();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+                let _ = e.print();
+                return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
+            }
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("tpmvsc: {first} (see `tpmvsc --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tpmvsc: {e}");
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let store = Store::open()?;
+    match cli.command {
+        Cmd::Create(a) => create(&store, a),
+        Cmd::Destroy { card, yes } => {
+            let (_, record) = match provision::find(&store, &card) {
+                Ok(found) => (Some(found.0), Some(found.1)),
+                Err(Error::CardUnusable { .. }) => (None, None),
+                Err(e) => return Err(e),
+            };
+            if !yes {
+                let what = record.map_or(card.clone(), |r| format!("{:?} ({})", r.name, r.card_id));
+                let reader = SecretReader::new(false);
+                if !reader.confirm(&format!("Destroy card {what} and every key on it? This cannot be undone."))? {
+                    return Err(Error::Usage(
+                        "not destroyed: confirm on a terminal, or pass --yes".into(),
+                    ));
+                }
+            }
+            let label = provision::destroy(&store, &card)?;
+            println!("Destroyed card {label}.");
+            Ok(())
+        }
+        Cmd::List { json } => {
+            let cards = provision::list(&store)?;
+            if json {
+                print_json(&cards);
+            } else if cards.is_empty() {
+                println!("No cards in {}. Create one with `tpmvsc create --name NAME`.", store.root().display());
+            } else {
+                print_table(&cards);
+            }
+            Ok(())
+        }
+        Cmd::Info { card, json } => {
+            let c = provision::info(&store, &card)?;
+            if json {
+                print_json(&c);
+            } else {
+                print_info(&c);
+            }
+            Ok(())
+        }
+        Cmd::Simulator { action, json } => simulator_cmd(&store, action, json),
+    }
+}
+
+fn create(store: &Store, a: CreateArgs) -> Result<()> {
+    let mut reader = SecretReader::new(a.stdin);
+    let policy = match &a.pin_policy {
+        Some(spec) => PinPolicy::parse(spec)?,
+        None => PinPolicy::default(),
+    };
+    let mut req = CreateRequest::new(&a.name);
+    tpmvsc::card::check_name(&a.name)?;
+    let pin_chosen = a.pin == Some(SecretChoice::Prompt) || a.pin_file.is_some();
+    if a.pin_policy.is_some() && !pin_chosen {
+        return Err(Error::Usage(
+            "a PIN policy applies to a PIN you choose: add --pin prompt or --pin-file".into(),
+        ));
+    }
+    let check_pin = |s: &[u8]| policy.check("PIN", s);
+    req.pin = match (&a.pin_file, a.pin) {
+        (Some(f), _) => {
+            let p = read_secret_file(f)?;
+            check_pin(&p)?;
+            p
+        }
+        (None, Some(SecretChoice::Prompt)) => reader.new_secret("PIN", &check_pin)?,
+        _ => Zeroizing::new(DEFAULT_PIN.as_bytes().to_vec()),
+    };
+    let puk_policy = PinPolicy::default();
+    let check_puk = |s: &[u8]| puk_policy.check("PUK", s);
+    req.puk = match (&a.puk_file, a.puk) {
+        (Some(f), _) => {
+            let p = read_secret_file(f)?;
+            check_puk(&p)?;
+            Some(p)
+        }
+        (None, Some(SecretChoice::Prompt)) => Some(reader.new_secret("PUK", &check_puk)?),
+        (None, Some(SecretChoice::Default)) => Some(Zeroizing::new(DEFAULT_PIN.as_bytes().to_vec())),
+        (None, None) => None,
+    };
+    let check_key = |s: &[u8]| AdminKey::parse_hex(&String::from_utf8_lossy(s)).map(|_| ());
+    req.admin = match (&a.admin_key_file, a.admin_key) {
+        (Some(f), _) => AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(&read_secret_file(f)?))?),
+        (None, Some(AdminChoice::Prompt)) => {
+            let k = reader.new_secret("admin key (48 hex digits)", &check_key)?;
+            AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(&k))?)
+        }
+        (None, Some(AdminChoice::Default)) => AdminKeySpec::Key(AdminKey::parse_hex(DEFAULT_ADMIN_KEY_HEX)?),
+        (None, Some(AdminChoice::Random)) | (None, None) => AdminKeySpec::Random,
+    };
+    if matches!(&req.admin, AdminKeySpec::Key(k) if k.is_default()) {
+        eprintln!(
+            "warning: the default admin key is public: anyone who can read this card's files can \
+             reset its PIN{}",
+            if req.puk.is_none() { " (the card has no PUK)" } else { "" }
+        );
+    }
+    req.pin_policy = policy.clone();
+    req.pin_tries = a.pin_tries;
+    req.puk_tries = a.puk_tries;
+    req.card_id = a.card_id.clone();
+    req.format = !a.no_format;
+    let quiet = a.json;
+    let summary = provision::create(store, req, &mut |step| {
+        if !quiet {
+            eprintln!("... {step}");
+        }
+    })?;
+    if a.json {
+        print_json(&summary);
+    } else {
+        println!(
+            "Created card {:?}{}{}.",
+            summary.name,
+            if summary.simulated { " (simulated TPM: a software token)" } else { "" },
+            if summary.formatted { "" } else { ", unformatted" }
+        );
+        println!("Card ID:     {}", summary.card_id);
+        println!("Instance ID: {}", summary.instance_id);
+    }
+    Ok(())
+}
+
+fn simulator_cmd(store: &Store, action: SimAction, json: bool) -> Result<()> {
+    match action {
+        SimAction::Start => {
+            let st = simulator::start(store)?;
+            eprintln!(
+                "Simulated TPM running (pid {}, state in {}). Cards made on it are software tokens.",
+                st.pid.unwrap_or(0),
+                st.state_dir.display()
+            );
+            println!("export {}={}", tpm::TCTI_ENV, st.tcti.unwrap_or_default());
+        }
+        SimAction::Stop => {
+            let st = simulator::stop(store)?;
+            println!("Simulated TPM {}.", if st.running { "still running" } else { "stopped" });
+        }
+        SimAction::Status => {
+            let st = simulator::status(store)?;
+            if json {
+                print_json(&st);
+            } else if st.running {
+                println!(
+                    "Simulated TPM running: pid {}, TCTI {}, state {}",
+                    st.pid.unwrap_or(0),
+                    st.tcti.unwrap_or_default(),
+                    st.state_dir.display()
+                );
+            } else {
+                println!("Simulated TPM not running (start it with `tpmvsc simulator start`).");
+            }
+        }
+        SimAction::Env => {
+            let st = simulator::status(store)?;
+            match (st.running, st.tcti) {
+                (true, Some(t)) => println!("export {}={t}", tpm::TCTI_ENV),
+                _ => {
+                    return Err(Error::Simulator(
+                        "not running; start it with `tpmvsc simulator start`".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("tpmvsc: cannot format JSON: {e}"),
+    }
+}
+
+fn admin_text(c: &CardSummary) -> String {
+    match (c.admin.as_str(), c.default_admin_key) {
+        ("managed", true) => "DEFAULT KEY".into(),
+        ("managed", false) => "managed".into(),
+        (other, _) => other.into(),
+    }
+}
+
+fn print_table(cards: &[CardSummary]) {
+    println!("{:<5} {:<20} {:<36} {:<27} {:<12} {:<6} {:<4} {}", "SLOT", "NAME", "CARD ID", "INSTANCE ID", "STATE", "PIN", "PUK", "ADMIN");
+    for c in cards {
+        if c.state.starts_with("damaged") {
+            println!("{:<5} {:<20} {:<36} {}", "-", "?", c.card_id, c.state);
+            continue;
+        }
+        println!(
+            "{:<5} {:<20} {:<36} {:<27} {:<12} {:<6} {:<4} {}{}",
+            c.slot_id,
+            c.name,
+            c.card_id,
+            c.instance_id,
+            c.state,
+            format!("{}/{}", c.pin_tries_left, c.pin_tries),
+            if c.has_puk { "yes" } else { "no" },
+            admin_text(c),
+            if c.simulated { "  (simulated)" } else { "" }
+        );
+    }
+    if cards.iter().any(|c| c.default_admin_key) {
+        println!("DEFAULT KEY: the card uses the well-known admin key; anyone who can read its files can reset its PIN.");
+    }
+}
+
+fn print_info(c: &CardSummary) {
+    println!("Name:          {}", c.name);
+    println!("Card ID:       {}", c.card_id);
+    println!("Instance ID:   {}", c.instance_id);
+    println!("Slot:          {}", c.slot_id);
+    println!("TPM:           {}", if c.simulated { "simulated (software token)" } else { "hardware" });
+    println!("State:         {}", c.state);
+    println!("PIN tries:     {} of {} left", c.pin_tries_left, c.pin_tries);
+    println!("PIN policy:    {}", c.pin_policy);
+    println!("PUK:           {}", if c.has_puk { format!("yes ({} tries left)", c.puk_tries_left) } else { "none".into() });
+    match (c.admin.as_str(), c.default_admin_key) {
+        ("managed", true) => println!(
+            "Admin key:     the well-known DEFAULT key ({} challenges left): anyone who can read the card's files can reset its PIN",
+            c.admin_challenges_left
+        ),
+        ("managed", false) => println!("Admin key:     managed ({} challenges left)", c.admin_challenges_left),
+        _ => println!("Admin key:     none (random: no administrator can unblock or reformat this card)"),
+    }
+    println!("Files:         {}", c.path);
+}

@@ -1,0 +1,178 @@
+//! What a card is on disk: its record, retry counters and TPM objects, and how its
+//! secrets become TPM authValues. No TPM calls here.
+
+pub mod policy;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+use crate::tpm::{Blob, SrkRecord, hex_bytes};
+pub use policy::PinPolicy;
+
+/// File names inside a card directory.
+pub const CARD_FILE: &str = "card.json";
+pub const COUNTERS_FILE: &str = "counters.json";
+pub const CSK_FILE: &str = "csk.json";
+pub const PUK_FILE: &str = "puk.json";
+pub const ADMIN_FILE: &str = "admin.json";
+
+/// The default PIN and PUK of Windows virtual smart cards.
+pub const DEFAULT_PIN: &str = "12345678";
+/// Most cards one store holds (Windows: 10 per computer).
+pub const MAX_CARDS: usize = 10;
+/// Longest card name: the PKCS#11 token label holds 32 bytes.
+pub const MAX_NAME_LEN: usize = 32;
+/// Default PIN and PUK retry counts (DESIGN.md §2).
+pub const DEFAULT_TRIES: u32 = 5;
+
+/// Whether and how an administrator can manage the card (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminMode {
+    /// An admin key exists; challenges are answered with it.
+    Managed,
+    /// No admin object at all: `/adminkey random`, unmanageable by an administrator.
+    Random,
+}
+
+/// `card.json`: everything about a card that is not secret and rarely changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CardRecord {
+    pub name: String,
+    pub card_id: String,
+    /// n of `ROOT\SMARTCARDREADER\000n`; also the PKCS#11 slot ID.
+    pub instance: u32,
+    pub created_unix: u64,
+    /// False until formatted (`--no-format`, `tpmvscmgr` without `/generate`).
+    pub formatted: bool,
+    /// Made on a simulator TPM: a software token, labelled so everywhere.
+    pub simulated: bool,
+    pub pin_policy: PinPolicy,
+    pub pin_tries: u32,
+    pub puk_tries: u32,
+    pub has_puk: bool,
+    pub admin: AdminMode,
+    /// The admin key is the well-known Windows default (flagged by list and info).
+    pub default_admin_key: bool,
+    #[serde(with = "hex_bytes")]
+    pub pin_salt: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub puk_salt: Vec<u8>,
+    pub srk: SrkRecord,
+    /// Names of the PUK and admin objects as fixed in the CSK's policy, in OR order.
+    #[serde(default, with = "hex_opt")]
+    pub puk_name: Option<Vec<u8>>,
+    #[serde(default, with = "hex_opt")]
+    pub admin_name: Option<Vec<u8>>,
+}
+
+impl CardRecord {
+    /// `ROOT\SMARTCARDREADER\000n`, the Windows device instance ID.
+    pub fn instance_id(&self) -> String {
+        instance_id(self.instance)
+    }
+}
+
+/// Windows device instance ID for instance number `n`.
+pub fn instance_id(n: u32) -> String {
+    format!("ROOT\\SMARTCARDREADER\\{n:04}")
+}
+
+/// `counters.json`: tries left; written before every TPM attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub pin_tries_left: u32,
+    pub puk_tries_left: u32,
+}
+
+/// `csk.json`, `puk.json`: one TPM-wrapped object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectFile {
+    pub blob: Blob,
+}
+
+/// One precomputed admin challenge (DESIGN.md §3): the challenge, the unblock secret
+/// masked with a hash of challenge and response, and a 16-bit check value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ticket {
+    #[serde(with = "hex_bytes")]
+    pub challenge: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub masked: Vec<u8>,
+    pub check: u16,
+}
+
+/// `admin.json`: the admin object and the unused challenges.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminFile {
+    pub blob: Blob,
+    pub tickets: Vec<Ticket>,
+}
+
+/// The TPM authValue of a PIN: SHA-256(card salt ‖ PIN) — 32 bytes for any PIN length.
+pub fn pin_auth(salt: &[u8], pin: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(pin);
+    Zeroizing::new(h.finalize().to_vec())
+}
+
+/// A card name is 1–32 bytes of printable text.
+pub fn check_name(name: &str) -> crate::error::Result<()> {
+    if name.is_empty() {
+        return Err(crate::error::Error::Usage("the card name is empty".into()));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(crate::error::Error::Usage(format!(
+            "the card name is {} bytes long; at most {MAX_NAME_LEN} fit in a PKCS#11 token label",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(crate::error::Error::Usage("the card name contains control characters".into()));
+    }
+    Ok(())
+}
+
+mod hex_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&hex::encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| hex::decode(s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ids_count_from_zero_with_four_digits() {
+        assert_eq!(instance_id(0), "ROOT\\SMARTCARDREADER\\0000");
+        assert_eq!(instance_id(9), "ROOT\\SMARTCARDREADER\\0009");
+    }
+
+    #[test]
+    fn names_longer_than_a_token_label_are_refused() {
+        assert!(check_name(&"a".repeat(32)).is_ok());
+        assert!(check_name(&"a".repeat(33)).unwrap_err().to_string().contains("32"));
+        assert!(check_name("").is_err());
+        assert!(check_name("a\tb").is_err());
+    }
+
+    #[test]
+    fn pin_auth_depends_on_salt_and_pin() {
+        assert_ne!(*pin_auth(b"s1", b"12345678"), *pin_auth(b"s2", b"12345678"));
+        assert_eq!(pin_auth(b"s1", b"x").len(), 32);
+    }
+}

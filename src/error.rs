@@ -1,0 +1,129 @@
+//! The one error type of the crate, what each error means for a user, and how it maps to
+//! the CLI's exit codes (DESIGN.md §4). No I/O or TPM calls here.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::tpm::TpmError;
+
+/// Everything that can go wrong, in our words. `Display` says what happened and, where
+/// there is one, what to do about it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A command-line or API argument is malformed (exit code 2).
+    Usage(String),
+    /// A new PIN, PUK or name breaks a rule; the text names the rule (exit code 2).
+    PolicyViolation(String),
+    /// The PIN was wrong; the TPM counted it.
+    PinIncorrect { tries_left: u32 },
+    /// The card's PIN retry counter is used up: unblock with the PUK or the admin key.
+    PinLocked,
+    /// The TPM's dictionary-attack protection is in lockout (TPM-wide, not this card).
+    TpmLockout,
+    /// No card matches the given name, card ID or instance ID.
+    CardNotFound(String),
+    /// A card with this name exists already.
+    CardExists(String),
+    /// The store holds the maximum number of cards.
+    TooManyCards { max: usize },
+    /// The card exists but cannot be used; `reason` says why and what to do.
+    CardUnusable { name: String, reason: String },
+    /// A store file is unreadable or malformed.
+    StoreCorrupt { path: PathBuf, why: String },
+    /// A store file or directory has unsafe permissions.
+    StorePermissions { path: PathBuf, why: String },
+    /// Reading or writing the store failed.
+    Io { path: PathBuf, source: std::io::Error },
+    /// The simulator could not be started, stopped or reached.
+    Simulator(String),
+    /// A TPM command failed.
+    Tpm(TpmError),
+    /// A user declined a confirmation or closed the prompt.
+    Cancelled,
+}
+
+impl Error {
+    /// Exit code for the CLI: 0 ok, 1 failed, 2 usage, 3 wrong secret, 4 blocked or lockout.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) | Error::PolicyViolation(_) => 2,
+            Error::PinIncorrect { .. } => 3,
+            Error::Tpm(TpmError::AuthFail) => 3,
+            Error::PinLocked | Error::TpmLockout | Error::Tpm(TpmError::Lockout) => 4,
+            Error::CardNotFound(_)
+            | Error::CardExists(_)
+            | Error::TooManyCards { .. }
+            | Error::CardUnusable { .. }
+            | Error::StoreCorrupt { .. }
+            | Error::StorePermissions { .. }
+            | Error::Io { .. }
+            | Error::Simulator(_)
+            | Error::Tpm(_)
+            | Error::Cancelled => 1,
+        }
+    }
+
+    /// Helper for I/O errors on a path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// Helper for a corrupt store file.
+    pub fn corrupt(path: impl Into<PathBuf>, why: impl Into<String>) -> Self {
+        Error::StoreCorrupt { path: path.into(), why: why.into() }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m) => write!(f, "{m}"),
+            Error::PolicyViolation(m) => write!(f, "{m}"),
+            Error::PinIncorrect { tries_left } => {
+                write!(f, "wrong PIN; {tries_left} tries left before the card is blocked")
+            }
+            Error::PinLocked => write!(
+                f,
+                "the card's PIN is blocked; unblock it with the PUK or the administrator's response"
+            ),
+            Error::TpmLockout | Error::Tpm(TpmError::Lockout) => write!(
+                f,
+                "the TPM is in dictionary-attack lockout (TPM-wide, caused by wrong \
+                 authorizations); unblocking the PIN does not clear it: wait for the TPM's \
+                 recovery time or run `tpmvsc tpm clear-lockout`"
+            ),
+            Error::CardNotFound(c) => {
+                write!(f, "no card named {c:?} (name, card ID or instance ID); see `tpmvsc list`")
+            }
+            Error::CardExists(n) => write!(f, "a card named {n:?} exists already; choose another name"),
+            Error::TooManyCards { max } => write!(
+                f,
+                "this store holds {max} cards, the limit; destroy one first (`tpmvsc destroy`)"
+            ),
+            Error::CardUnusable { name, reason } => write!(f, "card {name:?} cannot be used: {reason}"),
+            Error::StoreCorrupt { path, why } => {
+                write!(f, "store file {} is damaged: {why}", path.display())
+            }
+            Error::StorePermissions { path, why } => write!(f, "{}: {why}", path.display()),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Simulator(m) => write!(f, "simulator: {m}"),
+            Error::Tpm(e) => write!(f, "{e}"),
+            Error::Cancelled => write!(f, "cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<TpmError> for Error {
+    fn from(e: TpmError) -> Self {
+        match e {
+            TpmError::Lockout => Error::TpmLockout,
+            other => Error::Tpm(other),
+        }
+    }
+}
+
+/// Result with the crate's error.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,21 @@
+//! tpmvsc — TPM 2.0 virtual smart cards for Linux.
+//!
+//! Architecture (uses run one way, CONVENTIONS.md §1):
+//!
+//! - [`provision`]: the sidecar engine (create, list, destroy, PIN checks) used by the
+//!   `tpmvsc` and `tpmvscmgr` binaries;
+//! - [`card`]: what a card is on disk, PIN policy, secret derivation;
+//! - [`tpm`]: the TPM (tss-esapi), templates, policies, sessions, object cache;
+//! - [`store`]: versioned, atomically written card files and locks;
+//! - [`simulator`]: the swtpm-based simulator for machines without a TPM;
+//! - [`error`]: the error type, its messages and exit codes.
+
+pub mod card;
+pub mod error;
+pub mod prompt;
+pub mod provision;
+pub mod simulator;
+pub mod store;
+pub mod tpm;
+
+pub use error::{Error, Result};

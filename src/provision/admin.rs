@@ -1,0 +1,163 @@
+//! The administrator key (DESIGN.md §3): the Windows 3DES challenge-response, and the
+//! one-time tickets that let a correct response recover the unblock secret X without
+//! the key being stored anywhere.
+
+use des::TdesEde3;
+use des::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+use crate::card::Ticket;
+use crate::error::{Error, Result};
+
+/// The well-known default admin key of Windows virtual smart cards.
+pub const DEFAULT_ADMIN_KEY_HEX: &str = "010203040506070801020304050607080102030405060708";
+/// Challenges precomputed per batch.
+pub const TICKETS_PER_BATCH: usize = 32;
+const MASK_DOMAIN: &[u8] = b"tpmvsc admin ticket mask v1";
+const CHECK_DOMAIN: &[u8] = b"tpmvsc admin ticket check v1";
+
+/// A 24-byte three-key 3DES admin key; zeroized when dropped.
+#[derive(Clone)]
+pub struct AdminKey(Zeroizing<[u8; 24]>);
+
+impl std::fmt::Debug for AdminKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminKey(..)")
+    }
+}
+
+impl AdminKey {
+    /// Parses 48 hex digits (spaces and colons allowed between them).
+    pub fn parse_hex(text: &str) -> Result<AdminKey> {
+        let digits: Zeroizing<String> =
+            Zeroizing::new(text.chars().filter(|c| !matches!(c, ' ' | ':' | '-')).collect());
+        if digits.len() != 48 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::PolicyViolation(format!(
+                "an admin key is 48 hexadecimal digits (24 bytes, three-key 3DES); got {} characters",
+                digits.len()
+            )));
+        }
+        let mut key = Zeroizing::new([0u8; 24]);
+        hex::decode_to_slice(digits.as_bytes(), key.as_mut_slice())
+            .map_err(|_| Error::PolicyViolation("the admin key is not hexadecimal".into()))?;
+        Ok(AdminKey(key))
+    }
+
+    /// The Windows default key.
+    pub fn default_key() -> AdminKey {
+        let mut key = Zeroizing::new([0u8; 24]);
+        for (i, b) in key.iter_mut().enumerate() {
+            // 01 02 … 08 repeated three times.
+            *b = (i % 8) as u8 + 1;
+        }
+        AdminKey(key)
+    }
+
+    /// True for the well-known default key.
+    pub fn is_default(&self) -> bool {
+        *self.0 == *AdminKey::default_key().0
+    }
+
+    /// The response to a challenge: 3DES-EDE encryption of the 8-byte challenge (one
+    /// block, so CBC with a zero IV and ECB agree), as Windows computes it.
+    pub fn response(&self, challenge: &[u8; 8]) -> [u8; 8] {
+        let cipher = TdesEde3::new(GenericArray::from_slice(self.0.as_slice()));
+        let mut block = GenericArray::clone_from_slice(challenge);
+        cipher.encrypt_block(&mut block);
+        block.into()
+    }
+
+    /// The key check value some tools show: the first 3 bytes of encrypting zeros.
+    pub fn check_value(&self) -> [u8; 3] {
+        let r = self.response(&[0u8; 8]);
+        [r[0], r[1], r[2]]
+    }
+}
+
+/// A batch of one-time tickets for the unblock secret `x` under `key`.
+pub fn make_tickets(key: &AdminKey, x: &[u8; 32], count: usize) -> Result<Vec<Ticket>> {
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut challenge = [0u8; 8];
+        getrandom::fill(&mut challenge)
+            .map_err(|e| Error::Usage(format!("no randomness from the OS: {e}")))?;
+        let response = Zeroizing::new(key.response(&challenge));
+        let mask = ticket_mask(&challenge, response.as_slice());
+        let masked: Vec<u8> = x.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect();
+        out.push(Ticket { challenge: challenge.to_vec(), masked, check: ticket_check(&challenge, response.as_slice()) });
+    }
+    Ok(out)
+}
+
+/// Recovers X from a ticket and a response, or `None` when the check value says the
+/// response is wrong (no TPM try spent).
+pub fn open_ticket(ticket: &Ticket, response: &[u8; 8]) -> Option<Zeroizing<[u8; 32]>> {
+    if ticket_check(&ticket.challenge, response) != ticket.check || ticket.masked.len() != 32 {
+        return None;
+    }
+    let mask = ticket_mask(&ticket.challenge, response);
+    let mut x = Zeroizing::new([0u8; 32]);
+    for (i, b) in x.iter_mut().enumerate() {
+        *b = ticket.masked[i] ^ mask[i];
+    }
+    Some(x)
+}
+
+fn ticket_mask(challenge: &[u8], response: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut h = Sha256::new();
+    h.update(MASK_DOMAIN);
+    h.update(challenge);
+    h.update(response);
+    Zeroizing::new(h.finalize().into())
+}
+
+fn ticket_check(challenge: &[u8], response: &[u8]) -> u16 {
+    let mut h = Sha256::new();
+    h.update(CHECK_DOMAIN);
+    h.update(challenge);
+    h.update(response);
+    let d = h.finalize();
+    u16::from_be_bytes([d[0], d[1]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_match_openssl_des_ede3() {
+        // printf '\0\0\0\0\0\0\0\0' | openssl enc -des-ede3 -K 0102…08 -nopad | xxd -p
+        let k = AdminKey::parse_hex(DEFAULT_ADMIN_KEY_HEX).unwrap();
+        assert!(k.is_default());
+        assert_eq!(hex::encode(k.response(&[0; 8])), "b073dc3fb209536d");
+        assert_eq!(k.check_value(), [0xb0, 0x73, 0xdc]);
+        let k2 = AdminKey::parse_hex("0123456789abcdef fedcba9876543210 89abcdef01234567").unwrap();
+        assert!(!k2.is_default());
+        let c = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
+        assert_eq!(hex::encode(k2.response(&c)), "971edb3894b28663");
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        assert!(AdminKey::parse_hex("0102").is_err());
+        assert!(AdminKey::parse_hex(&"zz".repeat(24)).is_err());
+        assert_eq!(AdminKey::default_key().check_value(), [0xb0, 0x73, 0xdc]);
+    }
+
+    #[test]
+    fn a_ticket_opens_with_the_right_response_only() {
+        let k = AdminKey::default_key();
+        let x = [7u8; 32];
+        let tickets = make_tickets(&k, &x, 4).unwrap();
+        assert_eq!(tickets.len(), 4);
+        for t in &tickets {
+            let c: [u8; 8] = t.challenge.clone().try_into().unwrap();
+            assert_eq!(*open_ticket(t, &k.response(&c)).unwrap(), x);
+            let mut wrong = k.response(&c);
+            wrong[0] ^= 1;
+            // A wrong response is caught by the 16-bit check (or yields another X).
+            assert!(open_ticket(t, &wrong).is_none_or(|y| *y != x));
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The sidecar engine: create, list, find, destroy cards, and check a PIN. The CLI, the
+//! `tpmvscmgr` front end and the C API are thin layers over these functions.
+
+pub mod admin;
+pub mod winsyntax;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::card::{
+    self, ADMIN_FILE, AdminFile, AdminMode, CARD_FILE, COUNTERS_FILE, CSK_FILE, CardRecord,
+    Counters, MAX_CARDS, ObjectFile, PUK_FILE, PinPolicy,
+};
+use crate::error::{Error, Result};
+use crate::store::{CardDir, Store};
+use crate::tpm::{self, Tpm, TpmError, templates};
+use admin::AdminKey;
+
+/// A secret typed by a user (PIN, PUK); zeroized when dropped.
+pub type Secret = Zeroizing<Vec<u8>>;
+
+/// How the card's admin key is set up.
+#[derive(Debug, Clone)]
+pub enum AdminKeySpec {
+    /// No admin object: the card cannot be unblocked or reformatted by an administrator.
+    Random,
+    /// An admin key held by the help desk.
+    Key(AdminKey),
+}
+
+/// Everything `create` needs; secrets already read and checked by the front end.
+#[derive(Debug)]
+pub struct CreateRequest {
+    pub name: String,
+    pub pin: Secret,
+    pub puk: Option<Secret>,
+    pub admin: AdminKeySpec,
+    pub pin_policy: PinPolicy,
+    pub pin_tries: u32,
+    pub puk_tries: u32,
+    /// A card ID to use instead of a random one.
+    pub card_id: Option<String>,
+    /// Format now (`/generate`); otherwise the card stays unformatted until `format`.
+    pub format: bool,
+}
+
+impl CreateRequest {
+    /// A request with the Windows defaults: default PIN, no PUK, no admin key, formatted.
+    pub fn new(name: &str) -> CreateRequest {
+        CreateRequest {
+            name: name.to_string(),
+            pin: Zeroizing::new(card::DEFAULT_PIN.as_bytes().to_vec()),
+            puk: None,
+            admin: AdminKeySpec::Random,
+            pin_policy: PinPolicy::default(),
+            pin_tries: card::DEFAULT_TRIES,
+            puk_tries: card::DEFAULT_TRIES,
+            card_id: None,
+            format: true,
+        }
+    }
+}
+
+/// What `list` and `info` show of a card (`--json` keys are stable, DESIGN.md §4).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CardSummary {
+    pub name: String,
+    pub card_id: String,
+    pub instance_id: String,
+    pub slot_id: u32,
+    pub formatted: bool,
+    pub pin_tries_left: u32,
+    pub pin_tries: u32,
+    pub puk_tries_left: u32,
+    pub has_puk: bool,
+    pub admin: String,
+    pub default_admin_key: bool,
+    pub admin_challenges_left: usize,
+    pub simulated: bool,
+    pub pin_policy: String,
+    pub min_pin_len: usize,
+    pub max_pin_len: usize,
+    /// "ready", "unformatted", "blocked", or "damaged: <why>".
+    pub state: String,
+    pub path: String,
+}
+
+/// Creates a card: TPM objects first, then the card directory appears in one rename, so a
+/// crash at any point leaves either no card or a complete one. `progress` hears about
+/// each slow step.
+pub fn create(store: &Store, req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<CardSummary> {
+    card::check_name(&req.name)?;
+    req.pin_policy.check("PIN", &req.pin)?;
+    if let Some(puk) = &req.puk {
+        PinPolicy::default().check("PUK", puk)?;
+    }
+    if req.pin_tries == 0 || req.pin_tries > 255 || req.puk_tries == 0 || req.puk_tries > 255 {
+        return Err(Error::Usage("retry counts must be between 1 and 255".into()));
+    }
+    let card_id = match &req.card_id {
+        Some(id) => uuid::Uuid::parse_str(id)
+            .map_err(|_| Error::Usage(format!("{id:?} is not a card ID (a GUID)")))?
+            .hyphenated()
+            .to_string(),
+        None => uuid::Uuid::new_v4().hyphenated().to_string(),
+    };
+
+    let lock = store.lock()?;
+    store.clean_leftovers(&lock)?;
+    let existing = scan(store)?;
+    if existing.len() >= MAX_CARDS {
+        return Err(Error::TooManyCards { max: MAX_CARDS });
+    }
+    if existing.iter().any(|c| c.record.as_ref().is_ok_and(|r| r.name == req.name)) {
+        return Err(Error::CardExists(req.name.clone()));
+    }
+    if existing.iter().any(|c| c.dir.id().eq_ignore_ascii_case(&card_id)) {
+        return Err(Error::Usage(format!("a card with ID {card_id} exists already")));
+    }
+    let used: Vec<u32> = existing.iter().filter_map(|c| c.record.as_ref().ok().map(|r| r.instance)).collect();
+    let instance = (0..).find(|n| !used.contains(n)).unwrap_or(0);
+
+    progress("connecting to the TPM");
+    let mut tpm = Tpm::open()?;
+    let simulated = tpm.info()?.simulated;
+    let srk = tpm.choose_srk()?;
+    let pin_salt = random_bytes(32)?;
+    let puk_salt = random_bytes(32)?;
+
+    let puk = match &req.puk {
+        Some(p) => {
+            progress("creating the PUK object");
+            let auth = card::pin_auth(&puk_salt, p);
+            Some(tpm.create_under_srk(templates::sealed_secret()?, &auth, Some(&random_bytes(16)?))?)
+        }
+        None => None,
+    };
+    let admin = match &req.admin {
+        AdminKeySpec::Key(key) => {
+            progress("creating the admin object and its challenges");
+            let mut x = Zeroizing::new([0u8; 32]);
+            getrandom::fill(x.as_mut_slice()).map_err(|e| Error::Usage(format!("no randomness: {e}")))?;
+            let blob = tpm.create_under_srk(templates::sealed_secret()?, x.as_slice(), Some(&random_bytes(16)?))?;
+            let tickets = admin::make_tickets(key, &x, admin::TICKETS_PER_BATCH)?;
+            Some(AdminFile { blob, tickets })
+        }
+        AdminKeySpec::Random => None,
+    };
+    let puk_name = puk.as_ref().map(tpm::Blob::name);
+    let admin_name = admin.as_ref().map(|a| a.blob.name());
+    let branches = tpm::policy::branches(puk_name.as_deref(), admin_name.as_deref());
+    let policy = tpm::policy::auth_policy(&branches);
+    progress("creating the card storage key");
+    let pin_auth = card::pin_auth(&pin_salt, &req.pin);
+    let csk = tpm.create_under_srk(templates::card_storage_key(&policy)?, &pin_auth, None)?;
+    drop(tpm);
+
+    let record = CardRecord {
+        name: req.name.clone(),
+        card_id: card_id.clone(),
+        instance,
+        created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        formatted: req.format,
+        simulated,
+        pin_policy: req.pin_policy.clone(),
+        pin_tries: req.pin_tries,
+        puk_tries: req.puk_tries,
+        has_puk: puk.is_some(),
+        admin: if admin.is_some() { AdminMode::Managed } else { AdminMode::Random },
+        default_admin_key: matches!(&req.admin, AdminKeySpec::Key(k) if k.is_default()),
+        pin_salt: pin_salt.to_vec(),
+        puk_salt: puk_salt.to_vec(),
+        srk,
+        puk_name,
+        admin_name,
+    };
+    progress("writing the card");
+    let new = store.begin_card(&lock, &card_id)?;
+    new.write(CSK_FILE, &ObjectFile { blob: csk })?;
+    if let Some(blob) = puk {
+        new.write(PUK_FILE, &ObjectFile { blob })?;
+    }
+    if let Some(a) = &admin {
+        new.write(ADMIN_FILE, a)?;
+    }
+    new.write(COUNTERS_FILE, &Counters { pin_tries_left: req.pin_tries, puk_tries_left: req.puk_tries })?;
+    new.write(CARD_FILE, &record)?;
+    let dir = new.commit()?;
+    drop(lock);
+    summarize(&dir, &record)
+}
+
+/// Every card of the store, by instance number; damaged cards are listed as such.
+pub fn list(store: &Store) -> Result<Vec<CardSummary>> {
+    let mut out: Vec<CardSummary> = scan(store)?
+        .into_iter()
+        .map(|c| match &c.record {
+            Ok(r) => summarize(&c.dir, r).unwrap_or_else(|e| damaged(&c.dir, &e)),
+            Err(e) => damaged(&c.dir, e),
+        })
+        .collect();
+    out.sort_by_key(|s| (s.slot_id, s.card_id.clone()));
+    Ok(out)
+}
+
+/// One card, found by name, card ID or instance ID.
+pub fn info(store: &Store, card_ref: &str) -> Result<CardSummary> {
+    let (dir, record) = find(store, card_ref)?;
+    summarize(&dir, &record)
+}
+
+/// Finds a card by name, card ID or instance ID (the last two case-insensitively).
+pub fn find(store: &Store, card_ref: &str) -> Result<(CardDir, CardRecord)> {
+    let cards = scan(store)?;
+    let wanted = card_ref.trim();
+    // A damaged card can still be named by its ID (to destroy it).
+    if let Some(c) = cards.iter().find(|c| c.dir.id().eq_ignore_ascii_case(wanted)) {
+        return match &c.record {
+            Ok(r) => Ok((c.dir.clone(), r.clone())),
+            Err(e) => Err(Error::CardUnusable { name: wanted.to_string(), reason: e.to_string() }),
+        };
+    }
+    let found = cards.iter().find_map(|c| {
+        let r = c.record.as_ref().ok()?;
+        let hit = r.name == wanted || r.instance_id().eq_ignore_ascii_case(wanted);
+        hit.then(|| (c.dir.clone(), r.clone()))
+    });
+    found.ok_or_else(|| Error::CardNotFound(wanted.to_string()))
+}
+
+/// Destroys a card: its directory disappears in one rename, then its files are deleted.
+/// Works on damaged cards named by card ID too. Unrecoverable.
+pub fn destroy(store: &Store, card_ref: &str) -> Result<String> {
+    let lock = store.lock()?;
+    let cards = scan(store)?;
+    let wanted = card_ref.trim();
+    let hit = cards.iter().find(|c| {
+        c.dir.id().eq_ignore_ascii_case(wanted)
+            || c.record
+                .as_ref()
+                .is_ok_and(|r| r.name == wanted || r.instance_id().eq_ignore_ascii_case(wanted))
+    });
+    let Some(card) = hit else { return Err(Error::CardNotFound(wanted.to_string())) };
+    let label = match &card.record {
+        Ok(r) => format!("{} ({})", r.name, r.card_id),
+        Err(_) => card.dir.id().to_string(),
+    };
+    store.remove_card(&lock, &card.dir)?;
+    store.clean_leftovers(&lock)?;
+    Ok(label)
+}
+
+/// Checks a PIN with the TPM (PolicySecret on the card storage key). The card's retry
+/// counter is decremented and saved before the TPM sees the PIN, reset on success, and
+/// restored when the TPM answers anything but an authorization failure.
+pub fn verify_pin(store: &Store, card_ref: &str, pin: &[u8]) -> Result<()> {
+    let (dir, record) = find(store, card_ref)?;
+    dir.check_private()?;
+    let _card_lock = store.lock_card(&dir)?;
+    let mut counters: Counters = dir.read(COUNTERS_FILE)?;
+    if counters.pin_tries_left == 0 {
+        return Err(Error::PinLocked);
+    }
+    let csk: ObjectFile = dir.read(CSK_FILE)?;
+    let before = counters;
+    counters.pin_tries_left -= 1;
+    dir.write(COUNTERS_FILE, &counters, false)?;
+    let auth = card::pin_auth(&record.pin_salt, pin);
+    let outcome = Tpm::open().and_then(|mut tpm| {
+        tpm.use_srk(&record.srk)?;
+        tpm.check_auth(&csk.blob, &auth)
+    });
+    match outcome {
+        Ok(()) => {
+            let reset = Counters { pin_tries_left: record.pin_tries, ..counters };
+            if reset != counters {
+                dir.write(COUNTERS_FILE, &reset, false)?;
+            }
+            Ok(())
+        }
+        Err(TpmError::AuthFail) => {
+            if counters.pin_tries_left == 0 {
+                Err(Error::PinLocked)
+            } else {
+                Err(Error::PinIncorrect { tries_left: counters.pin_tries_left })
+            }
+        }
+        Err(other) => {
+            dir.write(COUNTERS_FILE, &before, false)?;
+            Err(match other {
+                TpmError::Cleared => Error::CardUnusable { name: record.name, reason: other.to_string() },
+                e => e.into(),
+            })
+        }
+    }
+}
+
+// ----- helpers -----
+
+struct Scanned {
+    dir: CardDir,
+    record: Result<CardRecord>,
+}
+
+fn scan(store: &Store) -> Result<Vec<Scanned>> {
+    Ok(store.cards()?.into_iter().map(|dir| Scanned { record: dir.read(CARD_FILE), dir }).collect())
+}
+
+fn summarize(dir: &CardDir, r: &CardRecord) -> Result<CardSummary> {
+    let counters: Counters = dir.read(COUNTERS_FILE)?;
+    let challenges = if dir.has(ADMIN_FILE) { dir.read::<AdminFile>(ADMIN_FILE)?.tickets.len() } else { 0 };
+    for f in [CSK_FILE] {
+        if !dir.has(f) {
+            return Err(Error::corrupt(dir.file(f), "missing"));
+        }
+    }
+    let state = if counters.pin_tries_left == 0 {
+        "blocked"
+    } else if !r.formatted {
+        "unformatted"
+    } else {
+        "ready"
+    };
+    Ok(CardSummary {
+        name: r.name.clone(),
+        card_id: r.card_id.clone(),
+        instance_id: r.instance_id(),
+        slot_id: r.instance,
+        formatted: r.formatted,
+        pin_tries_left: counters.pin_tries_left,
+        pin_tries: r.pin_tries,
+        puk_tries_left: counters.puk_tries_left,
+        has_puk: r.has_puk,
+        admin: match r.admin {
+            AdminMode::Managed => "managed".into(),
+            AdminMode::Random => "random".into(),
+        },
+        default_admin_key: r.default_admin_key,
+        admin_challenges_left: challenges,
+        simulated: r.simulated,
+        pin_policy: r.pin_policy.describe(),
+        min_pin_len: r.pin_policy.min_len,
+        max_pin_len: r.pin_policy.max_len,
+        state: state.into(),
+        path: dir.path().display().to_string(),
+    })
+}
+
+fn damaged(dir: &CardDir, e: &Error) -> CardSummary {
+    CardSummary {
+        name: String::new(),
+        card_id: dir.id().to_string(),
+        instance_id: String::new(),
+        slot_id: u32::MAX,
+        formatted: false,
+        pin_tries_left: 0,
+        pin_tries: 0,
+        puk_tries_left: 0,
+        has_puk: false,
+        admin: String::new(),
+        default_admin_key: false,
+        admin_challenges_left: 0,
+        simulated: false,
+        pin_policy: String::new(),
+        min_pin_len: 0,
+        max_pin_len: 0,
+        state: format!("damaged: {e}"),
+        path: dir.path().display().to_string(),
+    }
+}
+
+fn random_bytes(n: usize) -> Result<Zeroizing<Vec<u8>>> {
+    let mut v = Zeroizing::new(vec![0u8; n]);
+    getrandom::fill(&mut v).map_err(|e| Error::Usage(format!("no randomness from the OS: {e}")))?;
+    Ok(v)
+}

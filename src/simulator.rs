@@ -1,0 +1,225 @@
+//! `tpmvsc simulator`: a swtpm TPM 2.0 simulator with its state under the store, for
+//! machines without a TPM (DESIGN.md §6). It listens on 127.0.0.1 only, keeps its state
+//! in a 0700 directory, uses the Windows dictionary-attack parameters instead of swtpm's
+//! 3 tries, persists the SRK at 0x81000001, and is never used in place of a missing TPM
+//! without the user exporting its TCTI. Cards made on it are software tokens.
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::tpm::{self, Tpm};
+
+/// DA parameters the simulator sets: lockout after 32 failures, one forgotten every
+/// 10 minutes, 10 minutes after a wrong lockout authorization (as Windows).
+pub const DA_MAX_TRIES: u32 = 32;
+pub const DA_RECOVERY_SECS: u32 = 600;
+pub const DA_LOCKOUT_RECOVERY_SECS: u32 = 600;
+
+const PID_FILE: &str = "swtpm.pid";
+const PORT_FILE: &str = "port";
+const READY_FILE: &str = "provisioned";
+
+/// A swtpm process started by [`launch`].
+#[derive(Debug)]
+pub struct Launched {
+    /// Process ID (of the daemon when daemonized).
+    pub pid: i32,
+    /// TPM command port; the control port is `port + 1`.
+    pub port: u16,
+    /// The child handle when not daemonized (the caller reaps it).
+    pub child: Option<std::process::Child>,
+}
+
+impl Launched {
+    /// The TCTI string for this simulator.
+    pub fn tcti(&self) -> String {
+        tcti_for(self.port)
+    }
+}
+
+/// TCTI string of a swtpm on 127.0.0.1:`port`.
+pub fn tcti_for(port: u16) -> String {
+    format!("swtpm:host=127.0.0.1,port={port}")
+}
+
+/// Starts swtpm on two free loopback ports with its state in `state_dir` and waits until
+/// it answers. `daemon` detaches it (the CLI); tests keep it as a child.
+pub fn launch(state_dir: &Path, daemon: bool) -> Result<Launched> {
+    let swtpm = which("swtpm").ok_or_else(|| {
+        Error::Simulator("swtpm is not installed; install it with `apt-get install swtpm swtpm-tools`".into())
+    })?;
+    let pid_file = state_dir.join(PID_FILE);
+    let _ = std::fs::remove_file(&pid_file);
+    let mut last = String::new();
+    for _ in 0..20 {
+        let port = free_port_pair()?;
+        let mut cmd = Command::new(&swtpm);
+        cmd.arg("socket")
+            .arg("--tpm2")
+            .arg("--tpmstate")
+            .arg(format!("dir={},mode=0600", state_dir.display()))
+            .arg("--server")
+            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+            .arg("--ctrl")
+            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+            .arg("--flags")
+            .arg("not-need-init,startup-clear")
+            .arg("--pid")
+            .arg(format!("file={}", pid_file.display()))
+            .arg("--log")
+            .arg(format!("file={},level=1", state_dir.join("swtpm.log").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if daemon {
+            cmd.arg("--daemon");
+        }
+        let mut child = cmd.spawn().map_err(|e| Error::Simulator(format!("cannot run swtpm: {e}")))?;
+        let child_pid = i32::try_from(child.id()).unwrap_or(0);
+        if daemon {
+            let status = child.wait().map_err(|e| Error::Simulator(format!("swtpm: {e}")))?;
+            if !status.success() {
+                let mut err = String::new();
+                if let Some(mut s) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = s.read_to_string(&mut err);
+                }
+                last = err.trim().to_string();
+                continue;
+            }
+        }
+        if wait_listening(port, Duration::from_secs(10)) {
+            let pid = if daemon { read_pid(&pid_file).unwrap_or(0) } else { child_pid };
+            return Ok(Launched { pid, port, child: if daemon { None } else { Some(child) } });
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        last = "swtpm did not start listening".into();
+    }
+    Err(Error::Simulator(format!("could not start swtpm: {last}")))
+}
+
+/// First-time set-up of a fresh simulator TPM: DA parameters, then the SRK persisted at
+/// 0x81000001.
+pub fn provision(tcti: &str, max_tries: u32, recovery: u32, lockout_recovery: u32) -> Result<()> {
+    tpm::raw::set_da_parameters(tcti, &[], max_tries, recovery, lockout_recovery)?;
+    let mut t = Tpm::open_tcti(tcti)?;
+    let srk = t.choose_srk()?;
+    t.persist_srk(&srk)?;
+    Ok(())
+}
+
+/// State of the store's simulator.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub running: bool,
+    pub pid: Option<i32>,
+    pub port: Option<u16>,
+    pub tcti: Option<String>,
+    pub state_dir: PathBuf,
+}
+
+/// `tpmvsc simulator start`: starts (or finds running) the store's simulator.
+pub fn start(store: &Store) -> Result<Status> {
+    let dir = store.private_dir("simulator")?;
+    let st = status(store)?;
+    if st.running {
+        return Ok(st);
+    }
+    let launched = launch(&dir, true)?;
+    crate::store::atomic::write_atomic(&dir.join(PORT_FILE), launched.port.to_string().as_bytes(), true)?;
+    if !dir.join(READY_FILE).exists() {
+        provision(&launched.tcti(), DA_MAX_TRIES, DA_RECOVERY_SECS, DA_LOCKOUT_RECOVERY_SECS)?;
+        crate::store::atomic::write_atomic(&dir.join(READY_FILE), b"1\n", true)?;
+    }
+    status(store)
+}
+
+/// `tpmvsc simulator stop`: orderly TPM2_Shutdown, then the process ends.
+pub fn stop(store: &Store) -> Result<Status> {
+    let st = status(store)?;
+    let (Some(pid), Some(tcti)) = (st.pid, st.tcti.clone()) else { return Ok(st) };
+    if st.running {
+        if let Ok(mut t) = Tpm::open_tcti(&tcti) {
+            let _ = t.shutdown();
+        }
+        terminate(pid);
+    }
+    let _ = std::fs::remove_file(st.state_dir.join(PID_FILE));
+    status(store)
+}
+
+/// `tpmvsc simulator status`.
+pub fn status(store: &Store) -> Result<Status> {
+    let dir = store.root().join("simulator");
+    let pid = read_pid(&dir.join(PID_FILE));
+    let port = std::fs::read_to_string(dir.join(PORT_FILE)).ok().and_then(|s| s.trim().parse::<u16>().ok());
+    let running = match (pid, port) {
+        (Some(p), Some(port)) => process_alive(p) && wait_listening(port, Duration::from_millis(200)),
+        _ => false,
+    };
+    Ok(Status { running, pid, port, tcti: port.map(tcti_for), state_dir: dir })
+}
+
+/// Stops a process: SIGTERM, then SIGKILL after 5 s.
+pub fn terminate(pid: i32) {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else { return };
+    let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if process_alive(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+}
+
+fn process_alive(pid: i32) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else { return false };
+    if rustix::process::test_kill_process(p).is_err() {
+        return false;
+    }
+    // A zombie (exited, not yet reaped) counts as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .unwrap_or(false)
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn wait_listening(port: u16, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into();
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A port P with P and P+1 free on 127.0.0.1.
+fn free_port_pair() -> Result<u16> {
+    for _ in 0..50 {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| Error::Simulator(e.to_string()))?;
+        let port = l.local_addr().map_err(|e| Error::Simulator(e.to_string()))?.port();
+        if port < u16::MAX && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(Error::Simulator("no two adjacent free ports on 127.0.0.1".into()))
+}
+
+fn which(prog: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| p.is_file())
+}

@@ -1,0 +1,327 @@
+//! The card store (DESIGN.md §6): one directory per card, versioned JSON files written
+//! atomically, a store-wide lock for creation and destruction and a per-card lock for
+//! updates. The store knows files, not the TPM.
+//!
+//! Layout under the root (`TPMVSC_STORE`, else `/var/lib/tpmvsc` for root and
+//! `$XDG_DATA_HOME/tpmvsc` for a user):
+//!
+//! ```text
+//! cards/<card-id>/        one complete card (0700)
+//! cards/.new-<card-id>/   a card being created; never shown, removed by the next create
+//! cards/.del-<card-id>/   a card being destroyed; removed by the next create or destroy
+//! locks/                  store.lock and <card-id>.lock
+//! simulator/              the simulator's TPM state (tpmvsc simulator)
+//! ```
+
+pub mod atomic;
+pub mod lock;
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+pub use lock::LockGuard;
+
+/// Environment variable that replaces the system and user stores with one directory.
+pub const STORE_ENV: &str = "TPMVSC_STORE";
+const NEW_PREFIX: &str = ".new-";
+const DEL_PREFIX: &str = ".del-";
+
+/// A store root.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A complete card's directory.
+#[derive(Debug, Clone)]
+pub struct CardDir {
+    path: PathBuf,
+    id: String,
+}
+
+/// A card under construction: files go into a hidden directory that becomes the card in
+/// one rename ([`NewCard::commit`]).
+#[derive(Debug)]
+pub struct NewCard {
+    tmp: PathBuf,
+    final_path: PathBuf,
+    id: String,
+}
+
+impl Store {
+    /// The store for this process: `TPMVSC_STORE`, else the system store for root and the
+    /// user's store otherwise.
+    pub fn open() -> Result<Store> {
+        Ok(Store { root: default_root()? })
+    }
+
+    /// A store at an explicit directory.
+    pub fn at(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn cards_dir(&self) -> PathBuf {
+        self.root.join("cards")
+    }
+
+    fn locks_dir(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+
+    /// A private (0700) directory under the root, created when missing.
+    pub fn private_dir(&self, name: &str) -> Result<PathBuf> {
+        let p = self.root.join(name);
+        make_private_dir(&self.root)?;
+        make_private_dir(&p)?;
+        Ok(p)
+    }
+
+    /// Takes the store-wide lock (creation, destruction, instance numbers).
+    pub fn lock(&self) -> Result<LockGuard> {
+        make_private_dir(&self.root)?;
+        make_private_dir(&self.locks_dir())?;
+        LockGuard::exclusive(&self.locks_dir().join("store.lock"))
+    }
+
+    /// Every complete card directory, in no particular order. A missing store has none.
+    pub fn cards(&self) -> Result<Vec<CardDir>> {
+        let dir = self.cards_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+            if name.starts_with('.') || !entry.path().is_dir() {
+                continue;
+            }
+            out.push(CardDir { path: entry.path(), id: name });
+        }
+        Ok(out)
+    }
+
+    /// Leftovers of interrupted creations and destructions (hidden directories).
+    pub fn leftovers(&self) -> Result<Vec<PathBuf>> {
+        let dir = self.cards_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        Ok(entries
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.starts_with(NEW_PREFIX) || n.starts_with(DEL_PREFIX)
+            })
+            .map(|e| e.path())
+            .collect())
+    }
+
+    /// Removes leftovers of interrupted creations and destructions. Needs the store lock
+    /// (no creation can be under way then). Returns how many were removed.
+    pub fn clean_leftovers(&self, _lock: &LockGuard) -> Result<usize> {
+        let list = self.leftovers()?;
+        for p in &list {
+            fs::remove_dir_all(p).map_err(|e| Error::io(p, e))?;
+        }
+        Ok(list.len())
+    }
+
+    /// Starts a new card directory (hidden until committed). Needs the store lock.
+    pub fn begin_card(&self, _lock: &LockGuard, id: &str) -> Result<NewCard> {
+        let cards = self.cards_dir();
+        make_private_dir(&self.root)?;
+        make_private_dir(&cards)?;
+        let final_path = cards.join(id);
+        if final_path.exists() {
+            return Err(Error::Usage(format!("a card with ID {id} exists already")));
+        }
+        let tmp = cards.join(format!("{NEW_PREFIX}{id}"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        make_private_dir(&tmp)?;
+        Ok(NewCard { tmp, final_path, id: id.to_string() })
+    }
+
+    /// Removes a card: one rename makes it disappear, then its files are deleted. Needs
+    /// the store lock.
+    pub fn remove_card(&self, _lock: &LockGuard, card: &CardDir) -> Result<()> {
+        let doomed = self.cards_dir().join(format!("{DEL_PREFIX}{}", card.id));
+        fs::rename(&card.path, &doomed).map_err(|e| Error::io(&card.path, e))?;
+        atomic::sync_dir(&self.cards_dir())?;
+        fs::remove_dir_all(&doomed).map_err(|e| Error::io(&doomed, e))?;
+        let lock = self.locks_dir().join(format!("{}.lock", card.id));
+        let _ = fs::remove_file(lock);
+        Ok(())
+    }
+
+    /// Takes the lock of one card (for updates of its files).
+    pub fn lock_card(&self, card: &CardDir) -> Result<LockGuard> {
+        make_private_dir(&self.locks_dir())?;
+        LockGuard::exclusive(&self.locks_dir().join(format!("{}.lock", card.id)))
+    }
+}
+
+impl CardDir {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The card ID (the directory's name).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Path of one file of the card.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// True when the card has this file.
+    pub fn has(&self, name: &str) -> bool {
+        self.path.join(name).exists()
+    }
+
+    /// Reads a versioned record of the card.
+    pub fn read<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        read_record(&self.path.join(name))
+    }
+
+    /// Writes a record atomically; `durable` adds the fsyncs (everything but counters).
+    pub fn write<T: Serialize>(&self, name: &str, value: &T, durable: bool) -> Result<()> {
+        atomic::write_record(&self.path.join(name), value, durable)
+    }
+
+    /// Refuses a card directory others can read or write, or that another user owns
+    /// (DESIGN.md §2).
+    pub fn check_private(&self) -> Result<()> {
+        check_private_dir(&self.path)
+    }
+}
+
+impl NewCard {
+    /// Writes one record into the new card (durably).
+    pub fn write<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        atomic::write_record(&self.tmp.join(name), value, true)
+    }
+
+    /// Makes the card visible in one rename. Until then nothing lists it.
+    pub fn commit(self) -> Result<CardDir> {
+        atomic::sync_dir(&self.tmp)?;
+        fs::rename(&self.tmp, &self.final_path).map_err(|e| Error::io(&self.final_path, e))?;
+        let parent = self.final_path.parent().unwrap_or(Path::new("/"));
+        atomic::sync_dir(parent)?;
+        Ok(CardDir { path: self.final_path.clone(), id: self.id.clone() })
+    }
+
+    /// The hidden directory (for tests of interrupted creation).
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+}
+
+fn read_record<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    atomic::read_record(path)
+}
+
+/// Creates `dir` with mode 0700 when missing.
+fn make_private_dir(dir: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
+fn check_private_dir(dir: &Path) -> Result<()> {
+    let md = fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+    let mode = md.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::StorePermissions {
+            path: dir.to_path_buf(),
+            why: format!(
+                "card directory is open to other users (mode {mode:o}); refusing to use it. \
+                 If nobody else could have changed it, run `chmod 700 {}`",
+                dir.display()
+            ),
+        });
+    }
+    let me = rustix::process::geteuid();
+    if md.uid() != me.as_raw() && !me.is_root() {
+        return Err(Error::StorePermissions {
+            path: dir.to_path_buf(),
+            why: format!("card directory belongs to uid {}, not to you", md.uid()),
+        });
+    }
+    Ok(())
+}
+
+fn default_root() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(STORE_ENV).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    if rustix::process::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/lib/tpmvsc"));
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(d).join("tpmvsc"));
+    }
+    match std::env::var_os("HOME").filter(|p| !p.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/tpmvsc")),
+        None => Err(Error::Usage(
+            "cannot find a place for the card store: set TPMVSC_STORE or HOME".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_is_invisible_until_committed_and_leftovers_are_cleaned() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::at(d.path().join("s"));
+        let lock = store.lock().unwrap();
+        let new = store.begin_card(&lock, "abc").unwrap();
+        new.write("card.json", &serde_json::json!({"x": 1})).unwrap();
+        assert!(store.cards().unwrap().is_empty());
+        assert_eq!(store.leftovers().unwrap().len(), 1);
+        let card = new.commit().unwrap();
+        assert_eq!(store.cards().unwrap().len(), 1);
+        card.check_private().unwrap();
+        let _ = store.begin_card(&lock, "def").unwrap();
+        assert_eq!(store.clean_leftovers(&lock).unwrap(), 1);
+        store.remove_card(&lock, &card).unwrap();
+        assert!(store.cards().unwrap().is_empty());
+        assert!(store.leftovers().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_card_directory_open_to_others_is_refused_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::at(d.path());
+        let lock = store.lock().unwrap();
+        let card = store.begin_card(&lock, "c1").unwrap().commit().unwrap();
+        fs::set_permissions(card.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let e = card.check_private().unwrap_err().to_string();
+        assert!(e.contains("c1") && e.contains("755"), "{e}");
+    }
+}

@@ -1,0 +1,671 @@
+//! The TPM: one tss-esapi `Context`, opened on demand, and the few operations cards need.
+//!
+//! This module knows blobs, auth values and policies, not cards (CONVENTIONS.md §1). It is
+//! the only place that uses `tss_esapi` (with `raw.rs` for the calls tss-esapi lacks).
+//! Rules kept here (DESIGN.md §2): every session that carries a nonempty authValue is an
+//! HMAC session salted to the SRK, after the SRK's Name was checked against the card's
+//! record; secrets sent to the TPM ride in that session with parameter encryption.
+
+pub mod cache;
+pub mod error;
+pub mod policy;
+pub mod raw;
+pub mod templates;
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use tss_esapi::attributes::SessionAttributesBuilder;
+use tss_esapi::constants::{CapabilityType, PropertyTag, SessionType};
+use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle, TpmHandle};
+use tss_esapi::interface_types::algorithm::HashingAlgorithm;
+use tss_esapi::interface_types::dynamic_handles::Persistent;
+use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
+use tss_esapi::structures::{
+    Auth, CapabilityData, Digest, Nonce, Private, Public, SensitiveData, SymmetricDefinition,
+};
+use tss_esapi::tcti_ldr::TctiNameConf;
+use tss_esapi::traits::{Marshall, UnMarshall};
+use tss_esapi::Context;
+use zeroize::Zeroizing;
+
+pub use error::TpmError;
+use cache::{ObjectCache, ObjectId, Residence};
+use error::classify;
+
+/// Environment variable naming the TCTI.
+pub const TCTI_ENV: &str = "TPMVSC_TCTI";
+/// TCTI used when `TPMVSC_TCTI` is not set: the kernel's resource manager.
+pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+/// The well-known persistent handle of the storage root key.
+pub const SRK_PERSISTENT: u32 = 0x8100_0001;
+
+/// How many user objects may stay loaded at once (the SRK is kept aside). swtpm holds 3
+/// transient objects; the SRK may be one of them when it is not persistent.
+const DEFAULT_CACHE_SLOTS: usize = 2;
+const BUSY_RETRIES: u32 = 8;
+
+/// A TPM-wrapped object as it is kept on disk: the marshalled public area and the
+/// private blob (encrypted by its parent; useless outside this TPM).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blob {
+    #[serde(with = "hex_bytes")]
+    pub public: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub private: Vec<u8>,
+}
+
+impl Blob {
+    /// The TPM Name of the object: nameAlg (SHA-256) ‖ SHA-256(TPMT_PUBLIC).
+    pub fn name(&self) -> Vec<u8> {
+        name_of(&self.public)
+    }
+}
+
+/// What a card records about the SRK it was made under (DESIGN.md §2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrkRecord {
+    /// Marshalled TPMT_PUBLIC the primary is (re)created from.
+    #[serde(with = "hex_bytes")]
+    pub template: Vec<u8>,
+    /// Its Name; a different Name means the TPM was cleared.
+    #[serde(with = "hex_bytes")]
+    pub name: Vec<u8>,
+}
+
+/// A secret destined for a TPM authValue; zeroized when dropped.
+pub type AuthValue = Zeroizing<Vec<u8>>;
+
+/// Dictionary-attack state of the TPM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaStatus {
+    /// Failed authorizations counted now.
+    pub counter: u32,
+    /// Failures that put the TPM in lockout.
+    pub max_tries: u32,
+    /// Seconds after which one failure is forgotten.
+    pub recovery_time: u32,
+    /// Seconds the lockout hierarchy stays blocked after a wrong lockout authorization.
+    pub lockout_recovery: u32,
+    /// The TPM refuses DA-protected authorizations now.
+    pub in_lockout: bool,
+    /// lockoutAuth is set (without it anyone with TPM access can reset the counter).
+    pub lockout_auth_set: bool,
+}
+
+/// Who made the TPM, and whether it is a simulator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TpmInfo {
+    pub manufacturer: String,
+    pub vendor: String,
+    pub firmware: String,
+    pub simulated: bool,
+}
+
+/// An open TPM connection with its SRK, salted session and object cache.
+#[derive(Debug)]
+pub struct Tpm {
+    ctx: Context,
+    tcti: String,
+    /// Held while this connection is open when no resource manager isolates processes.
+    _lock: Option<File>,
+    srk: Option<(KeyHandle, Vec<u8>)>,
+    /// The SRK was created here (flush it) rather than found persistent (just close it).
+    srk_transient: bool,
+    salted: Option<AuthSession>,
+    cache: ObjectCache,
+}
+
+impl Tpm {
+    /// Opens the TPM named by `TPMVSC_TCTI` (default `device:/dev/tpmrm0`).
+    pub fn open() -> Result<Tpm, TpmError> {
+        Tpm::open_tcti(&configured_tcti())
+    }
+
+    /// Opens the TPM behind `tcti`. Without a resource manager (swtpm, mssim, /dev/tpm0) a
+    /// cross-process lock file is taken first and objects a killed process left loaded are
+    /// flushed (DESIGN.md §6).
+    pub fn open_tcti(tcti: &str) -> Result<Tpm, TpmError> {
+        let conf = TctiNameConf::from_str(tcti).map_err(|e| TpmError::NoTpm {
+            tcti: tcti.to_string(),
+            why: format!("not a TCTI configuration: {e}"),
+        })?;
+        if let Some(path) = tcti.strip_prefix("device:") {
+            if !std::path::Path::new(path).exists() {
+                return Err(TpmError::NoTpm { tcti: tcti.to_string(), why: format!("{path} does not exist") });
+            }
+        }
+        let shared = !has_resource_manager(tcti);
+        let lock = if shared { Some(tpm_lock(tcti)?) } else { None };
+        if shared {
+            raw::flush_stale(tcti)?;
+        }
+        let ctx = Context::new(conf).map_err(|e| TpmError::NoTpm {
+            tcti: tcti.to_string(),
+            why: format!("cannot connect: {}", classify(e)),
+        })?;
+        let tpm = Tpm {
+            ctx,
+            tcti: tcti.to_string(),
+            _lock: lock,
+            srk: None,
+            srk_transient: false,
+            salted: None,
+            cache: ObjectCache::new(DEFAULT_CACHE_SLOTS),
+        };
+        Ok(tpm)
+    }
+
+    /// The TCTI this connection uses.
+    pub fn tcti(&self) -> &str {
+        &self.tcti
+    }
+
+    /// Changes how many user objects stay loaded at once.
+    pub fn set_cache_slots(&mut self, slots: usize) {
+        self.cache.set_capacity(slots);
+    }
+
+    /// Manufacturer, vendor and firmware strings; `simulated` for swtpm/libtpms and the
+    /// Microsoft simulator.
+    pub fn info(&mut self) -> Result<TpmInfo, TpmError> {
+        let word = |v: Option<u32>| -> String {
+            v.unwrap_or(0).to_be_bytes().iter().filter(|b| **b != 0).map(|b| char::from(*b)).collect()
+        };
+        let manufacturer = word(self.property(PropertyTag::Manufacturer)?);
+        let mut vendor = String::new();
+        for tag in [PropertyTag::VendorString1, PropertyTag::VendorString2, PropertyTag::VendorString3, PropertyTag::VendorString4] {
+            vendor.push_str(&word(self.property(tag)?));
+        }
+        let fw1 = self.property(PropertyTag::FirmwareVersion1)?.unwrap_or(0);
+        let fw2 = self.property(PropertyTag::FirmwareVersion2)?.unwrap_or(0);
+        let firmware = format!("{}.{}.{}.{}", fw1 >> 16, fw1 & 0xffff, fw2 >> 16, fw2 & 0xffff);
+        let vendor = vendor.trim().to_string();
+        let simulated = is_simulator_tcti(&self.tcti)
+            || vendor.replace(' ', "").contains("SWTPM")
+            || manufacturer.trim() == "IBM" && vendor.starts_with("SW");
+        Ok(TpmInfo { manufacturer: manufacturer.trim().to_string(), vendor, firmware, simulated })
+    }
+
+    /// The TPM's dictionary-attack state.
+    pub fn da_status(&mut self) -> Result<DaStatus, TpmError> {
+        let permanent = self.property(PropertyTag::Permanent)?.unwrap_or(0);
+        Ok(DaStatus {
+            counter: self.property(PropertyTag::LockoutCounter)?.unwrap_or(0),
+            max_tries: self.property(PropertyTag::MaxAuthFail)?.unwrap_or(0),
+            recovery_time: self.property(PropertyTag::LockoutInterval)?.unwrap_or(0),
+            lockout_recovery: self.property(PropertyTag::LockoutRecovery)?.unwrap_or(0),
+            // TPMA_PERMANENT: lockoutAuthSet = bit 2, inLockout = bit 9.
+            lockout_auth_set: permanent & (1 << 2) != 0,
+            in_lockout: permanent & (1 << 9) != 0,
+        })
+    }
+
+    /// `n` random bytes from the TPM.
+    pub fn random(&mut self, n: usize) -> Result<Zeroizing<Vec<u8>>, TpmError> {
+        let mut out = Zeroizing::new(Vec::with_capacity(n));
+        while out.len() < n {
+            let want = (n - out.len()).min(32);
+            let d = self.retry(|ctx| ctx.execute_without_session(|c| c.get_random(want)))?;
+            out.extend_from_slice(d.value());
+        }
+        Ok(out)
+    }
+
+    /// Picks the SRK for a new card: the key at 0x81000001 when it is the primary its own
+    /// public area makes, the standard template otherwise. Returns what the card records.
+    pub fn choose_srk(&mut self) -> Result<SrkRecord, TpmError> {
+        let standard = templates::srk()?;
+        let candidate = match self.read_persistent(SRK_PERSISTENT)? {
+            Some((_, public, _)) if is_srk_like(&public) => public,
+            _ => standard,
+        };
+        let template = candidate.marshall().map_err(classify)?;
+        let record = SrkRecord { name: self.primary_name(&template)?, template };
+        self.use_srk(&record)?;
+        Ok(record)
+    }
+
+    /// Makes the card's SRK current: the persistent one when its Name matches the record,
+    /// else the primary re-created from the recorded template. A different Name after
+    /// re-creation means the TPM was cleared ([`TpmError::Cleared`]).
+    pub fn use_srk(&mut self, record: &SrkRecord) -> Result<(), TpmError> {
+        if matches!(&self.srk, Some((_, name)) if *name == record.name) {
+            return Ok(());
+        }
+        self.drop_srk();
+        if let Some((handle, _, name)) = self.read_persistent(SRK_PERSISTENT)? {
+            if name == record.name {
+                self.srk = Some((KeyHandle::from(handle), name));
+                return Ok(());
+            }
+        }
+        let public = Public::unmarshall(&record.template).map_err(classify)?;
+        let handle = self.retry_with_room(|ctx| {
+            ctx.execute_with_nullauth_session(|c| {
+                c.create_primary(Hierarchy::Owner, public.clone(), None, None, None, None)
+            })
+            .map(|r| r.key_handle)
+        })?;
+        let (_, name, _) = self.ctx.read_public(handle).map_err(classify)?;
+        if name.value() != record.name.as_slice() {
+            let _ = self.ctx.flush_context(handle.into());
+            return Err(TpmError::Cleared);
+        }
+        self.srk = Some((handle, name.value().to_vec()));
+        self.srk_transient = true;
+        Ok(())
+    }
+
+    /// Creates an object under the SRK with the given authValue and sealed data. The
+    /// secret travels encrypted in the salted session.
+    pub fn create_under_srk(
+        &mut self,
+        public: Public,
+        auth: &[u8],
+        data: Option<&[u8]>,
+    ) -> Result<Blob, TpmError> {
+        let srk = self.srk_handle()?;
+        let session = self.salted_session()?;
+        let auth = Auth::try_from(auth.to_vec()).map_err(classify)?;
+        let data = data.map(|d| SensitiveData::try_from(d.to_vec())).transpose().map_err(classify)?;
+        let created = self.retry_with_room(|ctx| {
+            ctx.execute_with_session(Some(session), |c| {
+                c.create(srk, public.clone(), Some(auth.clone()), data.clone(), None, None)
+            })
+        })?;
+        Ok(Blob {
+            public: created.out_public.marshall().map_err(classify)?,
+            private: created.out_private.value().to_vec(),
+        })
+    }
+
+    /// Proves knowledge of `auth` for the object in `blob` (a child of the SRK) to the
+    /// TPM: PolicySecret in a throw-away policy session, the object authorized through
+    /// the salted HMAC session. A wrong value is an authorization failure the TPM's
+    /// dictionary-attack logic counts; nothing is trusted from the host.
+    pub fn check_auth(&mut self, blob: &Blob, auth: &[u8]) -> Result<(), TpmError> {
+        let handle = self.load_under_srk(blob, Some(auth))?;
+        let salted = self.salted_session()?;
+        let policy = self.policy_session()?;
+        let result = self.retry(|ctx| {
+            ctx.execute_with_sessions((Some(salted), None, None), |c| {
+                c.policy_secret(
+                    policy,
+                    ObjectHandle::from(handle).into(),
+                    Nonce::default(),
+                    Digest::default(),
+                    Nonce::default(),
+                    None,
+                )
+            })
+        });
+        self.flush_session(policy.into());
+        result.map(|_| ())
+    }
+
+    /// Loads a child of the SRK through the cache and sets its authValue.
+    pub fn load_under_srk(&mut self, blob: &Blob, auth: Option<&[u8]>) -> Result<KeyHandle, TpmError> {
+        let srk = self.srk_handle()?;
+        let id = ObjectCache::id_of(blob);
+        let handle = self.cached_load(id, |ctx| {
+            let private = Private::try_from(blob.private.clone())?;
+            let public = Public::unmarshall(&blob.public)?;
+            ctx.execute_with_nullauth_session(|c| c.load(srk, private, public))
+        })?;
+        let auth = auth.map(|a| Zeroizing::new(a.to_vec()));
+        if let Some(a) = &auth {
+            self.set_auth(handle.into(), a)?;
+        }
+        if let Some(e) = self.cache.touch(&id) {
+            e.auth = auth;
+        }
+        Ok(handle)
+    }
+
+    /// Removes an object from the TPM and the cache.
+    pub fn forget(&mut self, blob: &Blob) {
+        let id = ObjectCache::id_of(blob);
+        if let Some(e) = self.cache.remove(&id) {
+            if let Residence::Loaded(h) = e.residence {
+                let _ = self.ctx.flush_context(h.into());
+            }
+        }
+    }
+
+    /// Flushes every cached object, the salted session and a transient SRK.
+    pub fn flush_all(&mut self) {
+        for e in self.cache.drain() {
+            if let Residence::Loaded(h) = e.residence {
+                let _ = self.ctx.flush_context(h.into());
+            }
+        }
+        if let Some(s) = self.salted.take() {
+            self.flush_session(s);
+        }
+        self.drop_srk();
+    }
+
+    /// Makes the SRK described by `record` persistent at 0x81000001 (the simulator does
+    /// this so that no process pays for CreatePrimary). Needs the owner authorization,
+    /// empty on a fresh TPM.
+    pub fn persist_srk(&mut self, record: &SrkRecord) -> Result<(), TpmError> {
+        if let Some((_, _, name)) = self.read_persistent(SRK_PERSISTENT)? {
+            if name == record.name {
+                return Ok(());
+            }
+            return Err(TpmError::Other {
+                code: 0,
+                what: "0x81000001 holds another key; not replacing it".into(),
+            });
+        }
+        self.use_srk(record)?;
+        let handle = self.srk_handle()?;
+        let persistent = Persistent::Persistent(
+            PersistentTpmHandle::new(SRK_PERSISTENT).map_err(classify)?,
+        );
+        self.retry(|ctx| {
+            ctx.execute_with_nullauth_session(|c| {
+                c.evict_control(Provision::Owner, handle.into(), persistent)
+            })
+        })?;
+        Ok(())
+    }
+
+    /// Sends TPM2_Shutdown(CLEAR) so the next start is orderly (libtpms counts an
+    /// unorderly stop after DA use as one more failed try).
+    pub fn shutdown(&mut self) -> Result<(), TpmError> {
+        self.flush_all();
+        self.retry(|ctx| ctx.shutdown(tss_esapi::constants::StartupType::Clear))
+    }
+
+    // ----- helpers -----
+
+    fn property(&mut self, tag: PropertyTag) -> Result<Option<u32>, TpmError> {
+        self.retry(|ctx| ctx.get_tpm_property(tag))
+    }
+
+    fn srk_handle(&self) -> Result<KeyHandle, TpmError> {
+        self.srk.as_ref().map(|(h, _)| *h).ok_or(TpmError::Other {
+            code: 0,
+            what: "internal: the SRK was not chosen before use".into(),
+        })
+    }
+
+    fn drop_srk(&mut self) {
+        if let Some(s) = self.salted.take() {
+            self.flush_session(s);
+        }
+        if let Some((h, _)) = self.srk.take() {
+            if self.srk_transient {
+                let _ = self.ctx.flush_context(h.into());
+            } else {
+                let mut oh = ObjectHandle::from(h);
+                let _ = self.ctx.tr_close(&mut oh);
+            }
+        }
+        self.srk_transient = false;
+    }
+
+    /// The continued HMAC session salted to the (checked) SRK, with parameter encryption
+    /// both ways. Every nonempty authValue rides in this session.
+    fn salted_session(&mut self) -> Result<AuthSession, TpmError> {
+        if let Some(s) = self.salted {
+            return Ok(s);
+        }
+        let srk = self.srk_handle()?;
+        let session = self
+            .retry_with_room(|ctx| {
+                ctx.start_auth_session(
+                    Some(srk),
+                    None,
+                    None,
+                    SessionType::Hmac,
+                    SymmetricDefinition::AES_128_CFB,
+                    HashingAlgorithm::Sha256,
+                )
+            })?
+            .ok_or(TpmError::Other { code: 0, what: "TPM returned no session".into() })?;
+        let (attrs, mask) = SessionAttributesBuilder::new()
+            .with_decrypt(true)
+            .with_encrypt(true)
+            .with_continue_session(true)
+            .build();
+        self.ctx.tr_sess_set_attributes(session, attrs, mask).map_err(classify)?;
+        self.salted = Some(session);
+        Ok(session)
+    }
+
+    /// A fresh policy session (unsalted: it carries no secret itself).
+    fn policy_session(&mut self) -> Result<PolicySession, TpmError> {
+        let s = self
+            .retry_with_room(|ctx| {
+                ctx.start_auth_session(
+                    None,
+                    None,
+                    None,
+                    SessionType::Policy,
+                    SymmetricDefinition::Null,
+                    HashingAlgorithm::Sha256,
+                )
+            })?
+            .ok_or(TpmError::Other { code: 0, what: "TPM returned no session".into() })?;
+        PolicySession::try_from(s).map_err(classify)
+    }
+
+    fn flush_session(&mut self, s: AuthSession) {
+        let h = tss_esapi::handles::SessionHandle::from(s);
+        let _ = self.ctx.flush_context(ObjectHandle::from(h));
+    }
+
+    fn set_auth(&mut self, h: ObjectHandle, auth: &[u8]) -> Result<(), TpmError> {
+        let a = Auth::try_from(auth.to_vec()).map_err(classify)?;
+        self.ctx.tr_set_auth(h, a).map_err(classify)
+    }
+
+    /// Loads through the cache: a loaded entry is returned, a saved one is context-loaded
+    /// (its auth set again), a new one is loaded by `load`; room is made first.
+    fn cached_load(
+        &mut self,
+        id: ObjectId,
+        load: impl Fn(&mut Context) -> tss_esapi::Result<KeyHandle>,
+    ) -> Result<KeyHandle, TpmError> {
+        let saved = match self.cache.touch(&id) {
+            Some(e) => match &e.residence {
+                Residence::Loaded(h) => return Ok(*h),
+                Residence::Saved(ctx) => Some((ctx.clone(), e.auth.clone())),
+            },
+            None => None,
+        };
+        while self.cache.is_full() {
+            if !self.evict_one(&[id])? {
+                break;
+            }
+        }
+        match saved {
+            Some((ctx, auth)) => {
+                let h = self.retry_with_room(|c| c.context_load(ctx.clone()))?;
+                if let Some(a) = &auth {
+                    self.set_auth(h, a)?;
+                }
+                let kh = KeyHandle::from(h);
+                self.cache.mark_loaded(&id, kh);
+                Ok(kh)
+            }
+            None => {
+                let h = self.retry_with_room(|c| load(c))?;
+                self.cache.insert(id, h, None);
+                Ok(h)
+            }
+        }
+    }
+
+    /// Context-saves and flushes the least recently used cached object. False when there
+    /// is nothing to evict.
+    fn evict_one(&mut self, keep: &[ObjectId]) -> Result<bool, TpmError> {
+        let Some((id, handle)) = self.cache.victim(keep) else { return Ok(false) };
+        match self.ctx.context_save(handle.into()) {
+            Ok(saved) => {
+                let _ = self.ctx.flush_context(handle.into());
+                self.cache.mark_saved(&id, saved);
+            }
+            Err(_) => {
+                let _ = self.ctx.flush_context(handle.into());
+                self.cache.remove(&id);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Runs a command, retrying while the TPM says it is busy.
+    fn retry<T>(&mut self, mut f: impl FnMut(&mut Context) -> tss_esapi::Result<T>) -> Result<T, TpmError> {
+        let mut attempt = 0;
+        loop {
+            match f(&mut self.ctx) {
+                Ok(v) => return Ok(v),
+                Err(e) => match classify(e) {
+                    TpmError::Busy(_) if attempt < BUSY_RETRIES => {
+                        attempt += 1;
+                        std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
+                    }
+                    other => return Err(other),
+                },
+            }
+        }
+    }
+
+    /// Like [`Tpm::retry`], and on OBJECT_MEMORY/SESSION_MEMORY evicts a cached object and
+    /// tries again.
+    fn retry_with_room<T>(&mut self, mut f: impl FnMut(&mut Context) -> tss_esapi::Result<T>) -> Result<T, TpmError> {
+        loop {
+            match self.retry(&mut f) {
+                Err(TpmError::Memory(code)) => {
+                    if !self.evict_one(&[])? {
+                        return Err(TpmError::Memory(code));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The persistent object at `handle`: its ESYS handle, public area and Name.
+    fn read_persistent(&mut self, handle: u32) -> Result<Option<(ObjectHandle, Public, Vec<u8>)>, TpmError> {
+        let (data, _) = self.retry(|ctx| ctx.get_capability(CapabilityType::Handles, handle, 1))?;
+        let present = match data {
+            CapabilityData::Handles(list) => list.into_inner().iter().any(|h| u32::from(*h) == handle),
+            _ => false,
+        };
+        if !present {
+            return Ok(None);
+        }
+        let tpm_handle = TpmHandle::Persistent(PersistentTpmHandle::new(handle).map_err(classify)?);
+        let oh = self.retry(|ctx| ctx.execute_without_session(|c| c.tr_from_tpm_public(tpm_handle)))?;
+        let (public, name, _) = self.ctx.read_public(KeyHandle::from(oh)).map_err(classify)?;
+        Ok(Some((oh, public, name.value().to_vec())))
+    }
+
+    /// Name of the primary `template` makes in the owner hierarchy (created and flushed).
+    fn primary_name(&mut self, template: &[u8]) -> Result<Vec<u8>, TpmError> {
+        let public = Public::unmarshall(template).map_err(classify)?;
+        let handle = self.retry_with_room(|ctx| {
+            ctx.execute_with_nullauth_session(|c| {
+                c.create_primary(Hierarchy::Owner, public.clone(), None, None, None, None)
+            })
+            .map(|r| r.key_handle)
+        })?;
+        let name = self.ctx.read_public(handle).map(|(_, n, _)| n.value().to_vec());
+        let _ = self.ctx.flush_context(handle.into());
+        name.map_err(classify)
+    }
+}
+
+impl Drop for Tpm {
+    fn drop(&mut self) {
+        self.flush_all();
+    }
+}
+
+/// The TCTI from the environment, or the default.
+pub fn configured_tcti() -> String {
+    std::env::var(TCTI_ENV).ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| DEFAULT_TCTI.to_string())
+}
+
+/// True for TCTIs that talk to a simulator.
+pub fn is_simulator_tcti(tcti: &str) -> bool {
+    tcti.starts_with("swtpm") || tcti.starts_with("mssim")
+}
+
+/// True when the TCTI isolates processes (kernel `tpmrm` or tpm2-abrmd).
+pub fn has_resource_manager(tcti: &str) -> bool {
+    tcti.starts_with("tabrmd") || tcti.contains("tpmrm")
+}
+
+/// Name of a marshalled TPMT_PUBLIC with SHA-256 nameAlg.
+pub fn name_of(public: &[u8]) -> Vec<u8> {
+    let mut name = vec![0x00, 0x0b];
+    name.extend_from_slice(&Sha256::digest(public));
+    name
+}
+
+fn is_srk_like(public: &Public) -> bool {
+    let a = public.object_attributes();
+    matches!(public, Public::Ecc { .. } | Public::Rsa { .. })
+        && a.restricted()
+        && a.decrypt()
+        && !a.sign_encrypt()
+        && a.fixed_tpm()
+        && a.user_with_auth()
+}
+
+/// Directory for lock files shared by every user of one TPM.
+pub fn lock_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("TPMVSC_LOCK_DIR") {
+        return PathBuf::from(d);
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/run/tpmvsc");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => PathBuf::from(d).join("tpmvsc"),
+        None => std::env::temp_dir().join(format!("tpmvsc-{}", rustix::process::geteuid().as_raw())),
+    }
+}
+
+/// Takes the cross-process lock for a TPM without resource manager; the path derives from
+/// the TCTI, not from a user's store.
+fn tpm_lock(tcti: &str) -> Result<File, TpmError> {
+    let dir = lock_dir();
+    let fail = |why: String| TpmError::NoTpm { tcti: tcti.to_string(), why };
+    std::fs::create_dir_all(&dir).map_err(|e| fail(format!("cannot create lock dir {}: {e}", dir.display())))?;
+    let tag = hex::encode(&Sha256::digest(tcti.as_bytes())[..8]);
+    let path = dir.join(format!("tpm-{tag}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| fail(format!("cannot open lock {}: {e}", path.display())))?;
+    file.lock().map_err(|e| fail(format!("cannot lock {}: {e}", path.display())))?;
+    Ok(file)
+}
+
+/// Serde helper: `Vec<u8>` as a hex string.
+pub mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}
