@@ -41,6 +41,8 @@ pub enum Error {
     Tpm(TpmError),
     /// A user declined a confirmation or closed the prompt.
     Cancelled,
+    /// A feature that is not offered (yet); the text says what to do instead.
+    Unsupported(String),
 }
 
 impl Error {
@@ -60,7 +62,8 @@ impl Error {
             | Error::Io { .. }
             | Error::Simulator(_)
             | Error::Tpm(_)
-            | Error::Cancelled => 1,
+            | Error::Cancelled
+            | Error::Unsupported(_) => 1,
         }
     }
 
@@ -110,6 +113,7 @@ impl fmt::Display for Error {
             Error::Simulator(m) => write!(f, "simulator: {m}"),
             Error::Tpm(e) => write!(f, "{e}"),
             Error::Cancelled => write!(f, "cancelled"),
+            Error::Unsupported(m) => write!(f, "{m}"),
         }
     }
 }
