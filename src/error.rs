@@ -34,7 +34,10 @@ pub enum Error {
     /// A store file or directory has unsafe permissions.
     StorePermissions { path: PathBuf, why: String },
     /// Reading or writing the store failed.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The simulator could not be started, stopped or reached.
     Simulator(String),
     /// A TPM command failed.
@@ -69,12 +72,18 @@ impl Error {
 
     /// Helper for I/O errors on a path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// Helper for a corrupt store file.
     pub fn corrupt(path: impl Into<PathBuf>, why: impl Into<String>) -> Self {
-        Error::StoreCorrupt { path: path.into(), why: why.into() }
+        Error::StoreCorrupt {
+            path: path.into(),
+            why: why.into(),
+        }
     }
 }
 
@@ -84,7 +93,10 @@ impl fmt::Display for Error {
             Error::Usage(m) => write!(f, "{m}"),
             Error::PolicyViolation(m) => write!(f, "{m}"),
             Error::PinIncorrect { tries_left } => {
-                write!(f, "wrong PIN; {tries_left} tries left before the card is blocked")
+                write!(
+                    f,
+                    "wrong PIN; {tries_left} tries left before the card is blocked"
+                )
             }
             Error::PinLocked => write!(
                 f,
@@ -97,14 +109,21 @@ impl fmt::Display for Error {
                  recovery time or run `tpmvsc tpm clear-lockout`"
             ),
             Error::CardNotFound(c) => {
-                write!(f, "no card named {c:?} (name, card ID or instance ID); see `tpmvsc list`")
+                write!(
+                    f,
+                    "no card named {c:?} (name, card ID or instance ID); see `tpmvsc list`"
+                )
             }
-            Error::CardExists(n) => write!(f, "a card named {n:?} exists already; choose another name"),
+            Error::CardExists(n) => {
+                write!(f, "a card named {n:?} exists already; choose another name")
+            }
             Error::TooManyCards { max } => write!(
                 f,
                 "this store holds {max} cards, the limit; destroy one first (`tpmvsc destroy`)"
             ),
-            Error::CardUnusable { name, reason } => write!(f, "card {name:?} cannot be used: {reason}"),
+            Error::CardUnusable { name, reason } => {
+                write!(f, "card {name:?} cannot be used: {reason}")
+            }
             Error::StoreCorrupt { path, why } => {
                 write!(f, "store file {} is damaged: {why}", path.display())
             }

@@ -20,7 +20,9 @@ impl SecretReader {
     /// Reads from standard input when `stdin` is set or standard input is not a terminal;
     /// otherwise prompts on the terminal without echo.
     pub fn new(stdin: bool) -> SecretReader {
-        SecretReader { from_stdin: stdin || !std::io::stdin().is_terminal() }
+        SecretReader {
+            from_stdin: stdin || !std::io::stdin().is_terminal(),
+        }
     }
 
     /// True when secrets are read as lines from standard input.
@@ -38,7 +40,11 @@ impl SecretReader {
 
     /// A new secret: asked twice on a terminal (they must match), once from standard input;
     /// `check` runs before the second prompt so a policy error shows at once.
-    pub fn new_secret(&mut self, what: &str, check: &dyn Fn(&[u8]) -> Result<()>) -> Result<Secret> {
+    pub fn new_secret(
+        &mut self,
+        what: &str,
+        check: &dyn Fn(&[u8]) -> Result<()>,
+    ) -> Result<Secret> {
         if self.from_stdin {
             let s = read_stdin_line(what)?;
             check(&s)?;
@@ -59,7 +65,9 @@ impl SecretReader {
             }
             eprintln!("The two entries differ; try again.");
         }
-        Err(Error::Usage(format!("the new {what} was not entered the same way twice")))
+        Err(Error::Usage(format!(
+            "the new {what} was not entered the same way twice"
+        )))
     }
 
     /// Asks a yes/no question on the terminal; false without a terminal.
@@ -69,7 +77,10 @@ impl SecretReader {
         }
         eprint!("{question} [y/N] ");
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map_err(|e| Error::io("<stdin>", e))?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Error::io("<stdin>", e))?;
         Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
     }
 }
@@ -84,7 +95,10 @@ pub fn read_secret_file(path: &Path) -> Result<Secret> {
 
 fn read_stdin_line(what: &str) -> Result<Secret> {
     let mut line = Zeroizing::new(String::new());
-    let n = std::io::stdin().lock().read_line(&mut line).map_err(|e| Error::io("<stdin>", e))?;
+    let n = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::io("<stdin>", e))?;
     if n == 0 {
         return Err(Error::Usage(format!(
             "expected the {what} on a line of standard input, found the end of input"
@@ -95,7 +109,11 @@ fn read_stdin_line(what: &str) -> Result<Secret> {
 }
 
 fn prompt(text: &str) -> Result<Secret> {
-    rpassword::prompt_password(text).map(|s| Zeroizing::new(s.into_bytes())).map_err(|e| {
-        Error::Usage(format!("cannot prompt on the terminal ({e}); use --stdin or a --*-file option"))
-    })
+    rpassword::prompt_password(text)
+        .map(|s| Zeroizing::new(s.into_bytes()))
+        .map_err(|e| {
+            Error::Usage(format!(
+                "cannot prompt on the terminal ({e}); use --stdin or a --*-file option"
+            ))
+        })
 }

@@ -50,7 +50,9 @@ pub fn tcti_for(port: u16) -> String {
 /// it answers. `daemon` detaches it (the CLI); tests keep it as a child.
 pub fn launch(state_dir: &Path, daemon: bool) -> Result<Launched> {
     let swtpm = which("swtpm").ok_or_else(|| {
-        Error::Simulator("swtpm is not installed; install it with `apt-get install swtpm swtpm-tools`".into())
+        Error::Simulator(
+            "swtpm is not installed; install it with `apt-get install swtpm swtpm-tools`".into(),
+        )
     })?;
     let pid_file = state_dir.join(PID_FILE);
     let _ = std::fs::remove_file(&pid_file);
@@ -71,17 +73,24 @@ pub fn launch(state_dir: &Path, daemon: bool) -> Result<Launched> {
             .arg("--pid")
             .arg(format!("file={}", pid_file.display()))
             .arg("--log")
-            .arg(format!("file={},level=1", state_dir.join("swtpm.log").display()))
+            .arg(format!(
+                "file={},level=1",
+                state_dir.join("swtpm.log").display()
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if daemon {
             cmd.arg("--daemon");
         }
-        let mut child = cmd.spawn().map_err(|e| Error::Simulator(format!("cannot run swtpm: {e}")))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::Simulator(format!("cannot run swtpm: {e}")))?;
         let child_pid = i32::try_from(child.id()).unwrap_or(0);
         if daemon {
-            let status = child.wait().map_err(|e| Error::Simulator(format!("swtpm: {e}")))?;
+            let status = child
+                .wait()
+                .map_err(|e| Error::Simulator(format!("swtpm: {e}")))?;
             if !status.success() {
                 let mut err = String::new();
                 if let Some(mut s) = child.stderr.take() {
@@ -93,8 +102,16 @@ pub fn launch(state_dir: &Path, daemon: bool) -> Result<Launched> {
             }
         }
         if wait_listening(port, Duration::from_secs(10)) {
-            let pid = if daemon { read_pid(&pid_file).unwrap_or(0) } else { child_pid };
-            return Ok(Launched { pid, port, child: if daemon { None } else { Some(child) } });
+            let pid = if daemon {
+                read_pid(&pid_file).unwrap_or(0)
+            } else {
+                child_pid
+            };
+            return Ok(Launched {
+                pid,
+                port,
+                child: if daemon { None } else { Some(child) },
+            });
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -131,9 +148,18 @@ pub fn start(store: &Store) -> Result<Status> {
         return Ok(st);
     }
     let launched = launch(&dir, true)?;
-    crate::store::atomic::write_atomic(&dir.join(PORT_FILE), launched.port.to_string().as_bytes(), true)?;
+    crate::store::atomic::write_atomic(
+        &dir.join(PORT_FILE),
+        launched.port.to_string().as_bytes(),
+        true,
+    )?;
     if !dir.join(READY_FILE).exists() {
-        provision(&launched.tcti(), DA_MAX_TRIES, DA_RECOVERY_SECS, DA_LOCKOUT_RECOVERY_SECS)?;
+        provision(
+            &launched.tcti(),
+            DA_MAX_TRIES,
+            DA_RECOVERY_SECS,
+            DA_LOCKOUT_RECOVERY_SECS,
+        )?;
         crate::store::atomic::write_atomic(&dir.join(READY_FILE), b"1\n", true)?;
     }
     status(store)
@@ -142,7 +168,9 @@ pub fn start(store: &Store) -> Result<Status> {
 /// `tpmvsc simulator stop`: orderly TPM2_Shutdown, then the process ends.
 pub fn stop(store: &Store) -> Result<Status> {
     let st = status(store)?;
-    let (Some(pid), Some(tcti)) = (st.pid, st.tcti.clone()) else { return Ok(st) };
+    let (Some(pid), Some(tcti)) = (st.pid, st.tcti.clone()) else {
+        return Ok(st);
+    };
     if st.running {
         if let Ok(mut t) = Tpm::open_tcti(&tcti) {
             let _ = t.shutdown();
@@ -157,17 +185,29 @@ pub fn stop(store: &Store) -> Result<Status> {
 pub fn status(store: &Store) -> Result<Status> {
     let dir = store.root().join("simulator");
     let pid = read_pid(&dir.join(PID_FILE));
-    let port = std::fs::read_to_string(dir.join(PORT_FILE)).ok().and_then(|s| s.trim().parse::<u16>().ok());
+    let port = std::fs::read_to_string(dir.join(PORT_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok());
     let running = match (pid, port) {
-        (Some(p), Some(port)) => process_alive(p) && wait_listening(port, Duration::from_millis(200)),
+        (Some(p), Some(port)) => {
+            process_alive(p) && wait_listening(port, Duration::from_millis(200))
+        }
         _ => false,
     };
-    Ok(Status { running, pid, port, tcti: port.map(tcti_for), state_dir: dir })
+    Ok(Status {
+        running,
+        pid,
+        port,
+        tcti: port.map(tcti_for),
+        state_dir: dir,
+    })
 }
 
 /// Stops a process: SIGTERM, then SIGKILL after 5 s.
 pub fn terminate(pid: i32) {
-    let Some(p) = rustix::process::Pid::from_raw(pid) else { return };
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+        return;
+    };
     let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
     let deadline = Instant::now() + Duration::from_secs(5);
     while process_alive(pid) && Instant::now() < deadline {
@@ -179,13 +219,21 @@ pub fn terminate(pid: i32) {
 }
 
 fn process_alive(pid: i32) -> bool {
-    let Some(p) = rustix::process::Pid::from_raw(pid) else { return false };
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
     if rustix::process::test_kill_process(p).is_err() {
         return false;
     }
     // A zombie (exited, not yet reaped) counts as gone.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 
@@ -210,16 +258,24 @@ fn wait_listening(port: u16, limit: Duration) -> bool {
 /// A port P with P and P+1 free on 127.0.0.1.
 fn free_port_pair() -> Result<u16> {
     for _ in 0..50 {
-        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| Error::Simulator(e.to_string()))?;
-        let port = l.local_addr().map_err(|e| Error::Simulator(e.to_string()))?.port();
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(|e| Error::Simulator(e.to_string()))?;
+        let port = l
+            .local_addr()
+            .map_err(|e| Error::Simulator(e.to_string()))?
+            .port();
         if port < u16::MAX && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)).is_ok() {
             return Ok(port);
         }
     }
-    Err(Error::Simulator("no two adjacent free ports on 127.0.0.1".into()))
+    Err(Error::Simulator(
+        "no two adjacent free ports on 127.0.0.1".into(),
+    ))
 }
 
 fn which(prog: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
 }

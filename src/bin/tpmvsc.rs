@@ -44,12 +44,14 @@ struct Cli {
 enum Cmd {
     /// Create a card: a card storage key in the TPM guarded by the PIN, and optionally a
     /// PUK and an administrator key to unblock it.
-    #[command(after_help = "Secrets: `prompt` asks on the terminal without echo (new secrets twice); \
+    #[command(
+        after_help = "Secrets: `prompt` asks on the terminal without echo (new secrets twice); \
         with --stdin, or when standard input is not a terminal, one line each is read from \
         standard input in the order PIN, PUK, admin key (only those set to prompt).\n\n\
         Examples:\n  tpmvsc create --name work                      # PIN 12345678, no PUK, no admin key\n  \
         tpmvsc create --name work --pin prompt --puk prompt --pin-policy minlen=6,digits=required\n  \
-        echo 'my pin 1' | tpmvsc create --name ci --pin prompt --stdin")]
+        echo 'my pin 1' | tpmvsc create --name ci --pin prompt --stdin"
+    )]
     Create(CreateArgs),
     /// Destroy a card and every key on it. Cannot be undone.
     Destroy {
@@ -160,12 +162,27 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
-                return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
+                return ExitCode::from(
+                    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        2
+                    } else {
+                        0
+                    },
+                );
             }
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
             eprintln!("tpmvsc: {first} (see `tpmvsc --help`)");
             return ExitCode::from(2);
         }
@@ -192,7 +209,9 @@ fn run(cli: Cli) -> Result<()> {
             if !yes {
                 let what = record.map_or(card.clone(), |r| format!("{:?} ({})", r.name, r.card_id));
                 let reader = SecretReader::new(false);
-                if !reader.confirm(&format!("Destroy card {what} and every key on it? This cannot be undone."))? {
+                if !reader.confirm(&format!(
+                    "Destroy card {what} and every key on it? This cannot be undone."
+                ))? {
                     return Err(Error::Usage(
                         "not destroyed: confirm on a terminal, or pass --yes".into(),
                     ));
@@ -207,7 +226,10 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 print_json(&cards);
             } else if cards.is_empty() {
-                println!("No cards in {}. Create one with `tpmvsc create --name NAME`.", store.root().display());
+                println!(
+                    "No cards in {}. Create one with `tpmvsc create --name NAME`.",
+                    store.root().display()
+                );
             } else {
                 print_table(&cards);
             }
@@ -259,24 +281,34 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
             Some(p)
         }
         (None, Some(SecretChoice::Prompt)) => Some(reader.new_secret("PUK", &check_puk)?),
-        (None, Some(SecretChoice::Default)) => Some(Zeroizing::new(DEFAULT_PIN.as_bytes().to_vec())),
+        (None, Some(SecretChoice::Default)) => {
+            Some(Zeroizing::new(DEFAULT_PIN.as_bytes().to_vec()))
+        }
         (None, None) => None,
     };
     let check_key = |s: &[u8]| AdminKey::parse_hex(&String::from_utf8_lossy(s)).map(|_| ());
     req.admin = match (&a.admin_key_file, a.admin_key) {
-        (Some(f), _) => AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(&read_secret_file(f)?))?),
+        (Some(f), _) => AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(
+            &read_secret_file(f)?,
+        ))?),
         (None, Some(AdminChoice::Prompt)) => {
             let k = reader.new_secret("admin key (48 hex digits)", &check_key)?;
             AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(&k))?)
         }
-        (None, Some(AdminChoice::Default)) => AdminKeySpec::Key(AdminKey::parse_hex(DEFAULT_ADMIN_KEY_HEX)?),
+        (None, Some(AdminChoice::Default)) => {
+            AdminKeySpec::Key(AdminKey::parse_hex(DEFAULT_ADMIN_KEY_HEX)?)
+        }
         (None, Some(AdminChoice::Random)) | (None, None) => AdminKeySpec::Random,
     };
     if matches!(&req.admin, AdminKeySpec::Key(k) if k.is_default()) {
         eprintln!(
             "warning: the default admin key is public: anyone who can read this card's files can \
              reset its PIN{}",
-            if req.puk.is_none() { " (the card has no PUK)" } else { "" }
+            if req.puk.is_none() {
+                " (the card has no PUK)"
+            } else {
+                ""
+            }
         );
     }
     req.pin_policy = policy.clone();
@@ -296,8 +328,16 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
         println!(
             "Created card {:?}{}{}.",
             summary.name,
-            if summary.simulated { " (simulated TPM: a software token)" } else { "" },
-            if summary.formatted { "" } else { ", unformatted" }
+            if summary.simulated {
+                " (simulated TPM: a software token)"
+            } else {
+                ""
+            },
+            if summary.formatted {
+                ""
+            } else {
+                ", unformatted"
+            }
         );
         println!("Card ID:     {}", summary.card_id);
         println!("Instance ID: {}", summary.instance_id);
@@ -318,7 +358,14 @@ fn simulator_cmd(store: &Store, action: SimAction, json: bool) -> Result<()> {
         }
         SimAction::Stop => {
             let st = simulator::stop(store)?;
-            println!("Simulated TPM {}.", if st.running { "still running" } else { "stopped" });
+            println!(
+                "Simulated TPM {}.",
+                if st.running {
+                    "still running"
+                } else {
+                    "stopped"
+                }
+            );
         }
         SimAction::Status => {
             let st = simulator::status(store)?;
@@ -366,7 +413,10 @@ fn admin_text(c: &CardSummary) -> String {
 }
 
 fn print_table(cards: &[CardSummary]) {
-    println!("{:<5} {:<20} {:<36} {:<27} {:<12} {:<6} {:<4} {}", "SLOT", "NAME", "CARD ID", "INSTANCE ID", "STATE", "PIN", "PUK", "ADMIN");
+    println!(
+        "{:<5} {:<20} {:<36} {:<27} {:<12} {:<6} {:<4} ADMIN",
+        "SLOT", "NAME", "CARD ID", "INSTANCE ID", "STATE", "PIN", "PUK"
+    );
     for c in cards {
         if c.state.starts_with("damaged") {
             println!("{:<5} {:<20} {:<36} {}", "-", "?", c.card_id, c.state);
@@ -386,7 +436,9 @@ fn print_table(cards: &[CardSummary]) {
         );
     }
     if cards.iter().any(|c| c.default_admin_key) {
-        println!("DEFAULT KEY: the card uses the well-known admin key; anyone who can read its files can reset its PIN.");
+        println!(
+            "DEFAULT KEY: the card uses the well-known admin key; anyone who can read its files can reset its PIN."
+        );
     }
 }
 
@@ -395,18 +447,40 @@ fn print_info(c: &CardSummary) {
     println!("Card ID:       {}", c.card_id);
     println!("Instance ID:   {}", c.instance_id);
     println!("Slot:          {}", c.slot_id);
-    println!("TPM:           {}", if c.simulated { "simulated (software token)" } else { "hardware" });
+    println!(
+        "TPM:           {}",
+        if c.simulated {
+            "simulated (software token)"
+        } else {
+            "hardware"
+        }
+    );
     println!("State:         {}", c.state);
-    println!("PIN tries:     {} of {} left", c.pin_tries_left, c.pin_tries);
+    println!(
+        "PIN tries:     {} of {} left",
+        c.pin_tries_left, c.pin_tries
+    );
     println!("PIN policy:    {}", c.pin_policy);
-    println!("PUK:           {}", if c.has_puk { format!("yes ({} tries left)", c.puk_tries_left) } else { "none".into() });
+    println!(
+        "PUK:           {}",
+        if c.has_puk {
+            format!("yes ({} tries left)", c.puk_tries_left)
+        } else {
+            "none".into()
+        }
+    );
     match (c.admin.as_str(), c.default_admin_key) {
         ("managed", true) => println!(
             "Admin key:     the well-known DEFAULT key ({} challenges left): anyone who can read the card's files can reset its PIN",
             c.admin_challenges_left
         ),
-        ("managed", false) => println!("Admin key:     managed ({} challenges left)", c.admin_challenges_left),
-        _ => println!("Admin key:     none (random: no administrator can unblock or reformat this card)"),
+        ("managed", false) => println!(
+            "Admin key:     managed ({} challenges left)",
+            c.admin_challenges_left
+        ),
+        _ => println!(
+            "Admin key:     none (random: no administrator can unblock or reformat this card)"
+        ),
     }
     println!("Files:         {}", c.path);
 }

@@ -9,7 +9,9 @@ use tpmvsc::card::{DEFAULT_PIN, PinPolicy};
 use tpmvsc::error::{Error, Result};
 use tpmvsc::prompt::SecretReader;
 use tpmvsc::provision::admin::AdminKey;
-use tpmvsc::provision::winsyntax::{self, WinAdminKey, WinCommand, WinCreate, WinDestroy, WinSecret};
+use tpmvsc::provision::winsyntax::{
+    self, WinAdminKey, WinCommand, WinCreate, WinDestroy, WinSecret,
+};
 use tpmvsc::provision::{self, AdminKeySpec, CreateRequest};
 use tpmvsc::store::Store;
 use zeroize::Zeroizing;
@@ -60,7 +62,9 @@ fn create(c: WinCreate) -> Result<()> {
     req.puk = match c.puk {
         None => None,
         Some(WinSecret::Default) => Some(Zeroizing::new(DEFAULT_PIN.as_bytes().to_vec())),
-        Some(WinSecret::Prompt) => Some(reader.new_secret("PUK", &|s: &[u8]| puk_policy.check("PUK", s))?),
+        Some(WinSecret::Prompt) => {
+            Some(reader.new_secret("PUK", &|s: &[u8]| puk_policy.check("PUK", s))?)
+        }
     };
     req.admin = match c.admin_key {
         WinAdminKey::Random => AdminKeySpec::Random,
@@ -85,8 +89,18 @@ fn create(c: WinCreate) -> Result<()> {
     if c.quiet {
         println!("{}", summary.instance_id);
     } else {
-        println!("TPM Smart Card created{}.", if summary.simulated { " (on a simulated TPM)" } else { "" });
-        println!("Smart Card Reader Device Instance ID = {}", summary.instance_id);
+        println!(
+            "TPM Smart Card created{}.",
+            if summary.simulated {
+                " (on a simulated TPM)"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "Smart Card Reader Device Instance ID = {}",
+            summary.instance_id
+        );
         println!("Card ID = {}", summary.card_id);
     }
     Ok(())

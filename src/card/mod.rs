@@ -130,7 +130,9 @@ pub fn check_name(name: &str) -> crate::error::Result<()> {
         )));
     }
     if name.chars().any(char::is_control) {
-        return Err(crate::error::Error::Usage("the card name contains control characters".into()));
+        return Err(crate::error::Error::Usage(
+            "the card name contains control characters".into(),
+        ));
     }
     Ok(())
 }
@@ -145,7 +147,9 @@ mod hex_opt {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
         Option::<String>::deserialize(d)?
             .map(|s| hex::decode(s).map_err(serde::de::Error::custom))
             .transpose()
@@ -165,7 +169,12 @@ mod tests {
     #[test]
     fn names_longer_than_a_token_label_are_refused() {
         assert!(check_name(&"a".repeat(32)).is_ok());
-        assert!(check_name(&"a".repeat(33)).unwrap_err().to_string().contains("32"));
+        assert!(
+            check_name(&"a".repeat(33))
+                .unwrap_err()
+                .to_string()
+                .contains("32")
+        );
         assert!(check_name("").is_err());
         assert!(check_name("a\tb").is_err());
     }

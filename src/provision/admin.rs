@@ -30,8 +30,11 @@ impl std::fmt::Debug for AdminKey {
 impl AdminKey {
     /// Parses 48 hex digits (spaces and colons allowed between them).
     pub fn parse_hex(text: &str) -> Result<AdminKey> {
-        let digits: Zeroizing<String> =
-            Zeroizing::new(text.chars().filter(|c| !matches!(c, ' ' | ':' | '-')).collect());
+        let digits: Zeroizing<String> = Zeroizing::new(
+            text.chars()
+                .filter(|c| !matches!(c, ' ' | ':' | '-'))
+                .collect(),
+        );
         if digits.len() != 48 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(Error::PolicyViolation(format!(
                 "an admin key is 48 hexadecimal digits (24 bytes, three-key 3DES); got {} characters",
@@ -46,10 +49,10 @@ impl AdminKey {
 
     /// The Windows default key.
     pub fn default_key() -> AdminKey {
+        // 01 02 … 08, three times.
         let mut key = Zeroizing::new([0u8; 24]);
-        for (i, b) in key.iter_mut().enumerate() {
-            // 01 02 … 08 repeated three times.
-            *b = (i % 8) as u8 + 1;
+        for chunk in key.chunks_mut(8) {
+            chunk.copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
         }
         AdminKey(key)
     }
@@ -85,7 +88,11 @@ pub fn make_tickets(key: &AdminKey, x: &[u8; 32], count: usize) -> Result<Vec<Ti
         let response = Zeroizing::new(key.response(&challenge));
         let mask = ticket_mask(&challenge, response.as_slice());
         let masked: Vec<u8> = x.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect();
-        out.push(Ticket { challenge: challenge.to_vec(), masked, check: ticket_check(&challenge, response.as_slice()) });
+        out.push(Ticket {
+            challenge: challenge.to_vec(),
+            masked,
+            check: ticket_check(&challenge, response.as_slice()),
+        });
     }
     Ok(out)
 }

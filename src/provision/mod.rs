@@ -90,14 +90,20 @@ pub struct CardSummary {
 /// Creates a card: TPM objects first, then the card directory appears in one rename, so a
 /// crash at any point leaves either no card or a complete one. `progress` hears about
 /// each slow step.
-pub fn create(store: &Store, req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<CardSummary> {
+pub fn create(
+    store: &Store,
+    req: CreateRequest,
+    progress: &mut dyn FnMut(&str),
+) -> Result<CardSummary> {
     card::check_name(&req.name)?;
     req.pin_policy.check("PIN", &req.pin)?;
     if let Some(puk) = &req.puk {
         PinPolicy::default().check("PUK", puk)?;
     }
     if req.pin_tries == 0 || req.pin_tries > 255 || req.puk_tries == 0 || req.puk_tries > 255 {
-        return Err(Error::Usage("retry counts must be between 1 and 255".into()));
+        return Err(Error::Usage(
+            "retry counts must be between 1 and 255".into(),
+        ));
     }
     let card_id = match &req.card_id {
         Some(id) => uuid::Uuid::parse_str(id)
@@ -113,13 +119,24 @@ pub fn create(store: &Store, req: CreateRequest, progress: &mut dyn FnMut(&str))
     if existing.len() >= MAX_CARDS {
         return Err(Error::TooManyCards { max: MAX_CARDS });
     }
-    if existing.iter().any(|c| c.record.as_ref().is_ok_and(|r| r.name == req.name)) {
+    if existing
+        .iter()
+        .any(|c| c.record.as_ref().is_ok_and(|r| r.name == req.name))
+    {
         return Err(Error::CardExists(req.name.clone()));
     }
-    if existing.iter().any(|c| c.dir.id().eq_ignore_ascii_case(&card_id)) {
-        return Err(Error::Usage(format!("a card with ID {card_id} exists already")));
+    if existing
+        .iter()
+        .any(|c| c.dir.id().eq_ignore_ascii_case(&card_id))
+    {
+        return Err(Error::Usage(format!(
+            "a card with ID {card_id} exists already"
+        )));
     }
-    let used: Vec<u32> = existing.iter().filter_map(|c| c.record.as_ref().ok().map(|r| r.instance)).collect();
+    let used: Vec<u32> = existing
+        .iter()
+        .filter_map(|c| c.record.as_ref().ok().map(|r| r.instance))
+        .collect();
     let instance = (0..).find(|n| !used.contains(n)).unwrap_or(0);
 
     progress("connecting to the TPM");
@@ -133,7 +150,11 @@ pub fn create(store: &Store, req: CreateRequest, progress: &mut dyn FnMut(&str))
         Some(p) => {
             progress("creating the PUK object");
             let auth = card::pin_auth(&puk_salt, p);
-            Some(tpm.create_under_srk(templates::sealed_secret()?, &auth, Some(&random_bytes(16)?))?)
+            Some(tpm.create_under_srk(
+                templates::sealed_secret()?,
+                &auth,
+                Some(&random_bytes(16)?),
+            )?)
         }
         None => None,
     };
@@ -141,8 +162,13 @@ pub fn create(store: &Store, req: CreateRequest, progress: &mut dyn FnMut(&str))
         AdminKeySpec::Key(key) => {
             progress("creating the admin object and its challenges");
             let mut x = Zeroizing::new([0u8; 32]);
-            getrandom::fill(x.as_mut_slice()).map_err(|e| Error::Usage(format!("no randomness: {e}")))?;
-            let blob = tpm.create_under_srk(templates::sealed_secret()?, x.as_slice(), Some(&random_bytes(16)?))?;
+            getrandom::fill(x.as_mut_slice())
+                .map_err(|e| Error::Usage(format!("no randomness: {e}")))?;
+            let blob = tpm.create_under_srk(
+                templates::sealed_secret()?,
+                x.as_slice(),
+                Some(&random_bytes(16)?),
+            )?;
             let tickets = admin::make_tickets(key, &x, admin::TICKETS_PER_BATCH)?;
             Some(AdminFile { blob, tickets })
         }
@@ -161,14 +187,21 @@ pub fn create(store: &Store, req: CreateRequest, progress: &mut dyn FnMut(&str))
         name: req.name.clone(),
         card_id: card_id.clone(),
         instance,
-        created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        created_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
         formatted: req.format,
         simulated,
         pin_policy: req.pin_policy.clone(),
         pin_tries: req.pin_tries,
         puk_tries: req.puk_tries,
         has_puk: puk.is_some(),
-        admin: if admin.is_some() { AdminMode::Managed } else { AdminMode::Random },
+        admin: if admin.is_some() {
+            AdminMode::Managed
+        } else {
+            AdminMode::Random
+        },
         default_admin_key: matches!(&req.admin, AdminKeySpec::Key(k) if k.is_default()),
         pin_salt: pin_salt.to_vec(),
         puk_salt: puk_salt.to_vec(),
@@ -185,7 +218,13 @@ pub fn create(store: &Store, req: CreateRequest, progress: &mut dyn FnMut(&str))
     if let Some(a) = &admin {
         new.write(ADMIN_FILE, a)?;
     }
-    new.write(COUNTERS_FILE, &Counters { pin_tries_left: req.pin_tries, puk_tries_left: req.puk_tries })?;
+    new.write(
+        COUNTERS_FILE,
+        &Counters {
+            pin_tries_left: req.pin_tries,
+            puk_tries_left: req.puk_tries,
+        },
+    )?;
     new.write(CARD_FILE, &record)?;
     let dir = new.commit()?;
     drop(lock);
@@ -216,10 +255,16 @@ pub fn find(store: &Store, card_ref: &str) -> Result<(CardDir, CardRecord)> {
     let cards = scan(store)?;
     let wanted = card_ref.trim();
     // A damaged card can still be named by its ID (to destroy it).
-    if let Some(c) = cards.iter().find(|c| c.dir.id().eq_ignore_ascii_case(wanted)) {
+    if let Some(c) = cards
+        .iter()
+        .find(|c| c.dir.id().eq_ignore_ascii_case(wanted))
+    {
         return match &c.record {
             Ok(r) => Ok((c.dir.clone(), r.clone())),
-            Err(e) => Err(Error::CardUnusable { name: wanted.to_string(), reason: e.to_string() }),
+            Err(e) => Err(Error::CardUnusable {
+                name: wanted.to_string(),
+                reason: e.to_string(),
+            }),
         };
     }
     let found = cards.iter().find_map(|c| {
@@ -242,7 +287,9 @@ pub fn destroy(store: &Store, card_ref: &str) -> Result<String> {
                 .as_ref()
                 .is_ok_and(|r| r.name == wanted || r.instance_id().eq_ignore_ascii_case(wanted))
     });
-    let Some(card) = hit else { return Err(Error::CardNotFound(wanted.to_string())) };
+    let Some(card) = hit else {
+        return Err(Error::CardNotFound(wanted.to_string()));
+    };
     let label = match &card.record {
         Ok(r) => format!("{} ({})", r.name, r.card_id),
         Err(_) => card.dir.id().to_string(),
@@ -274,7 +321,10 @@ pub fn verify_pin(store: &Store, card_ref: &str, pin: &[u8]) -> Result<()> {
     });
     match outcome {
         Ok(()) => {
-            let reset = Counters { pin_tries_left: record.pin_tries, ..counters };
+            let reset = Counters {
+                pin_tries_left: record.pin_tries,
+                ..counters
+            };
             if reset != counters {
                 dir.write(COUNTERS_FILE, &reset, false)?;
             }
@@ -284,13 +334,18 @@ pub fn verify_pin(store: &Store, card_ref: &str, pin: &[u8]) -> Result<()> {
             if counters.pin_tries_left == 0 {
                 Err(Error::PinLocked)
             } else {
-                Err(Error::PinIncorrect { tries_left: counters.pin_tries_left })
+                Err(Error::PinIncorrect {
+                    tries_left: counters.pin_tries_left,
+                })
             }
         }
         Err(other) => {
             dir.write(COUNTERS_FILE, &before, false)?;
             Err(match other {
-                TpmError::Cleared => Error::CardUnusable { name: record.name, reason: other.to_string() },
+                TpmError::Cleared => Error::CardUnusable {
+                    name: record.name,
+                    reason: other.to_string(),
+                },
                 e => e.into(),
             })
         }
@@ -305,12 +360,23 @@ struct Scanned {
 }
 
 fn scan(store: &Store) -> Result<Vec<Scanned>> {
-    Ok(store.cards()?.into_iter().map(|dir| Scanned { record: dir.read(CARD_FILE), dir }).collect())
+    Ok(store
+        .cards()?
+        .into_iter()
+        .map(|dir| Scanned {
+            record: dir.read(CARD_FILE),
+            dir,
+        })
+        .collect())
 }
 
 fn summarize(dir: &CardDir, r: &CardRecord) -> Result<CardSummary> {
     let counters: Counters = dir.read(COUNTERS_FILE)?;
-    let challenges = if dir.has(ADMIN_FILE) { dir.read::<AdminFile>(ADMIN_FILE)?.tickets.len() } else { 0 };
+    let challenges = if dir.has(ADMIN_FILE) {
+        dir.read::<AdminFile>(ADMIN_FILE)?.tickets.len()
+    } else {
+        0
+    };
     for f in [CSK_FILE] {
         if !dir.has(f) {
             return Err(Error::corrupt(dir.file(f), "missing"));

@@ -21,7 +21,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// directory entry are fsynced; without it (retry counters, DESIGN.md §6) a crash may
 /// lose the write but never leaves a torn file.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| Error::corrupt(path, "no parent directory"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::corrupt(path, "no parent directory"))?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
@@ -51,7 +53,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
 
 /// Fsyncs a directory so that renames and creations in it survive a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// Serializes `value` as a versioned JSON record and writes it atomically.
@@ -60,7 +64,8 @@ pub fn write_record<T: Serialize>(path: &Path, value: &T, durable: bool) -> Resu
     if let serde_json::Value::Object(map) = &mut v {
         map.insert("version".into(), FORMAT_VERSION.into());
     }
-    let mut bytes = serde_json::to_vec_pretty(&v).map_err(|e| Error::corrupt(path, e.to_string()))?;
+    let mut bytes =
+        serde_json::to_vec_pretty(&v).map_err(|e| Error::corrupt(path, e.to_string()))?;
     bytes.push(b'\n');
     write_atomic(path, &bytes, durable)
 }
@@ -69,14 +74,20 @@ pub fn write_record<T: Serialize>(path: &Path, value: &T, durable: bool) -> Resu
 /// an error naming the file, never a panic.
 pub fn read_record<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::corrupt(path, format!("not valid JSON ({e}); the file is truncated or altered")))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::corrupt(
+            path,
+            format!("not valid JSON ({e}); the file is truncated or altered"),
+        )
+    })?;
     match v.get("version").and_then(serde_json::Value::as_u64) {
         Some(n) if n == u64::from(FORMAT_VERSION) => {}
         Some(n) => {
             return Err(Error::corrupt(
                 path,
-                format!("format version {n} is not supported by this tpmvsc (knows {FORMAT_VERSION})"),
+                format!(
+                    "format version {n} is not supported by this tpmvsc (knows {FORMAT_VERSION})"
+                ),
             ));
         }
         None => return Err(Error::corrupt(path, "no format version")),
@@ -101,7 +112,11 @@ mod tests {
         write_record(&p, &Rec { a: 7 }, true).unwrap();
         assert!(fs::read_to_string(&p).unwrap().contains("\"version\": 1"));
         assert_eq!(read_record::<Rec>(&p).unwrap(), Rec { a: 7 });
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temp file left behind");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left behind"
+        );
     }
 
     #[test]
@@ -114,12 +129,32 @@ mod tests {
         let e = read_record::<Rec>(&p).unwrap_err().to_string();
         assert!(e.contains("card.json") && e.contains("truncated"), "{e}");
         fs::write(&p, b"\x00\xff garbage").unwrap();
-        assert!(read_record::<Rec>(&p).unwrap_err().to_string().contains("card.json"));
+        assert!(
+            read_record::<Rec>(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("card.json")
+        );
         fs::write(&p, br#"{"version": 9, "a": 1}"#).unwrap();
-        assert!(read_record::<Rec>(&p).unwrap_err().to_string().contains("version 9"));
+        assert!(
+            read_record::<Rec>(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("version 9")
+        );
         fs::write(&p, br#"{"version": 1, "b": 1}"#).unwrap();
-        assert!(read_record::<Rec>(&p).unwrap_err().to_string().contains("unexpected content"));
+        assert!(
+            read_record::<Rec>(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("unexpected content")
+        );
         fs::remove_file(&p).unwrap();
-        assert!(read_record::<Rec>(&p).unwrap_err().to_string().contains("card.json"));
+        assert!(
+            read_record::<Rec>(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("card.json")
+        );
     }
 }

@@ -34,7 +34,10 @@ impl LockGuard {
             Err(e) => return Err(Error::io(path, e)),
         };
         file.lock().map_err(|e| Error::io(path, e))?;
-        Ok(LockGuard { _file: file, path: path.to_path_buf() })
+        Ok(LockGuard {
+            _file: file,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The lock file's path.

@@ -57,7 +57,9 @@ impl Store {
     /// The store for this process: `TPMVSC_STORE`, else the system store for root and the
     /// user's store otherwise.
     pub fn open() -> Result<Store> {
-        Ok(Store { root: default_root()? })
+        Ok(Store {
+            root: default_root()?,
+        })
     }
 
     /// A store at an explicit directory.
@@ -104,11 +106,16 @@ impl Store {
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(&dir, e))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
             if name.starts_with('.') || !entry.path().is_dir() {
                 continue;
             }
-            out.push(CardDir { path: entry.path(), id: name });
+            out.push(CardDir {
+                path: entry.path(),
+                id: name,
+            });
         }
         Ok(out)
     }
@@ -156,7 +163,11 @@ impl Store {
             fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }
         make_private_dir(&tmp)?;
-        Ok(NewCard { tmp, final_path, id: id.to_string() })
+        Ok(NewCard {
+            tmp,
+            final_path,
+            id: id.to_string(),
+        })
     }
 
     /// Removes a card: one rename makes it disappear, then its files are deleted. Needs
@@ -228,7 +239,10 @@ impl NewCard {
         fs::rename(&self.tmp, &self.final_path).map_err(|e| Error::io(&self.final_path, e))?;
         let parent = self.final_path.parent().unwrap_or(Path::new("/"));
         atomic::sync_dir(parent)?;
-        Ok(CardDir { path: self.final_path.clone(), id: self.id.clone() })
+        Ok(CardDir {
+            path: self.final_path.clone(),
+            id: self.id.clone(),
+        })
     }
 
     /// The hidden directory (for tests of interrupted creation).
@@ -301,7 +315,8 @@ mod tests {
         let store = Store::at(d.path().join("s"));
         let lock = store.lock().unwrap();
         let new = store.begin_card(&lock, "abc").unwrap();
-        new.write("card.json", &serde_json::json!({"x": 1})).unwrap();
+        new.write("card.json", &serde_json::json!({"x": 1}))
+            .unwrap();
         assert!(store.cards().unwrap().is_empty());
         assert_eq!(store.leftovers().unwrap().len(), 1);
         let card = new.commit().unwrap();

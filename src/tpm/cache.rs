@@ -41,7 +41,11 @@ pub(crate) struct ObjectCache {
 
 impl ObjectCache {
     pub(crate) fn new(capacity: usize) -> Self {
-        ObjectCache { entries: Vec::new(), capacity: capacity.max(1), clock: 0 }
+        ObjectCache {
+            entries: Vec::new(),
+            capacity: capacity.max(1),
+            clock: 0,
+        }
     }
 
     pub(crate) fn id_of(blob: &Blob) -> ObjectId {
@@ -65,10 +69,20 @@ impl ObjectCache {
         Some(e)
     }
 
-    pub(crate) fn insert(&mut self, id: ObjectId, handle: KeyHandle, auth: Option<Zeroizing<Vec<u8>>>) {
+    pub(crate) fn insert(
+        &mut self,
+        id: ObjectId,
+        handle: KeyHandle,
+        auth: Option<Zeroizing<Vec<u8>>>,
+    ) {
         self.clock += 1;
         self.entries.retain(|e| e.id != id);
-        self.entries.push(Entry { id, residence: Residence::Loaded(handle), auth, last_use: self.clock });
+        self.entries.push(Entry {
+            id,
+            residence: Residence::Loaded(handle),
+            auth,
+            last_use: self.clock,
+        });
     }
 
     pub(crate) fn remove(&mut self, id: &ObjectId) -> Option<Entry> {
@@ -77,7 +91,10 @@ impl ObjectCache {
     }
 
     pub(crate) fn loaded_count(&self) -> usize {
-        self.entries.iter().filter(|e| matches!(e.residence, Residence::Loaded(_))).count()
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.residence, Residence::Loaded(_)))
+            .count()
     }
 
     pub(crate) fn is_full(&self) -> bool {

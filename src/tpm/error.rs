@@ -37,9 +37,10 @@ impl TpmError {
     /// Raw TSS2_RC of the failure, when there is one.
     pub fn code(&self) -> Option<u32> {
         match self {
-            TpmError::Policy(c) | TpmError::Busy(c) | TpmError::Memory(c) | TpmError::BadBlob(c) => {
-                Some(*c)
-            }
+            TpmError::Policy(c)
+            | TpmError::Busy(c)
+            | TpmError::Memory(c)
+            | TpmError::BadBlob(c) => Some(*c),
             TpmError::Other { code, .. } => Some(*code),
             TpmError::AuthFail => Some(0x98E),
             TpmError::Lockout => Some(0x921),
@@ -55,7 +56,10 @@ const TCTI_LAYER: u32 = 10;
 /// Classifies an error of a tss-esapi call.
 pub(crate) fn classify(e: TssError) -> TpmError {
     match e {
-        TssError::WrapperError(kind) => TpmError::Other { code: 0, what: format!("tss-esapi: {kind}") },
+        TssError::WrapperError(kind) => TpmError::Other {
+            code: 0,
+            what: format!("tss-esapi: {kind}"),
+        },
         TssError::Tss2Error(rc) => classify_code(raw_code(rc)),
     }
 }
@@ -76,9 +80,16 @@ pub(crate) fn classify_code(code: u32) -> TpmError {
         return TpmError::Gone(format!("TPM connection failed (TSS2_RC {code:#x})"));
     }
     if layer != TPM_LAYER {
-        return TpmError::Other { code, what: format!("TPM software stack error {code:#x}") };
+        return TpmError::Other {
+            code,
+            what: format!("TPM software stack error {code:#x}"),
+        };
     }
-    let base = if code & 0x80 != 0 { 0x80 | (code & 0x3f) } else { code & 0xfff };
+    let base = if code & 0x80 != 0 {
+        0x80 | (code & 0x3f)
+    } else {
+        code & 0xfff
+    };
     match base {
         0x08E | 0x0A2 => TpmError::AuthFail,
         0x921 => TpmError::Lockout,
@@ -86,7 +97,10 @@ pub(crate) fn classify_code(code: u32) -> TpmError {
         0x908 | 0x90A | 0x922 => TpmError::Busy(code),
         0x902..=0x906 => TpmError::Memory(code),
         0x09F => TpmError::BadBlob(code),
-        _ => TpmError::Other { code, what: format!("TPM error {code:#x}") },
+        _ => TpmError::Other {
+            code,
+            what: format!("TPM error {code:#x}"),
+        },
     }
 }
 
@@ -138,6 +152,9 @@ mod tests {
         assert_eq!(classify_code(0x902), TpmError::Memory(0x902));
         assert_eq!(classify_code(0x922), TpmError::Busy(0x922));
         assert!(matches!(classify_code(0x000A_000A), TpmError::Gone(_)));
-        assert!(matches!(classify_code(0x14B), TpmError::Other { code: 0x14B, .. }));
+        assert!(matches!(
+            classify_code(0x14B),
+            TpmError::Other { code: 0x14B, .. }
+        ));
     }
 }

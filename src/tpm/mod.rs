@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use tss_esapi::Context;
 use tss_esapi::attributes::SessionAttributesBuilder;
 use tss_esapi::constants::{CapabilityType, PropertyTag, SessionType};
 use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle, TpmHandle};
@@ -31,11 +32,10 @@ use tss_esapi::structures::{
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
-use tss_esapi::Context;
 use zeroize::Zeroizing;
 
+use cache::{Entry, ObjectCache, ObjectId, Residence};
 pub use error::TpmError;
-use cache::{ObjectCache, ObjectId, Residence};
 use error::classify;
 
 /// Environment variable naming the TCTI.
@@ -135,10 +135,13 @@ impl Tpm {
             tcti: tcti.to_string(),
             why: format!("not a TCTI configuration: {e}"),
         })?;
-        if let Some(path) = tcti.strip_prefix("device:") {
-            if !std::path::Path::new(path).exists() {
-                return Err(TpmError::NoTpm { tcti: tcti.to_string(), why: format!("{path} does not exist") });
-            }
+        if let Some(path) = tcti.strip_prefix("device:")
+            && !std::path::Path::new(path).exists()
+        {
+            return Err(TpmError::NoTpm {
+                tcti: tcti.to_string(),
+                why: format!("{path} does not exist"),
+            });
         }
         let shared = !has_resource_manager(tcti);
         let lock = if shared { Some(tpm_lock(tcti)?) } else { None };
@@ -175,21 +178,42 @@ impl Tpm {
     /// Microsoft simulator.
     pub fn info(&mut self) -> Result<TpmInfo, TpmError> {
         let word = |v: Option<u32>| -> String {
-            v.unwrap_or(0).to_be_bytes().iter().filter(|b| **b != 0).map(|b| char::from(*b)).collect()
+            v.unwrap_or(0)
+                .to_be_bytes()
+                .iter()
+                .filter(|b| **b != 0)
+                .map(|b| char::from(*b))
+                .collect()
         };
         let manufacturer = word(self.property(PropertyTag::Manufacturer)?);
         let mut vendor = String::new();
-        for tag in [PropertyTag::VendorString1, PropertyTag::VendorString2, PropertyTag::VendorString3, PropertyTag::VendorString4] {
+        for tag in [
+            PropertyTag::VendorString1,
+            PropertyTag::VendorString2,
+            PropertyTag::VendorString3,
+            PropertyTag::VendorString4,
+        ] {
             vendor.push_str(&word(self.property(tag)?));
         }
         let fw1 = self.property(PropertyTag::FirmwareVersion1)?.unwrap_or(0);
         let fw2 = self.property(PropertyTag::FirmwareVersion2)?.unwrap_or(0);
-        let firmware = format!("{}.{}.{}.{}", fw1 >> 16, fw1 & 0xffff, fw2 >> 16, fw2 & 0xffff);
+        let firmware = format!(
+            "{}.{}.{}.{}",
+            fw1 >> 16,
+            fw1 & 0xffff,
+            fw2 >> 16,
+            fw2 & 0xffff
+        );
         let vendor = vendor.trim().to_string();
         let simulated = is_simulator_tcti(&self.tcti)
             || vendor.replace(' ', "").contains("SWTPM")
             || manufacturer.trim() == "IBM" && vendor.starts_with("SW");
-        Ok(TpmInfo { manufacturer: manufacturer.trim().to_string(), vendor, firmware, simulated })
+        Ok(TpmInfo {
+            manufacturer: manufacturer.trim().to_string(),
+            vendor,
+            firmware,
+            simulated,
+        })
     }
 
     /// The TPM's dictionary-attack state.
@@ -226,7 +250,10 @@ impl Tpm {
             _ => standard,
         };
         let template = candidate.marshall().map_err(classify)?;
-        let record = SrkRecord { name: self.primary_name(&template)?, template };
+        let record = SrkRecord {
+            name: self.primary_name(&template)?,
+            template,
+        };
         self.use_srk(&record)?;
         Ok(record)
     }
@@ -239,11 +266,11 @@ impl Tpm {
             return Ok(());
         }
         self.drop_srk();
-        if let Some((handle, _, name)) = self.read_persistent(SRK_PERSISTENT)? {
-            if name == record.name {
-                self.srk = Some((KeyHandle::from(handle), name));
-                return Ok(());
-            }
+        if let Some((handle, _, name)) = self.read_persistent(SRK_PERSISTENT)?
+            && name == record.name
+        {
+            self.srk = Some((KeyHandle::from(handle), name));
+            return Ok(());
         }
         let public = Public::unmarshall(&record.template).map_err(classify)?;
         let handle = self.retry_with_room(|ctx| {
@@ -273,10 +300,20 @@ impl Tpm {
         let srk = self.srk_handle()?;
         let session = self.salted_session()?;
         let auth = Auth::try_from(auth.to_vec()).map_err(classify)?;
-        let data = data.map(|d| SensitiveData::try_from(d.to_vec())).transpose().map_err(classify)?;
+        let data = data
+            .map(|d| SensitiveData::try_from(d.to_vec()))
+            .transpose()
+            .map_err(classify)?;
         let created = self.retry_with_room(|ctx| {
             ctx.execute_with_session(Some(session), |c| {
-                c.create(srk, public.clone(), Some(auth.clone()), data.clone(), None, None)
+                c.create(
+                    srk,
+                    public.clone(),
+                    Some(auth.clone()),
+                    data.clone(),
+                    None,
+                    None,
+                )
             })
         })?;
         Ok(Blob {
@@ -310,7 +347,11 @@ impl Tpm {
     }
 
     /// Loads a child of the SRK through the cache and sets its authValue.
-    pub fn load_under_srk(&mut self, blob: &Blob, auth: Option<&[u8]>) -> Result<KeyHandle, TpmError> {
+    pub fn load_under_srk(
+        &mut self,
+        blob: &Blob,
+        auth: Option<&[u8]>,
+    ) -> Result<KeyHandle, TpmError> {
         let srk = self.srk_handle()?;
         let id = ObjectCache::id_of(blob);
         let handle = self.cached_load(id, |ctx| {
@@ -331,10 +372,12 @@ impl Tpm {
     /// Removes an object from the TPM and the cache.
     pub fn forget(&mut self, blob: &Blob) {
         let id = ObjectCache::id_of(blob);
-        if let Some(e) = self.cache.remove(&id) {
-            if let Residence::Loaded(h) = e.residence {
-                let _ = self.ctx.flush_context(h.into());
-            }
+        if let Some(Entry {
+            residence: Residence::Loaded(h),
+            ..
+        }) = self.cache.remove(&id)
+        {
+            let _ = self.ctx.flush_context(h.into());
         }
     }
 
@@ -366,9 +409,8 @@ impl Tpm {
         }
         self.use_srk(record)?;
         let handle = self.srk_handle()?;
-        let persistent = Persistent::Persistent(
-            PersistentTpmHandle::new(SRK_PERSISTENT).map_err(classify)?,
-        );
+        let persistent =
+            Persistent::Persistent(PersistentTpmHandle::new(SRK_PERSISTENT).map_err(classify)?);
         self.retry(|ctx| {
             ctx.execute_with_nullauth_session(|c| {
                 c.evict_control(Provision::Owner, handle.into(), persistent)
@@ -430,13 +472,18 @@ impl Tpm {
                     HashingAlgorithm::Sha256,
                 )
             })?
-            .ok_or(TpmError::Other { code: 0, what: "TPM returned no session".into() })?;
+            .ok_or(TpmError::Other {
+                code: 0,
+                what: "TPM returned no session".into(),
+            })?;
         let (attrs, mask) = SessionAttributesBuilder::new()
             .with_decrypt(true)
             .with_encrypt(true)
             .with_continue_session(true)
             .build();
-        self.ctx.tr_sess_set_attributes(session, attrs, mask).map_err(classify)?;
+        self.ctx
+            .tr_sess_set_attributes(session, attrs, mask)
+            .map_err(classify)?;
         self.salted = Some(session);
         Ok(session)
     }
@@ -454,7 +501,10 @@ impl Tpm {
                     HashingAlgorithm::Sha256,
                 )
             })?
-            .ok_or(TpmError::Other { code: 0, what: "TPM returned no session".into() })?;
+            .ok_or(TpmError::Other {
+                code: 0,
+                what: "TPM returned no session".into(),
+            })?;
         PolicySession::try_from(s).map_err(classify)
     }
 
@@ -508,7 +558,9 @@ impl Tpm {
     /// Context-saves and flushes the least recently used cached object. False when there
     /// is nothing to evict.
     fn evict_one(&mut self, keep: &[ObjectId]) -> Result<bool, TpmError> {
-        let Some((id, handle)) = self.cache.victim(keep) else { return Ok(false) };
+        let Some((id, handle)) = self.cache.victim(keep) else {
+            return Ok(false);
+        };
         match self.ctx.context_save(handle.into()) {
             Ok(saved) => {
                 let _ = self.ctx.flush_context(handle.into());
@@ -523,7 +575,10 @@ impl Tpm {
     }
 
     /// Runs a command, retrying while the TPM says it is busy.
-    fn retry<T>(&mut self, mut f: impl FnMut(&mut Context) -> tss_esapi::Result<T>) -> Result<T, TpmError> {
+    fn retry<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Context) -> tss_esapi::Result<T>,
+    ) -> Result<T, TpmError> {
         let mut attempt = 0;
         loop {
             match f(&mut self.ctx) {
@@ -541,7 +596,10 @@ impl Tpm {
 
     /// Like [`Tpm::retry`], and on OBJECT_MEMORY/SESSION_MEMORY evicts a cached object and
     /// tries again.
-    fn retry_with_room<T>(&mut self, mut f: impl FnMut(&mut Context) -> tss_esapi::Result<T>) -> Result<T, TpmError> {
+    fn retry_with_room<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Context) -> tss_esapi::Result<T>,
+    ) -> Result<T, TpmError> {
         loop {
             match self.retry(&mut f) {
                 Err(TpmError::Memory(code)) => {
@@ -555,18 +613,27 @@ impl Tpm {
     }
 
     /// The persistent object at `handle`: its ESYS handle, public area and Name.
-    fn read_persistent(&mut self, handle: u32) -> Result<Option<(ObjectHandle, Public, Vec<u8>)>, TpmError> {
+    fn read_persistent(
+        &mut self,
+        handle: u32,
+    ) -> Result<Option<(ObjectHandle, Public, Vec<u8>)>, TpmError> {
         let (data, _) = self.retry(|ctx| ctx.get_capability(CapabilityType::Handles, handle, 1))?;
         let present = match data {
-            CapabilityData::Handles(list) => list.into_inner().iter().any(|h| u32::from(*h) == handle),
+            CapabilityData::Handles(list) => {
+                list.into_inner().iter().any(|h| u32::from(*h) == handle)
+            }
             _ => false,
         };
         if !present {
             return Ok(None);
         }
         let tpm_handle = TpmHandle::Persistent(PersistentTpmHandle::new(handle).map_err(classify)?);
-        let oh = self.retry(|ctx| ctx.execute_without_session(|c| c.tr_from_tpm_public(tpm_handle)))?;
-        let (public, name, _) = self.ctx.read_public(KeyHandle::from(oh)).map_err(classify)?;
+        let oh =
+            self.retry(|ctx| ctx.execute_without_session(|c| c.tr_from_tpm_public(tpm_handle)))?;
+        let (public, name, _) = self
+            .ctx
+            .read_public(KeyHandle::from(oh))
+            .map_err(classify)?;
         Ok(Some((oh, public, name.value().to_vec())))
     }
 
@@ -579,7 +646,10 @@ impl Tpm {
             })
             .map(|r| r.key_handle)
         })?;
-        let name = self.ctx.read_public(handle).map(|(_, n, _)| n.value().to_vec());
+        let name = self
+            .ctx
+            .read_public(handle)
+            .map(|(_, n, _)| n.value().to_vec());
         let _ = self.ctx.flush_context(handle.into());
         name.map_err(classify)
     }
@@ -593,7 +663,10 @@ impl Drop for Tpm {
 
 /// The TCTI from the environment, or the default.
 pub fn configured_tcti() -> String {
-    std::env::var(TCTI_ENV).ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| DEFAULT_TCTI.to_string())
+    std::env::var(TCTI_ENV)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_TCTI.to_string())
 }
 
 /// True for TCTIs that talk to a simulator.
@@ -633,7 +706,9 @@ pub fn lock_dir() -> PathBuf {
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) => PathBuf::from(d).join("tpmvsc"),
-        None => std::env::temp_dir().join(format!("tpmvsc-{}", rustix::process::geteuid().as_raw())),
+        None => {
+            std::env::temp_dir().join(format!("tpmvsc-{}", rustix::process::geteuid().as_raw()))
+        }
     }
 }
 
@@ -641,8 +716,12 @@ pub fn lock_dir() -> PathBuf {
 /// the TCTI, not from a user's store.
 fn tpm_lock(tcti: &str) -> Result<File, TpmError> {
     let dir = lock_dir();
-    let fail = |why: String| TpmError::NoTpm { tcti: tcti.to_string(), why };
-    std::fs::create_dir_all(&dir).map_err(|e| fail(format!("cannot create lock dir {}: {e}", dir.display())))?;
+    let fail = |why: String| TpmError::NoTpm {
+        tcti: tcti.to_string(),
+        why,
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| fail(format!("cannot create lock dir {}: {e}", dir.display())))?;
     let tag = hex::encode(&Sha256::digest(tcti.as_bytes())[..8]);
     let path = dir.join(format!("tpm-{tag}.lock"));
     let file = std::fs::OpenOptions::new()
@@ -652,7 +731,8 @@ fn tpm_lock(tcti: &str) -> Result<File, TpmError> {
         .truncate(false)
         .open(&path)
         .map_err(|e| fail(format!("cannot open lock {}: {e}", path.display())))?;
-    file.lock().map_err(|e| fail(format!("cannot lock {}: {e}", path.display())))?;
+    file.lock()
+        .map_err(|e| fail(format!("cannot lock {}: {e}", path.display())))?;
     Ok(file)
 }
 

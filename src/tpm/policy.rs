@@ -33,7 +33,11 @@ impl Branch {
             Branch::Pin => extend(&start, CC_POLICY_AUTH_VALUE, &[]),
             Branch::Puk { name } | Branch::Admin { name } => policy_secret(&start, name),
         };
-        extend(&first, CC_POLICY_COMMAND_CODE, &CC_OBJECT_CHANGE_AUTH.to_be_bytes())
+        extend(
+            &first,
+            CC_POLICY_COMMAND_CODE,
+            &CC_OBJECT_CHANGE_AUTH.to_be_bytes(),
+        )
     }
 }
 
@@ -105,7 +109,10 @@ mod tests {
     fn policy_auth_value_alone_is_the_well_known_digest() {
         // PolicyAuthValue from the zero digest (widely published value).
         let d = extend(&[0u8; 32], CC_POLICY_AUTH_VALUE, &[]);
-        assert_eq!(d, hex32("8fcd2169ab92694e0c633f1ab772842b8241bbc20288981fc7ac1eddc1fddb0e"));
+        assert_eq!(
+            d,
+            hex32("8fcd2169ab92694e0c633f1ab772842b8241bbc20288981fc7ac1eddc1fddb0e")
+        );
     }
 
     #[test]
@@ -114,19 +121,32 @@ mod tests {
         assert_eq!(auth_policy(&pin), Branch::Pin.digest());
         let two = branches(Some(b"puk-name"), Some(b"admin-name"));
         assert_eq!(two.len(), 2, "a card with a PUK has no admin branch");
-        assert_eq!(two[1], Branch::Puk { name: b"puk-name".to_vec() });
+        assert_eq!(
+            two[1],
+            Branch::Puk {
+                name: b"puk-name".to_vec()
+            }
+        );
         assert_eq!(
             auth_policy(&two),
             policy_or(&[Branch::Pin.digest(), two[1].digest()])
         );
         let admin = branches(None, Some(b"admin-name"));
-        assert_eq!(admin[1], Branch::Admin { name: b"admin-name".to_vec() });
+        assert_eq!(
+            admin[1],
+            Branch::Admin {
+                name: b"admin-name".to_vec()
+            }
+        );
     }
 
     #[test]
     fn or_order_matters() {
         let a = Branch::Pin.digest();
-        let b = Branch::Puk { name: vec![1, 2, 3] }.digest();
+        let b = Branch::Puk {
+            name: vec![1, 2, 3],
+        }
+        .digest();
         assert_ne!(policy_or(&[a, b]), policy_or(&[b, a]));
     }
 }

@@ -30,7 +30,10 @@ impl RawEsys {
         // `t` is a valid out-pointer.
         let rc = unsafe { sys::Tss2_TctiLdr_Initialize(conf.as_ptr(), &mut t) };
         if rc != 0 {
-            return Err(TpmError::NoTpm { tcti: tcti.to_string(), why: format!("TCTI error {rc:#x}") });
+            return Err(TpmError::NoTpm {
+                tcti: tcti.to_string(),
+                why: format!("TCTI error {rc:#x}"),
+            });
         }
         let mut e: *mut sys::ESYS_CONTEXT = null_mut();
         // SAFETY: `t` was initialized above; a NULL ABI version asks for the default.
@@ -38,7 +41,10 @@ impl RawEsys {
         if rc != 0 {
             // SAFETY: `t` came from Tss2_TctiLdr_Initialize and is finalized exactly once.
             unsafe { sys::Tss2_TctiLdr_Finalize(&mut t) };
-            return Err(TpmError::NoTpm { tcti: tcti.to_string(), why: format!("ESYS error {rc:#x}") });
+            return Err(TpmError::NoTpm {
+                tcti: tcti.to_string(),
+                why: format!("ESYS error {rc:#x}"),
+            });
         }
         Ok(RawEsys { esys: e, tcti: t })
     }
@@ -53,7 +59,10 @@ impl RawEsys {
     fn set_auth(&mut self, handle: sys::ESYS_TR, auth: &[u8]) -> Result<(), TpmError> {
         let mut a = sys::TPM2B_AUTH::default();
         if auth.len() > a.buffer.len() {
-            return Err(TpmError::Other { code: 0, what: "authorization value longer than 64 bytes".into() });
+            return Err(TpmError::Other {
+                code: 0,
+                what: "authorization value longer than 64 bytes".into(),
+            });
         }
         a.size = u16::try_from(auth.len()).unwrap_or(0);
         a.buffer[..auth.len()].copy_from_slice(auth);
@@ -94,7 +103,10 @@ impl RawEsys {
         };
         // SAFETY: `data` was allocated by ESYS for the caller to free.
         unsafe { sys::Esys_Free(data.cast()) };
-        Ok(list.into_iter().filter(|h| h >> 24 == first >> 24).collect())
+        Ok(list
+            .into_iter()
+            .filter(|h| h >> 24 == first >> 24)
+            .collect())
     }
 
     fn flush(&mut self, tpm_handle: u32) -> Result<(), TpmError> {

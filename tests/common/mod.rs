@@ -1,0 +1,435 @@
+//! Shared test harness: a real swtpm per test, an optional tpm2-abrmd on a private session
+//! bus, temporary stores and a runner for the built binaries. No mocked TPM anywhere.
+//! Everything a child process needs is passed in its own environment; the test process
+//! never calls `set_var`.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tpmvsc::card::{CSK_FILE, ObjectFile};
+use tpmvsc::store::Store;
+use tpmvsc::tpm::{Tpm, TpmError};
+
+/// The Windows default PIN every card gets unless told otherwise.
+pub const DEFAULT_PIN: &str = "12345678";
+
+/// How long one CLI command may take before the test calls it hung.
+const CLI_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A swtpm child process on a fresh temporary state directory.
+#[derive(Debug)]
+pub struct Swtpm {
+    dir: TempDir,
+    pid: i32,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Swtpm {
+    /// A fresh TPM with generous dictionary-attack parameters (32 tries, 2 s recovery):
+    /// swtpm's default of 3 tries would lock the whole TPM after three wrong PINs.
+    pub fn start() -> Swtpm {
+        let s = Swtpm::launch_in(tempfile::tempdir().expect("temp dir for the swtpm state"));
+        tpmvsc::tpm::raw::set_da_parameters(&s.tcti(), &[], 32, 2, 2)
+            .expect("setting the DA parameters of a fresh swtpm");
+        s
+    }
+
+    /// Like [`Swtpm::start`], with the SRK persisted at 0x81000001 (as the simulator does).
+    pub fn start_with_persistent_srk() -> Swtpm {
+        let s = Swtpm::launch_in(tempfile::tempdir().expect("temp dir for the swtpm state"));
+        tpmvsc::simulator::provision(&s.tcti(), 32, 2, 2).expect("provisioning a fresh swtpm");
+        s
+    }
+
+    fn launch_in(dir: TempDir) -> Swtpm {
+        let l = tpmvsc::simulator::launch(dir.path(), false).expect("launching swtpm");
+        Swtpm { dir, pid: l.pid, port: l.port, child: l.child }
+    }
+
+    /// `swtpm:host=127.0.0.1,port=P`.
+    pub fn tcti(&self) -> String {
+        tpmvsc::simulator::tcti_for(self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Orderly TPM2_Shutdown, stop, and start again on the same state (a reboot).
+    pub fn restart(&mut self) {
+        Tpm::open_tcti(&self.tcti())
+            .expect("opening the TPM to shut it down")
+            .shutdown()
+            .expect("TPM2_Shutdown before restart");
+        self.kill();
+        let l = tpmvsc::simulator::launch(self.dir.path(), false).expect("relaunching swtpm");
+        self.pid = l.pid;
+        self.port = l.port;
+        self.child = l.child;
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            if let Ok(mut t) = Tpm::open_tcti(&self.tcti()) {
+                let _ = t.shutdown();
+            }
+        }
+        self.kill();
+    }
+}
+
+/// tpm2-abrmd on a private D-Bus session bus, in front of one swtpm.
+#[derive(Debug)]
+pub struct Abrmd {
+    bus: Child,
+    abrmd: Child,
+    address: String,
+    name: String,
+}
+
+impl Abrmd {
+    /// Starts a session bus and tpm2-abrmd on it; waits until the daemon owns its name.
+    pub fn start(swtpm: &Swtpm) -> Abrmd {
+        let mut bus = Command::new("dbus-daemon")
+            .args(["--config-file=/usr/share/dbus-1/session.conf", "--print-address=1", "--nofork"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting dbus-daemon");
+        let address = {
+            let mut out = bus.stdout.take().expect("dbus-daemon stdout");
+            let mut line = Vec::new();
+            let mut b = [0u8; 1];
+            while out.read(&mut b).expect("reading the bus address") == 1 && b[0] != b'\n' {
+                line.push(b[0]);
+            }
+            String::from_utf8(line).expect("bus address is text").trim().to_string()
+        };
+        assert!(!address.is_empty(), "dbus-daemon printed no address");
+        let suffix: String = uuid_like().chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+        let name = format!("com.intel.tss2.Tabrmd.t{suffix}");
+        let abrmd = Command::new("tpm2-abrmd")
+            .arg("--session")
+            .arg(format!("--tcti={}", swtpm.tcti()))
+            .arg(format!("--dbus-name={name}"))
+            .arg("--allow-root")
+            .arg("--flush-all")
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("TSS2_LOG", "all+NONE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting tpm2-abrmd");
+        let a = Abrmd { bus, abrmd, address, name };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new("busctl")
+                .args(["--user", "list", "--no-legend"])
+                .env("DBUS_SESSION_BUS_ADDRESS", &a.address)
+                .output()
+                .expect("running busctl");
+            if String::from_utf8_lossy(&out.stdout).contains(&a.name) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "tpm2-abrmd did not take its D-Bus name in 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        a
+    }
+
+    /// `tabrmd:bus_name=NAME,bus_type=session`.
+    pub fn tcti(&self) -> String {
+        format!("tabrmd:bus_name={},bus_type=session", self.name)
+    }
+
+    /// The environment child processes need to reach the bus.
+    pub fn env(&self) -> (String, String) {
+        ("DBUS_SESSION_BUS_ADDRESS".into(), self.address.clone())
+    }
+}
+
+impl Drop for Abrmd {
+    fn drop(&mut self) {
+        let _ = self.abrmd.kill();
+        let _ = self.abrmd.wait();
+        let _ = self.bus.kill();
+        let _ = self.bus.wait();
+    }
+}
+
+fn uuid_like() -> String {
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).expect("urandom");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A temporary card store.
+#[derive(Debug)]
+pub struct TestStore {
+    dir: TempDir,
+}
+
+impl TestStore {
+    pub fn new() -> TestStore {
+        TestStore { dir: tempfile::tempdir().expect("temp dir for the store") }
+    }
+
+    /// The store root (`TPMVSC_STORE`).
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn store(&self) -> Store {
+        Store::at(self.path())
+    }
+
+    /// The directory holding the card directories.
+    pub fn cards_dir(&self) -> PathBuf {
+        self.path().join("cards")
+    }
+
+    /// A scratch file path inside the temp dir (for --pin-file and friends).
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// What a finished command did.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Panics with the whole output unless the exit code is `code`.
+    pub fn expect_code(self, code: i32, what: &str) -> Output {
+        assert_eq!(self.code, code, "{what}: expected exit {code}, got {self:#?}");
+        self
+    }
+
+    pub fn ok(self, what: &str) -> Output {
+        self.expect_code(0, what)
+    }
+
+    /// Stdout parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+
+    /// Stderr lines that are not empty.
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+    }
+}
+
+/// Runs the built binaries against one store and one TCTI, configured by environment.
+#[derive(Debug, Clone)]
+pub struct Cli {
+    store: PathBuf,
+    tcti: String,
+    lock_dir: PathBuf,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Cli {
+    /// The TPM lock directory is the one this process's in-process `Tpm::open_tcti` uses,
+    /// so in-process connections and child processes exclude each other properly.
+    pub fn new(store: &TestStore, tcti: &str) -> Cli {
+        Cli {
+            store: store.path(),
+            tcti: tcti.to_string(),
+            lock_dir: tpmvsc::tpm::lock_dir(),
+            extra_env: Vec::new(),
+        }
+    }
+
+    pub fn with_env(mut self, key: &str, value: &str) -> Cli {
+        self.extra_env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn tcti(&self) -> &str {
+        &self.tcti
+    }
+
+    fn command(&self, bin: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(bin);
+        c.args(args)
+            .env("TPMVSC_STORE", &self.store)
+            .env("TPMVSC_TCTI", &self.tcti)
+            .env("TPMVSC_LOCK_DIR", &self.lock_dir)
+            .env("TSS2_LOG", "all+NONE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.extra_env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// A `tpmvsc` process not yet waited for (for kill tests). Stdin is empty.
+    pub fn spawn_tpmvsc(&self, args: &[&str]) -> Child {
+        self.command(env!("CARGO_BIN_EXE_tpmvsc"), args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning tpmvsc")
+    }
+
+    /// Runs `tpmvsc ARGS` with no standard input (not a terminal).
+    pub fn tpmvsc(&self, args: &[&str]) -> Output {
+        self.run(env!("CARGO_BIN_EXE_tpmvsc"), args, None)
+    }
+
+    /// Runs `tpmvsc ARGS` with `stdin` as standard input.
+    pub fn tpmvsc_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.run(env!("CARGO_BIN_EXE_tpmvsc"), args, Some(stdin))
+    }
+
+    pub fn tpmvscmgr(&self, args: &[&str]) -> Output {
+        self.run(env!("CARGO_BIN_EXE_tpmvscmgr"), args, None)
+    }
+
+    pub fn tpmvscmgr_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.run(env!("CARGO_BIN_EXE_tpmvscmgr"), args, Some(stdin))
+    }
+
+    fn run(&self, bin: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = self.command(bin, args);
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
+        if let Some(text) = stdin {
+            let mut pipe = child.stdin.take().expect("child stdin");
+            // The child may exit before reading everything (a refused argument).
+            let _ = pipe.write_all(text.as_bytes());
+        }
+        let mut out_pipe = child.stdout.take().expect("child stdout");
+        let mut err_pipe = child.stderr.take().expect("child stderr");
+        let out_t = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out_pipe.read_to_string(&mut s);
+            s
+        });
+        let err_t = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err_pipe.read_to_string(&mut s);
+            s
+        });
+        let status = wait_with_deadline(&mut child, CLI_TIMEOUT)
+            .unwrap_or_else(|| panic!("{bin} {args:?} did not finish in {CLI_TIMEOUT:?}"));
+        let stdout = out_t.join().expect("stdout reader");
+        let stderr = err_t.join().expect("stderr reader");
+        Output { code: status.code().unwrap_or(-1), stdout, stderr }
+    }
+}
+
+/// Waits for a child; kills it and returns None after `limit`.
+pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("waiting for a child") {
+            return Some(s);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Checks `pin` against the card's storage key in the TPM, in this process: the same
+/// PolicySecret check the module makes. The connection is closed on return.
+pub fn check_pin(store: &TestStore, tcti: &str, card: &str, pin: &str) -> Result<(), TpmError> {
+    let s = store.store();
+    let (dir, record) = tpmvsc::provision::find(&s, card).expect("finding the card in the store");
+    let csk: ObjectFile = dir.read(CSK_FILE).expect("reading the card's csk.json");
+    let auth = tpmvsc::card::pin_auth(&record.pin_salt, pin.as_bytes());
+    let mut tpm = Tpm::open_tcti(tcti)?;
+    tpm.use_srk(&record.srk)?;
+    tpm.check_auth(&csk.blob, &auth)
+}
+
+/// The TPM's dictionary-attack failure counter (connection closed on return).
+pub fn da_counter(tcti: &str) -> u32 {
+    Tpm::open_tcti(tcti).expect("opening the TPM").da_status().expect("reading DA status").counter
+}
+
+/// True when `name` is on PATH. Missing: false (the test skips) unless `CI` is set, then
+/// it panics.
+pub fn require_tool(name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!("{name} is required on CI but not installed");
+        }
+        eprintln!("skipping: {name} is not installed");
+    }
+    found
+}
+
+/// `tpmvsc list --json` as an array.
+pub fn list_json(cli: &Cli) -> Vec<serde_json::Value> {
+    let out = cli.tpmvsc(&["list", "--json"]).ok("tpmvsc list --json");
+    out.json().as_array().expect("list --json is an array").clone()
+}
+
+/// `tpmvsc info CARD --json`.
+pub fn info_json(cli: &Cli, card: &str) -> serde_json::Value {
+    cli.tpmvsc(&["info", card, "--json"]).ok("tpmvsc info --json").json()
+}
+
+/// Creates a card with the default PIN; returns its `--json` summary.
+pub fn create_card(cli: &Cli, name: &str) -> serde_json::Value {
+    cli.tpmvsc(&["create", "--name", name, "--json"]).ok("tpmvsc create").json()
+}
+
+/// Every file under `root`, recursively.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
