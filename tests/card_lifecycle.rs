@@ -29,7 +29,10 @@ fn card_is_created_listed_inspected_and_destroyed(swtpm: Swtpm) {
 
     // Found by card ID and by instance ID, case-insensitively.
     assert_eq!(info_json(&cli, &card_id.to_uppercase())["name"], "work");
-    assert_eq!(info_json(&cli, "root\\smartcardreader\\0000")["name"], "work");
+    assert_eq!(
+        info_json(&cli, "root\\smartcardreader\\0000")["name"],
+        "work"
+    );
 
     // The card survives a reboot of the TPM: the default PIN still passes the TPM's check.
     check_pin(&store, &swtpm.tcti(), "work", DEFAULT_PIN).expect("default PIN before restart");
@@ -38,7 +41,8 @@ fn card_is_created_listed_inspected_and_destroyed(swtpm: Swtpm) {
     check_pin(&store, &swtpm.tcti(), "work", DEFAULT_PIN).expect("default PIN after restart");
 
     let cli = Cli::new(&store, &swtpm.tcti());
-    cli.tpmvsc(&["destroy", "work", "--yes"]).ok("destroy --yes");
+    cli.tpmvsc(&["destroy", "work", "--yes"])
+        .ok("destroy --yes");
     assert!(list_json(&cli).is_empty());
     assert!(!path.exists(), "card directory {path:?} is gone from disk");
 }
@@ -58,7 +62,9 @@ fn no_format_leaves_the_card_unformatted() {
     let swtpm = Swtpm::start();
     let store = TestStore::new();
     let cli = Cli::new(&store, &swtpm.tcti());
-    let out = cli.tpmvsc(&["create", "--name", "blank", "--no-format", "--json"]).ok("create --no-format");
+    let out = cli
+        .tpmvsc(&["create", "--name", "blank", "--no-format", "--json"])
+        .ok("create --no-format");
     assert_eq!(out.json()["formatted"], false);
     let info = info_json(&cli, "blank");
     assert_eq!(info["formatted"], false);
@@ -74,8 +80,14 @@ fn the_eleventh_card_is_refused() {
         let c = create_card(&cli, &format!("card{i}"));
         assert_eq!(c["instance_id"], format!("ROOT\\SMARTCARDREADER\\{i:04}"));
     }
-    let out = cli.tpmvsc(&["create", "--name", "card10"]).expect_code(1, "11th card");
-    assert!(out.stderr.contains("10"), "message names the limit: {:?}", out.stderr);
+    let out = cli
+        .tpmvsc(&["create", "--name", "card10"])
+        .expect_code(1, "11th card");
+    assert!(
+        out.stderr.contains("10"),
+        "message names the limit: {:?}",
+        out.stderr
+    );
     assert_eq!(list_json(&cli).len(), 10);
 }
 
@@ -97,7 +109,9 @@ fn a_name_of_33_bytes_is_refused_as_usage() {
     let store = TestStore::new();
     let cli = Cli::new(&store, &swtpm.tcti());
     let name = "n".repeat(33);
-    let out = cli.tpmvsc(&["create", "--name", &name]).expect_code(2, "33-byte name");
+    let out = cli
+        .tpmvsc(&["create", "--name", &name])
+        .expect_code(2, "33-byte name");
     assert!(out.stderr.contains("32"), "{:?}", out.stderr);
     assert!(list_json(&cli).is_empty());
     // 32 bytes is fine.
@@ -110,7 +124,9 @@ fn destroy_without_yes_and_without_a_terminal_keeps_the_card() {
     let store = TestStore::new();
     let cli = Cli::new(&store, &swtpm.tcti());
     create_card(&cli, "keep");
-    let out = cli.tpmvsc(&["destroy", "keep"]).expect_code(2, "destroy without --yes");
+    let out = cli
+        .tpmvsc(&["destroy", "keep"])
+        .expect_code(2, "destroy without --yes");
     assert!(out.stderr.contains("--yes"), "{:?}", out.stderr);
     assert_eq!(list_json(&cli).len(), 1);
     check_pin(&store, &swtpm.tcti(), "keep", DEFAULT_PIN).expect("card still usable");

@@ -49,7 +49,12 @@ impl Swtpm {
 
     fn launch_in(dir: TempDir) -> Swtpm {
         let l = tpmvsc::simulator::launch(dir.path(), false).expect("launching swtpm");
-        Swtpm { dir, pid: l.pid, port: l.port, child: l.child }
+        Swtpm {
+            dir,
+            pid: l.pid,
+            port: l.port,
+            child: l.child,
+        }
     }
 
     /// `swtpm:host=127.0.0.1,port=P`.
@@ -92,10 +97,10 @@ impl Swtpm {
 
 impl Drop for Swtpm {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            if let Ok(mut t) = Tpm::open_tcti(&self.tcti()) {
-                let _ = t.shutdown();
-            }
+        if self.child.is_some()
+            && let Ok(mut t) = Tpm::open_tcti(&self.tcti())
+        {
+            let _ = t.shutdown();
         }
         self.kill();
     }
@@ -114,7 +119,11 @@ impl Abrmd {
     /// Starts a session bus and tpm2-abrmd on it; waits until the daemon owns its name.
     pub fn start(swtpm: &Swtpm) -> Abrmd {
         let mut bus = Command::new("dbus-daemon")
-            .args(["--config-file=/usr/share/dbus-1/session.conf", "--print-address=1", "--nofork"])
+            .args([
+                "--config-file=/usr/share/dbus-1/session.conf",
+                "--print-address=1",
+                "--nofork",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -127,10 +136,17 @@ impl Abrmd {
             while out.read(&mut b).expect("reading the bus address") == 1 && b[0] != b'\n' {
                 line.push(b[0]);
             }
-            String::from_utf8(line).expect("bus address is text").trim().to_string()
+            String::from_utf8(line)
+                .expect("bus address is text")
+                .trim()
+                .to_string()
         };
         assert!(!address.is_empty(), "dbus-daemon printed no address");
-        let suffix: String = uuid_like().chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+        let suffix: String = uuid_like()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(12)
+            .collect();
         let name = format!("com.intel.tss2.Tabrmd.t{suffix}");
         let abrmd = Command::new("tpm2-abrmd")
             .arg("--session")
@@ -145,7 +161,12 @@ impl Abrmd {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting tpm2-abrmd");
-        let a = Abrmd { bus, abrmd, address, name };
+        let a = Abrmd {
+            bus,
+            abrmd,
+            address,
+            name,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let out = Command::new("busctl")
@@ -156,7 +177,10 @@ impl Abrmd {
             if String::from_utf8_lossy(&out.stdout).contains(&a.name) {
                 break;
             }
-            assert!(Instant::now() < deadline, "tpm2-abrmd did not take its D-Bus name in 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "tpm2-abrmd did not take its D-Bus name in 20 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         a
@@ -184,7 +208,9 @@ impl Drop for Abrmd {
 
 fn uuid_like() -> String {
     let mut b = [0u8; 8];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).expect("urandom");
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("urandom");
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -196,7 +222,9 @@ pub struct TestStore {
 
 impl TestStore {
     pub fn new() -> TestStore {
-        TestStore { dir: tempfile::tempdir().expect("temp dir for the store") }
+        TestStore {
+            dir: tempfile::tempdir().expect("temp dir for the store"),
+        }
     }
 
     /// The store root (`TPMVSC_STORE`).
@@ -230,7 +258,10 @@ pub struct Output {
 impl Output {
     /// Panics with the whole output unless the exit code is `code`.
     pub fn expect_code(self, code: i32, what: &str) -> Output {
-        assert_eq!(self.code, code, "{what}: expected exit {code}, got {self:#?}");
+        assert_eq!(
+            self.code, code,
+            "{what}: expected exit {code}, got {self:#?}"
+        );
         self
     }
 
@@ -246,7 +277,10 @@ impl Output {
 
     /// Stderr lines that are not empty.
     pub fn stderr_lines(&self) -> Vec<&str> {
-        self.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
     }
 }
 
@@ -325,8 +359,14 @@ impl Cli {
 
     fn run(&self, bin: &str, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = self.command(bin, args);
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
         if let Some(text) = stdin {
             let mut pipe = child.stdin.take().expect("child stdin");
             // The child may exit before reading everything (a refused argument).
@@ -348,7 +388,11 @@ impl Cli {
             .unwrap_or_else(|| panic!("{bin} {args:?} did not finish in {CLI_TIMEOUT:?}"));
         let stdout = out_t.join().expect("stdout reader");
         let stderr = err_t.join().expect("stderr reader");
-        Output { code: status.code().unwrap_or(-1), stdout, stderr }
+        Output {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+        }
     }
 }
 
@@ -382,7 +426,11 @@ pub fn check_pin(store: &TestStore, tcti: &str, card: &str, pin: &str) -> Result
 
 /// The TPM's dictionary-attack failure counter (connection closed on return).
 pub fn da_counter(tcti: &str) -> u32 {
-    Tpm::open_tcti(tcti).expect("opening the TPM").da_status().expect("reading DA status").counter
+    Tpm::open_tcti(tcti)
+        .expect("opening the TPM")
+        .da_status()
+        .expect("reading DA status")
+        .counter
 }
 
 /// True when `name` is on PATH. Missing: false (the test skips) unless `CI` is set, then
@@ -403,17 +451,24 @@ pub fn require_tool(name: &str) -> bool {
 /// `tpmvsc list --json` as an array.
 pub fn list_json(cli: &Cli) -> Vec<serde_json::Value> {
     let out = cli.tpmvsc(&["list", "--json"]).ok("tpmvsc list --json");
-    out.json().as_array().expect("list --json is an array").clone()
+    out.json()
+        .as_array()
+        .expect("list --json is an array")
+        .clone()
 }
 
 /// `tpmvsc info CARD --json`.
 pub fn info_json(cli: &Cli, card: &str) -> serde_json::Value {
-    cli.tpmvsc(&["info", card, "--json"]).ok("tpmvsc info --json").json()
+    cli.tpmvsc(&["info", card, "--json"])
+        .ok("tpmvsc info --json")
+        .json()
 }
 
 /// Creates a card with the default PIN; returns its `--json` summary.
 pub fn create_card(cli: &Cli, name: &str) -> serde_json::Value {
-    cli.tpmvsc(&["create", "--name", name, "--json"]).ok("tpmvsc create").json()
+    cli.tpmvsc(&["create", "--name", name, "--json"])
+        .ok("tpmvsc create")
+        .json()
 }
 
 /// Every file under `root`, recursively.
@@ -421,7 +476,9 @@ pub fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
