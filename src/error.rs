@@ -19,6 +19,18 @@ pub enum Error {
     PinIncorrect { tries_left: u32 },
     /// The card's PIN retry counter is used up: unblock with the PUK or the admin key.
     PinLocked,
+    /// The PUK was wrong; the TPM counted it.
+    PukIncorrect { tries_left: u32 },
+    /// The PUK retry counter is used up.
+    PukLocked,
+    /// The administrator's response was wrong (its challenge is spent).
+    ResponseIncorrect { tries_left: u32 },
+    /// Too many wrong administrator responses.
+    AdminLocked,
+    /// The card has no PUK.
+    NoPuk(String),
+    /// The card has no admin key (`random`), or the operation needs the PUK instead.
+    NotManaged(String),
     /// The TPM's dictionary-attack protection is in lockout (TPM-wide, not this card).
     TpmLockout,
     /// No card matches the given name, card ID or instance ID.
@@ -53,7 +65,11 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::PolicyViolation(_) => 2,
-            Error::PinIncorrect { .. } => 3,
+            Error::PinIncorrect { .. }
+            | Error::PukIncorrect { .. }
+            | Error::ResponseIncorrect { .. } => 3,
+            Error::PukLocked | Error::AdminLocked => 4,
+            Error::NoPuk(_) | Error::NotManaged(_) => 1,
             Error::Tpm(TpmError::AuthFail) => 3,
             Error::PinLocked | Error::TpmLockout | Error::Tpm(TpmError::Lockout) => 4,
             Error::CardNotFound(_)
@@ -102,6 +118,30 @@ impl fmt::Display for Error {
                 f,
                 "the card's PIN is blocked; unblock it with the PUK or the administrator's response"
             ),
+            Error::PukIncorrect { tries_left } => {
+                write!(
+                    f,
+                    "wrong PUK; {tries_left} tries left before the PUK is blocked"
+                )
+            }
+            Error::PukLocked => write!(
+                f,
+                "the PUK is blocked after too many wrong tries; the card can only be reformatted \
+                 by its administrator or destroyed"
+            ),
+            Error::ResponseIncorrect { tries_left } => write!(
+                f,
+                "wrong administrator response; that challenge is used up, the next attempt shows \
+                 a new one ({tries_left} attempts left)"
+            ),
+            Error::AdminLocked => {
+                write!(
+                    f,
+                    "too many wrong administrator responses; the admin key is blocked for this card"
+                )
+            }
+            Error::NoPuk(name) => write!(f, "card {name:?} was created without a PUK"),
+            Error::NotManaged(why) => write!(f, "{why}"),
             Error::TpmLockout | Error::Tpm(TpmError::Lockout) => write!(
                 f,
                 "the TPM is in dictionary-attack lockout (TPM-wide, caused by wrong \

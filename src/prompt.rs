@@ -45,9 +45,23 @@ impl SecretReader {
         what: &str,
         check: &dyn Fn(&[u8]) -> Result<()>,
     ) -> Result<Secret> {
+        self.new_secret_with(what, check, false)
+    }
+
+    /// [`SecretReader::new_secret`], reading the secret twice from standard input when
+    /// `twice_on_stdin` (the change and unblock commands: "current, new, new").
+    pub fn new_secret_with(
+        &mut self,
+        what: &str,
+        check: &dyn Fn(&[u8]) -> Result<()>,
+        twice_on_stdin: bool,
+    ) -> Result<Secret> {
         if self.from_stdin {
             let s = read_stdin_line(what)?;
             check(&s)?;
+            if twice_on_stdin && *read_stdin_line(what)? != *s {
+                return Err(Error::Usage(format!("the two new {what} lines differ")));
+            }
             return Ok(s);
         }
         for attempt in 1..=3 {

@@ -10,7 +10,7 @@ use tpmvsc::card::{DEFAULT_PIN, DEFAULT_TRIES, PinPolicy};
 use tpmvsc::error::{Error, Result};
 use tpmvsc::prompt::{SecretReader, read_secret_file};
 use tpmvsc::provision::admin::{AdminKey, DEFAULT_ADMIN_KEY_HEX};
-use tpmvsc::provision::{self, AdminKeySpec, CardSummary, CreateRequest};
+use tpmvsc::provision::{self, AdminKeySpec, CardSummary, CreateRequest, admin, format};
 use tpmvsc::store::Store;
 use tpmvsc::{simulator, tpm};
 use zeroize::Zeroizing;
@@ -75,6 +75,79 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Change the PIN, knowing the current one (stdin: current, new, new).
+    ChangePin {
+        /// Card name, card ID or instance ID.
+        card: String,
+        /// Read the secrets from standard input, one per line.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Change the PUK, knowing the current one (stdin: current, new, new).
+    ChangePuk {
+        /// Card name, card ID or instance ID.
+        card: String,
+        /// Read the secrets from standard input, one per line.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Set a new PIN with the PUK or the administrator's response, and unblock the card.
+    #[command(after_help = "With --puk: stdin PUK, new PIN, new PIN.\n\
+        With --admin: the card shows a challenge; read it to your administrator, who runs \
+        `tpmvsc admin response --admin-key KEY --challenge CHALLENGE`; type the response \
+        (or pass --response), then the new PIN twice. A wrong response uses up the \
+        challenge: the next attempt shows a new one. Cards with a PUK are unblocked with \
+        the PUK only (the Windows rule).")]
+    Unblock {
+        /// Card name, card ID or instance ID.
+        card: String,
+        /// Authorize with the PUK.
+        #[arg(long, conflicts_with = "admin", required_unless_present = "admin")]
+        puk: bool,
+        /// Authorize with the administrator's response to the card's challenge.
+        #[arg(long)]
+        admin: bool,
+        /// The administrator's response (16 hex digits) instead of prompting.
+        #[arg(long, requires = "admin")]
+        response: Option<String>,
+        /// Read the secrets from standard input, one per line.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Erase every key and object of the card and set a new PIN (keeps the card ID).
+    #[command(
+        after_help = "Needs the PUK (--puk) or an administrator's response (--admin). \
+        stdin: PUK or response (unless --response), then the new PIN twice."
+    )]
+    Format {
+        /// Card name, card ID or instance ID.
+        card: String,
+        /// Authorize with the PUK.
+        #[arg(long, conflicts_with = "admin", required_unless_present = "admin")]
+        puk: bool,
+        /// Authorize with the administrator's response.
+        #[arg(long)]
+        admin: bool,
+        /// The administrator's response (16 hex digits) instead of prompting.
+        #[arg(long, requires = "admin")]
+        response: Option<String>,
+        /// Read the secrets from standard input, one per line.
+        #[arg(long)]
+        stdin: bool,
+        /// Skip the confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Administrator key: challenges, responses, key change and refill.
+    Admin {
+        #[command(subcommand)]
+        action: AdminCmd,
+    },
+    /// The TPM: status, dictionary-attack lockout.
+    Tpm {
+        #[command(subcommand)]
+        action: TpmCmd,
+    },
     /// Run a simulated TPM (swtpm) for machines without one. Cards made on it are
     /// software tokens: its state file holds every key.
     Simulator {
@@ -83,6 +156,66 @@ enum Cmd {
         /// Machine-readable output (status).
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCmd {
+    /// Show the card's next challenge (spends nothing).
+    Challenge {
+        card: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Help-desk side: compute the response to a challenge with the admin key.
+    Response {
+        /// The 48-hex-digit admin key.
+        #[arg(long)]
+        admin_key: String,
+        /// The challenge the user reads out (16 hex digits).
+        #[arg(long)]
+        challenge: String,
+    },
+    /// Check a response against the card (spends the challenge).
+    Verify {
+        card: String,
+        #[arg(long)]
+        response: Option<String>,
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Replace the admin key (response, then the new key twice).
+    ChangeKey {
+        card: String,
+        #[arg(long)]
+        response: Option<String>,
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// New batch of challenges under the same key (response, then the key).
+    Refill {
+        card: String,
+        #[arg(long)]
+        response: Option<String>,
+        #[arg(long)]
+        stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TpmCmd {
+    /// Dictionary-attack counter, limits and lockout, manufacturer, firmware.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reset the TPM's dictionary-attack counter and lockout (needs the lockout
+    /// authorization; one wrong try blocks it for the lockout recovery time).
+    ClearLockout {
+        /// Read the lockout authorization from the first line of this file (prompted
+        /// otherwise; empty on a TPM nobody set it on).
+        #[arg(long)]
+        lockout_auth_file: Option<PathBuf>,
     },
 }
 
@@ -245,6 +378,99 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Simulator { action, json } => simulator_cmd(&store, action, json),
+        Cmd::ChangePin { card, stdin } => {
+            let mut r = SecretReader::new(stdin);
+            let current = r.current("current PIN")?;
+            let policy = provision::find(&store, &card)?.1.pin_policy;
+            let new = r.new_secret_with("PIN", &|s: &[u8]| policy.check("new PIN", s), true)?;
+            provision::change_pin(&store, &card, &current, &new)?;
+            println!("PIN changed.");
+            Ok(())
+        }
+        Cmd::ChangePuk { card, stdin } => {
+            let mut r = SecretReader::new(stdin);
+            let current = r.current("current PUK")?;
+            let policy = PinPolicy::default();
+            let new = r.new_secret_with("PUK", &|s: &[u8]| policy.check("new PUK", s), true)?;
+            provision::change_puk(&store, &card, &current, &new)?;
+            println!("PUK changed.");
+            Ok(())
+        }
+        Cmd::Unblock {
+            card,
+            puk,
+            admin: _,
+            response,
+            stdin,
+        } => {
+            let mut r = SecretReader::new(stdin);
+            let record = provision::find(&store, &card)?.1;
+            let policy = record.pin_policy.clone();
+            let check = |s: &[u8]| policy.check("new PIN", s);
+            if puk {
+                if !record.has_puk {
+                    return Err(Error::NoPuk(record.name));
+                }
+                let p = r.current("PUK")?;
+                let new = r.new_secret_with("PIN", &check, true)?;
+                provision::unblock_with_puk(&store, &card, &p, &new)?;
+            } else {
+                if record.has_puk {
+                    // The Windows rule, checked before any challenge is spent.
+                    return Err(Error::NotManaged(format!(
+                        "card {:?} has a PUK: unblock it with `tpmvsc unblock {} --puk`",
+                        record.name, record.name
+                    )));
+                }
+                let resp = admin_response(&store, &card, response, &mut r)?;
+                let new = r.new_secret_with("PIN", &check, true)?;
+                admin::respond(
+                    &store,
+                    &card,
+                    &resp,
+                    admin::AdminAction::Unblock { new_pin: &new },
+                )?;
+            }
+            println!("New PIN set; the card is unblocked.");
+            Ok(())
+        }
+        Cmd::Format {
+            card,
+            puk,
+            admin: _,
+            response,
+            stdin,
+            yes,
+        } => {
+            let mut r = SecretReader::new(stdin);
+            let record = provision::find(&store, &card)?.1;
+            if !yes && !r.uses_stdin() {
+                let q = format!("Erase every key and certificate on card {:?}?", record.name);
+                if !r.confirm(&q)? {
+                    return Err(Error::Usage(
+                        "not formatted: confirm on a terminal, or pass --yes".into(),
+                    ));
+                }
+            }
+            let policy = record.pin_policy.clone();
+            let check = |s: &[u8]| policy.check("new PIN", s);
+            let summary = if puk {
+                let p = r.current("PUK")?;
+                let new = r.new_secret_with("PIN", &check, true)?;
+                format::format(&store, &card, format::FormatAuth::Puk(&p), &new)?
+            } else {
+                let resp = admin_response(&store, &card, response, &mut r)?;
+                let new = r.new_secret_with("PIN", &check, true)?;
+                format::format(&store, &card, format::FormatAuth::Admin(&resp), &new)?
+            };
+            println!(
+                "Card {:?} formatted; card ID {}.",
+                summary.name, summary.card_id
+            );
+            Ok(())
+        }
+        Cmd::Admin { action } => admin_cmd(&store, action),
+        Cmd::Tpm { action } => tpm_cmd(action),
     }
 }
 
@@ -341,6 +567,174 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
         );
         println!("Card ID:     {}", summary.card_id);
         println!("Instance ID: {}", summary.instance_id);
+    }
+    Ok(())
+}
+
+/// Shows the challenge (to stderr, so scripts can still read stdout) and reads the
+/// response, unless one was given.
+fn admin_response(
+    store: &Store,
+    card: &str,
+    given: Option<String>,
+    r: &mut SecretReader,
+) -> Result<[u8; 8]> {
+    let (challenge, left) = admin::challenge(store, card)?;
+    if let Some(g) = given {
+        return admin::parse_response(&g);
+    }
+    eprintln!("Challenge: {challenge}  ({left} challenges left)");
+    eprintln!("Read it to your administrator and type the response they give you.");
+    if left <= 4 {
+        eprintln!(
+            "warning: few challenges left; ask the administrator to run `tpmvsc admin refill`."
+        );
+    }
+    let text = r.current("response")?;
+    admin::parse_response(&String::from_utf8_lossy(&text))
+}
+
+fn admin_cmd(store: &Store, action: AdminCmd) -> Result<()> {
+    match action {
+        AdminCmd::Challenge { card, json } => {
+            let (challenge, left) = admin::challenge(store, &card)?;
+            if json {
+                print_json(&serde_json::json!({ "challenge": challenge, "challenges_left": left }));
+            } else {
+                println!("{challenge}");
+                eprintln!("({left} challenges left)");
+            }
+        }
+        AdminCmd::Response {
+            admin_key,
+            challenge,
+        } => {
+            let key = AdminKey::parse_hex(&admin_key)?;
+            let c = admin::parse_challenge(&challenge)?;
+            println!("{}", hex::encode_upper(key.response(&c)));
+        }
+        AdminCmd::Verify {
+            card,
+            response,
+            stdin,
+        } => {
+            let mut r = SecretReader::new(stdin);
+            let resp = admin_response(store, &card, response, &mut r)?;
+            admin::respond(store, &card, &resp, admin::AdminAction::Verify)?;
+            println!("The response is correct.");
+        }
+        AdminCmd::ChangeKey {
+            card,
+            response,
+            stdin,
+        } => {
+            let mut r = SecretReader::new(stdin);
+            let resp = admin_response(store, &card, response, &mut r)?;
+            let check = |s: &[u8]| AdminKey::parse_hex(&String::from_utf8_lossy(s)).map(|_| ());
+            let k = r.new_secret_with("admin key (48 hex digits)", &check, true)?;
+            let key = AdminKey::parse_hex(&String::from_utf8_lossy(&k))?;
+            admin::respond(
+                store,
+                &card,
+                &resp,
+                admin::AdminAction::ChangeKey { new_key: &key },
+            )?;
+            println!(
+                "Admin key changed; {} new challenges.",
+                admin::TICKETS_PER_BATCH
+            );
+        }
+        AdminCmd::Refill {
+            card,
+            response,
+            stdin,
+        } => {
+            let mut r = SecretReader::new(stdin);
+            let resp = admin_response(store, &card, response, &mut r)?;
+            let k = r.current("admin key (48 hex digits)")?;
+            let key = AdminKey::parse_hex(&String::from_utf8_lossy(&k))?;
+            admin::respond(
+                store,
+                &card,
+                &resp,
+                admin::AdminAction::Refill { key: &key },
+            )?;
+            println!("{} new challenges.", admin::TICKETS_PER_BATCH);
+        }
+    }
+    Ok(())
+}
+
+fn tpm_cmd(action: TpmCmd) -> Result<()> {
+    match action {
+        TpmCmd::Status { json } => {
+            let mut t = tpm::Tpm::open()?;
+            let info = t.info()?;
+            let da = t.da_status()?;
+            if json {
+                let mut v = serde_json::to_value(&da).unwrap_or_default();
+                if let (serde_json::Value::Object(m), Ok(serde_json::Value::Object(i))) =
+                    (&mut v, serde_json::to_value(&info))
+                {
+                    m.extend(i);
+                    m.insert("tcti".into(), t.tcti().into());
+                }
+                print_json(&v);
+            } else {
+                println!(
+                    "TPM:              {} {} (firmware {}){}",
+                    info.manufacturer,
+                    info.vendor,
+                    info.firmware,
+                    if info.simulated { ", SIMULATED" } else { "" }
+                );
+                println!("TCTI:             {}", t.tcti());
+                println!(
+                    "Failed tries:     {} of {} (one forgotten every {} s)",
+                    da.counter, da.max_tries, da.recovery_time
+                );
+                println!(
+                    "Lockout:          {}",
+                    if da.in_lockout {
+                        "YES: DA-protected authorizations are refused"
+                    } else {
+                        "no"
+                    }
+                );
+                println!(
+                    "Lockout recovery: {} s after a wrong lockout authorization",
+                    da.lockout_recovery
+                );
+                if da.lockout_auth_set {
+                    println!("Lockout auth:     set");
+                } else {
+                    println!(
+                        "Lockout auth:     EMPTY: no retry limit: anyone with TPM access can reset the counter (run `tpmvsc tpm harden` as root)"
+                    );
+                }
+            }
+        }
+        TpmCmd::ClearLockout { lockout_auth_file } => {
+            let auth = match lockout_auth_file {
+                Some(f) => read_secret_file(&f)?,
+                None => {
+                    let mut r = SecretReader::new(false);
+                    r.current("Lockout authorization (empty if never set)")?
+                }
+            };
+            let tcti = tpm::configured_tcti();
+            match tpm::raw::reset_lockout(&tcti, &auth) {
+                Ok(()) => println!("The TPM's dictionary-attack counter and lockout are cleared."),
+                Err(tpm::TpmError::AuthFail) | Err(tpm::TpmError::Lockout) => {
+                    return Err(Error::Usage(
+                        "the TPM refused the lockout authorization; after a wrong one the lockout \
+                         hierarchy stays blocked for its lockout recovery time (see `tpmvsc tpm status`)"
+                            .into(),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(())
 }

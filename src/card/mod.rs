@@ -68,6 +68,19 @@ pub struct CardRecord {
 }
 
 impl CardRecord {
+    /// Maximum of one counter.
+    pub fn max_tries(&self, which: Counter) -> u32 {
+        match which {
+            Counter::Pin => self.pin_tries,
+            Counter::Puk | Counter::Admin => self.puk_tries,
+        }
+    }
+
+    /// The CSK policy branches, in the order they were OR-ed at creation.
+    pub fn branches(&self) -> Vec<crate::tpm::policy::Branch> {
+        crate::tpm::policy::branches(self.puk_name.as_deref(), self.admin_name.as_deref())
+    }
+
     /// `ROOT\SMARTCARDREADER\000n`, the Windows device instance ID.
     pub fn instance_id(&self) -> String {
         instance_id(self.instance)
@@ -84,6 +97,50 @@ pub fn instance_id(n: u32) -> String {
 pub struct Counters {
     pub pin_tries_left: u32,
     pub puk_tries_left: u32,
+    /// Wrong administrator responses left (limit: the PUK tries).
+    #[serde(default = "default_tries")]
+    pub admin_tries_left: u32,
+}
+
+fn default_tries() -> u32 {
+    DEFAULT_TRIES
+}
+
+/// Which retry counter an attempt spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    Pin,
+    Puk,
+    Admin,
+}
+
+impl Counters {
+    /// Tries left on one counter.
+    pub fn left(&self, which: Counter) -> u32 {
+        match which {
+            Counter::Pin => self.pin_tries_left,
+            Counter::Puk => self.puk_tries_left,
+            Counter::Admin => self.admin_tries_left,
+        }
+    }
+
+    /// Sets one counter.
+    pub fn set(&mut self, which: Counter, value: u32) {
+        match which {
+            Counter::Pin => self.pin_tries_left = value,
+            Counter::Puk => self.puk_tries_left = value,
+            Counter::Admin => self.admin_tries_left = value,
+        }
+    }
+
+    /// Full counters for a card record.
+    pub fn full(record: &CardRecord) -> Counters {
+        Counters {
+            pin_tries_left: record.pin_tries,
+            puk_tries_left: record.puk_tries,
+            admin_tries_left: record.puk_tries,
+        }
+    }
 }
 
 /// `csk.json`, `puk.json`: one TPM-wrapped object.

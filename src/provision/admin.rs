@@ -7,8 +7,11 @@ use des::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use crate::card::Ticket;
+use crate::card::{ADMIN_FILE, AdminFile, AdminMode, Counter, Ticket};
 use crate::error::{Error, Result};
+use crate::provision::pin::{OpenCard, open_card};
+use crate::store::Store;
+use crate::tpm::Authorizer;
 
 /// The well-known default admin key of Windows virtual smart cards.
 pub const DEFAULT_ADMIN_KEY_HEX: &str = "010203040506070801020304050607080102030405060708";
@@ -126,6 +129,171 @@ fn ticket_check(challenge: &[u8], response: &[u8]) -> u16 {
     h.update(response);
     let d = h.finalize();
     u16::from_be_bytes([d[0], d[1]])
+}
+
+/// Parses a 16-hex-digit response (spaces allowed).
+pub fn parse_response(text: &str) -> Result<[u8; 8]> {
+    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut out = [0u8; 8];
+    if digits.len() != 16 || hex::decode_to_slice(&digits, &mut out).is_err() {
+        return Err(Error::Usage("a response is 16 hexadecimal digits".into()));
+    }
+    Ok(out)
+}
+
+/// Parses a 16-hex-digit challenge.
+pub fn parse_challenge(text: &str) -> Result<[u8; 8]> {
+    parse_response(text).map_err(|_| Error::Usage("a challenge is 16 hexadecimal digits".into()))
+}
+
+/// The next challenge of a card and how many remain. Spends nothing.
+pub fn challenge(store: &Store, card_ref: &str) -> Result<(String, usize)> {
+    let card = open_card(store, card_ref)?;
+    let file = managed(&card)?;
+    let t = file.tickets.first().ok_or_else(no_challenges)?;
+    Ok((hex::encode_upper(&t.challenge), file.tickets.len()))
+}
+
+/// What a correct administrator response authorizes.
+#[derive(Debug)]
+pub enum AdminAction<'a> {
+    /// Only check the response (the challenge is spent).
+    Verify,
+    /// Set a new PIN and unblock the card (cards without a PUK only).
+    Unblock { new_pin: &'a [u8] },
+    /// Replace the admin key: new unblock secret, new batch of challenges.
+    ChangeKey { new_key: &'a AdminKey },
+    /// A new batch under the same key, which must match the response.
+    Refill { key: &'a AdminKey },
+}
+
+/// Uses the next challenge with `response`. The ticket is removed before anything else,
+/// so a wrong or replayed response spends its challenge; a response that fails the check
+/// value costs no TPM try but counts as a wrong attempt. Unblock keeps the last challenge
+/// in reserve for `change-key` and `refill`.
+pub fn respond(
+    store: &Store,
+    card_ref: &str,
+    response: &[u8; 8],
+    action: AdminAction<'_>,
+) -> Result<()> {
+    let card = open_card(store, card_ref)?;
+    let mut file = managed(&card)?;
+    if let AdminAction::Unblock { new_pin } = &action {
+        if card.record.has_puk {
+            return Err(Error::NotManaged(format!(
+                "card {:?} has a PUK: its PIN is reset with the PUK (`tpmvsc unblock --puk`), not \
+                 with the admin key (the Windows rule)",
+                card.record.name
+            )));
+        }
+        card.record.pin_policy.check("new PIN", new_pin)?;
+        if file.tickets.len() <= 1 {
+            return Err(Error::NotManaged(
+                "only the reserve challenge is left: ask the administrator to run `tpmvsc admin \
+                 refill` before the next unblock"
+                    .into(),
+            ));
+        }
+    }
+    if let AdminAction::Refill { key } = &action {
+        let t = file.tickets.first().ok_or_else(no_challenges)?;
+        let c: [u8; 8] = t
+            .challenge
+            .clone()
+            .try_into()
+            .map_err(|_| bad_ticket(&card))?;
+        if key.response(&c) != *response {
+            return Err(Error::Usage(
+                "the admin key does not give this response to the challenge".into(),
+            ));
+        }
+    }
+    card.ensure_not_blocked(Counter::Admin)?;
+    let ticket = if file.tickets.is_empty() {
+        return Err(no_challenges());
+    } else {
+        file.tickets.remove(0)
+    };
+    card.dir.write(ADMIN_FILE, &file, true)?;
+    let Some(x) = open_ticket(&ticket, response) else {
+        return Err(card.spend_try(Counter::Admin)?);
+    };
+    match action {
+        AdminAction::Verify => card.attempt(Counter::Admin, |tpm| {
+            tpm.check_auth(&file.blob, x.as_slice())
+        }),
+        AdminAction::Unblock { new_pin } => {
+            let csk = card.csk()?;
+            let fresh = card.pin_auth(new_pin);
+            let branches = card.record.branches();
+            let blob = card.attempt(Counter::Admin, |tpm| {
+                let how = Authorizer::Secret {
+                    object: &file.blob,
+                    auth: x.as_slice(),
+                    is_puk: false,
+                };
+                tpm.change_csk_auth(&csk.blob, &branches, how, &fresh)
+            })?;
+            card.replace_csk(blob)?;
+            card.reset_counter(Counter::Pin)
+        }
+        AdminAction::ChangeKey { new_key: key } | AdminAction::Refill { key } => {
+            let mut x2 = Zeroizing::new([0u8; 32]);
+            getrandom::fill(x2.as_mut_slice())
+                .map_err(|e| Error::Usage(format!("no randomness: {e}")))?;
+            let tickets = make_tickets(key, &x2, TICKETS_PER_BATCH)?;
+            let blob = card.attempt(Counter::Admin, |tpm| {
+                tpm.change_object_auth(&file.blob, x.as_slice(), x2.as_slice())
+            })?;
+            card.dir
+                .write(ADMIN_FILE, &AdminFile { blob, tickets }, true)?;
+            if key.is_default() != card.record.default_admin_key {
+                let mut record = card.record.clone();
+                record.default_admin_key = key.is_default();
+                card.dir.write(crate::card::CARD_FILE, &record, true)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Recovers X from the next ticket with `response` and checks it with the TPM, spending
+/// the challenge (for `format --admin`). Returns X.
+pub(crate) fn take_secret(card: &OpenCard, response: &[u8; 8]) -> Result<Zeroizing<[u8; 32]>> {
+    let mut file = managed(card)?;
+    card.ensure_not_blocked(Counter::Admin)?;
+    if file.tickets.is_empty() {
+        return Err(no_challenges());
+    }
+    let ticket = file.tickets.remove(0);
+    card.dir.write(ADMIN_FILE, &file, true)?;
+    let Some(x) = open_ticket(&ticket, response) else {
+        return Err(card.spend_try(Counter::Admin)?);
+    };
+    card.attempt(Counter::Admin, |tpm| {
+        tpm.check_auth(&file.blob, x.as_slice())
+    })?;
+    Ok(x)
+}
+
+fn managed(card: &OpenCard) -> Result<AdminFile> {
+    if card.record.admin != AdminMode::Managed || !card.dir.has(ADMIN_FILE) {
+        return Err(Error::NotManaged(format!(
+            "card {:?} has no admin key (created with `random`): no administrator can unblock, \
+             reformat or manage it",
+            card.record.name
+        )));
+    }
+    card.dir.read(ADMIN_FILE)
+}
+
+fn no_challenges() -> Error {
+    Error::NotManaged("the card has no administrator challenges left".into())
+}
+
+fn bad_ticket(card: &OpenCard) -> Error {
+    Error::corrupt(card.dir.file(ADMIN_FILE), "a challenge is not 8 bytes")
 }
 
 #[cfg(test)]

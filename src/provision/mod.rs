@@ -2,7 +2,11 @@
 //! `tpmvscmgr` front end and the C API are thin layers over these functions.
 
 pub mod admin;
+pub mod format;
+pub mod pin;
 pub mod winsyntax;
+
+pub use pin::{change_pin, change_puk, unblock_with_puk, verify_pin};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,7 +19,7 @@ use crate::card::{
 };
 use crate::error::{Error, Result};
 use crate::store::{CardDir, Store};
-use crate::tpm::{self, Tpm, TpmError, templates};
+use crate::tpm::{self, Tpm, templates};
 use admin::AdminKey;
 
 /// A secret typed by a user (PIN, PUK); zeroized when dropped.
@@ -218,13 +222,7 @@ pub fn create(
     if let Some(a) = &admin {
         new.write(ADMIN_FILE, a)?;
     }
-    new.write(
-        COUNTERS_FILE,
-        &Counters {
-            pin_tries_left: req.pin_tries,
-            puk_tries_left: req.puk_tries,
-        },
-    )?;
+    new.write(COUNTERS_FILE, &Counters::full(&record))?;
     new.write(CARD_FILE, &record)?;
     let dir = new.commit()?;
     drop(lock);
@@ -299,59 +297,6 @@ pub fn destroy(store: &Store, card_ref: &str) -> Result<String> {
     Ok(label)
 }
 
-/// Checks a PIN with the TPM (PolicySecret on the card storage key). The card's retry
-/// counter is decremented and saved before the TPM sees the PIN, reset on success, and
-/// restored when the TPM answers anything but an authorization failure.
-pub fn verify_pin(store: &Store, card_ref: &str, pin: &[u8]) -> Result<()> {
-    let (dir, record) = find(store, card_ref)?;
-    dir.check_private()?;
-    let _card_lock = store.lock_card(&dir)?;
-    let mut counters: Counters = dir.read(COUNTERS_FILE)?;
-    if counters.pin_tries_left == 0 {
-        return Err(Error::PinLocked);
-    }
-    let csk: ObjectFile = dir.read(CSK_FILE)?;
-    let before = counters;
-    counters.pin_tries_left -= 1;
-    dir.write(COUNTERS_FILE, &counters, false)?;
-    let auth = card::pin_auth(&record.pin_salt, pin);
-    let outcome = Tpm::open().and_then(|mut tpm| {
-        tpm.use_srk(&record.srk)?;
-        tpm.check_auth(&csk.blob, &auth)
-    });
-    match outcome {
-        Ok(()) => {
-            let reset = Counters {
-                pin_tries_left: record.pin_tries,
-                ..counters
-            };
-            if reset != counters {
-                dir.write(COUNTERS_FILE, &reset, false)?;
-            }
-            Ok(())
-        }
-        Err(TpmError::AuthFail) => {
-            if counters.pin_tries_left == 0 {
-                Err(Error::PinLocked)
-            } else {
-                Err(Error::PinIncorrect {
-                    tries_left: counters.pin_tries_left,
-                })
-            }
-        }
-        Err(other) => {
-            dir.write(COUNTERS_FILE, &before, false)?;
-            Err(match other {
-                TpmError::Cleared => Error::CardUnusable {
-                    name: record.name,
-                    reason: other.to_string(),
-                },
-                e => e.into(),
-            })
-        }
-    }
-}
-
 // ----- helpers -----
 
 struct Scanned {
@@ -370,17 +315,17 @@ fn scan(store: &Store) -> Result<Vec<Scanned>> {
         .collect())
 }
 
-fn summarize(dir: &CardDir, r: &CardRecord) -> Result<CardSummary> {
+pub(crate) fn summarize(dir: &CardDir, r: &CardRecord) -> Result<CardSummary> {
     let counters: Counters = dir.read(COUNTERS_FILE)?;
     let challenges = if dir.has(ADMIN_FILE) {
         dir.read::<AdminFile>(ADMIN_FILE)?.tickets.len()
     } else {
         0
     };
-    for f in [CSK_FILE] {
-        if !dir.has(f) {
-            return Err(Error::corrupt(dir.file(f), "missing"));
-        }
+    // Parse every TPM object file, so a damaged one shows in `list` and `info`.
+    dir.read::<ObjectFile>(CSK_FILE)?;
+    if r.has_puk {
+        dir.read::<ObjectFile>(PUK_FILE)?;
     }
     let state = if counters.pin_tries_left == 0 {
         "blocked"
@@ -437,7 +382,7 @@ fn damaged(dir: &CardDir, e: &Error) -> CardSummary {
     }
 }
 
-fn random_bytes(n: usize) -> Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn random_bytes(n: usize) -> Result<Zeroizing<Vec<u8>>> {
     let mut v = Zeroizing::new(vec![0u8; n]);
     getrandom::fill(&mut v).map_err(|e| Error::Usage(format!("no randomness from the OS: {e}")))?;
     Ok(v)

@@ -170,6 +170,23 @@ impl Store {
         })
     }
 
+    /// Starts a replacement of a card's whole directory (format): the new files go into a
+    /// hidden directory that [`NewCard::commit_replacing`] swaps in with one atomic
+    /// exchange. Needs the store lock.
+    pub fn begin_replacement(&self, lock: &LockGuard, card: &CardDir) -> Result<NewCard> {
+        let tmp = self.cards_dir().join(format!("{NEW_PREFIX}{}", card.id));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        let _ = lock;
+        make_private_dir(&tmp)?;
+        Ok(NewCard {
+            tmp,
+            final_path: card.path.clone(),
+            id: card.id.clone(),
+        })
+    }
+
     /// Removes a card: one rename makes it disappear, then its files are deleted. Needs
     /// the store lock.
     pub fn remove_card(&self, _lock: &LockGuard, card: &CardDir) -> Result<()> {
@@ -239,6 +256,28 @@ impl NewCard {
         fs::rename(&self.tmp, &self.final_path).map_err(|e| Error::io(&self.final_path, e))?;
         let parent = self.final_path.parent().unwrap_or(Path::new("/"));
         atomic::sync_dir(parent)?;
+        Ok(CardDir {
+            path: self.final_path.clone(),
+            id: self.id.clone(),
+        })
+    }
+
+    /// Swaps the new directory in for an existing card in one `renameat2(RENAME_EXCHANGE)`
+    /// (a crash leaves the old or the new card, whole), then deletes the old files.
+    pub fn commit_replacing(self) -> Result<CardDir> {
+        atomic::sync_dir(&self.tmp)?;
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &self.tmp,
+            rustix::fs::CWD,
+            &self.final_path,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| Error::io(&self.final_path, std::io::Error::from(e)))?;
+        let parent = self.final_path.parent().unwrap_or(Path::new("/"));
+        atomic::sync_dir(parent)?;
+        // The old card now sits at the hidden path.
+        fs::remove_dir_all(&self.tmp).map_err(|e| Error::io(&self.tmp, e))?;
         Ok(CardDir {
             path: self.final_path.clone(),
             id: self.id.clone(),

@@ -21,14 +21,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tss_esapi::Context;
 use tss_esapi::attributes::SessionAttributesBuilder;
-use tss_esapi::constants::{CapabilityType, PropertyTag, SessionType};
+use tss_esapi::constants::{CapabilityType, CommandCode, PropertyTag, SessionType};
 use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::dynamic_handles::Persistent;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Auth, CapabilityData, Digest, Nonce, Private, Public, SensitiveData, SymmetricDefinition,
+    Auth, CapabilityData, Digest, DigestList, Nonce, Private, Public, SensitiveData,
+    SymmetricDefinition,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
@@ -65,6 +66,19 @@ impl Blob {
     pub fn name(&self) -> Vec<u8> {
         name_of(&self.public)
     }
+}
+
+/// Who authorizes a change of the card storage key's authValue.
+#[derive(Debug, Clone, Copy)]
+pub enum Authorizer<'a> {
+    /// The current PIN-derived authValue (PIN branch).
+    Pin(&'a [u8]),
+    /// A sealed secret object and its authValue (PUK branch or admin branch).
+    Secret {
+        object: &'a Blob,
+        auth: &'a [u8],
+        is_puk: bool,
+    },
 }
 
 /// What a card records about the SRK it was made under (DESIGN.md §2).
@@ -329,7 +343,7 @@ impl Tpm {
     pub fn check_auth(&mut self, blob: &Blob, auth: &[u8]) -> Result<(), TpmError> {
         let handle = self.load_under_srk(blob, Some(auth))?;
         let salted = self.salted_session()?;
-        let policy = self.policy_session()?;
+        let policy = self.start_policy_session(false)?;
         let result = self.retry(|ctx| {
             ctx.execute_with_sessions((Some(salted), None, None), |c| {
                 c.policy_secret(
@@ -344,6 +358,126 @@ impl Tpm {
         });
         self.flush_session(policy.into());
         result.map(|_| ())
+    }
+
+    /// Changes the card storage key's authValue (a new PIN) through its policy: the
+    /// branch `how` names must be one of `branches` (in creation order). Returns the new
+    /// private blob; the old blob still opens with the old value, so the caller must
+    /// replace it on disk (DESIGN.md §2).
+    ///
+    /// PIN branch: PolicyAuthValue in a policy session salted to the SRK with parameter
+    /// encryption (the caller knows the current value). PUK/admin branch: PolicySecret on
+    /// the secret object, whose authValue rides in the salted HMAC session; the new value
+    /// is encrypted by that salted session as a second, non-authorizing session, because
+    /// the policy session's encryption key would involve the CSK's current authValue,
+    /// which the PUK or admin holder does not know (TPM-FEASIBILITY.md, constraint 2).
+    pub fn change_csk_auth(
+        &mut self,
+        csk: &Blob,
+        branches: &[policy::Branch],
+        how: Authorizer<'_>,
+        new_auth: &[u8],
+    ) -> Result<Blob, TpmError> {
+        let srk = self.srk_handle()?;
+        let new_auth = Auth::try_from(new_auth.to_vec()).map_err(classify)?;
+        let (policy, extra, wanted) = match how {
+            Authorizer::Pin(pin_auth) => {
+                let csk_handle = self.load_under_srk(csk, Some(pin_auth))?;
+                let ps = self.start_policy_session(true)?;
+                let r = self.retry(|ctx| ctx.policy_auth_value(ps));
+                (ps, None, (csk_handle, r, policy::Branch::Pin))
+            }
+            Authorizer::Secret {
+                object,
+                auth,
+                is_puk,
+            } => {
+                let obj = self.load_under_srk(object, Some(auth))?;
+                let salted = self.salted_session()?;
+                let ps = self.start_policy_session(false)?;
+                let r = self
+                    .retry(|ctx| {
+                        ctx.execute_with_sessions((Some(salted), None, None), |c| {
+                            c.policy_secret(
+                                ps,
+                                ObjectHandle::from(obj).into(),
+                                Nonce::default(),
+                                Digest::default(),
+                                Nonce::default(),
+                                None,
+                            )
+                        })
+                    })
+                    .map(|_| ());
+                let name = object.name();
+                let branch = if is_puk {
+                    policy::Branch::Puk { name }
+                } else {
+                    policy::Branch::Admin { name }
+                };
+                // Load the CSK after the secret was checked; it needs no auth here.
+                let csk_handle = match r {
+                    Ok(()) => self.load_under_srk(csk, None),
+                    Err(e) => Err(e),
+                };
+                match csk_handle {
+                    Ok(h) => (ps, Some(salted), (h, Ok(()), branch)),
+                    Err(e) => (ps, Some(salted), (KeyHandle::Null, Err(e), branch)),
+                }
+            }
+        };
+        let (csk_handle, first, branch) = wanted;
+        let result = first.and_then(|()| {
+            if !branches.contains(&branch) {
+                return Err(TpmError::Policy(0));
+            }
+            self.retry(|ctx| ctx.policy_command_code(policy, CommandCode::ObjectChangeAuth))?;
+            if branches.len() > 1 {
+                let mut list = DigestList::new();
+                for b in branches {
+                    list.add(Digest::try_from(b.digest().to_vec()).map_err(classify)?)
+                        .map_err(classify)?;
+                }
+                self.retry(|ctx| ctx.policy_or(policy, list.clone()))?;
+            }
+            let sessions = (Some(AuthSession::from(policy)), extra, None);
+            self.retry(|ctx| {
+                ctx.execute_with_sessions(sessions, |c| {
+                    c.object_change_auth(csk_handle.into(), srk.into(), new_auth.clone())
+                })
+            })
+        });
+        self.flush_session(policy.into());
+        let private = result?;
+        self.forget(csk);
+        Ok(Blob {
+            public: csk.public.clone(),
+            private: private.value().to_vec(),
+        })
+    }
+
+    /// Changes the authValue of a sealed secret object (PUK, admin object) knowing the
+    /// current one; its Name, fixed in the CSK policy, stays the same.
+    pub fn change_object_auth(
+        &mut self,
+        object: &Blob,
+        auth: &[u8],
+        new_auth: &[u8],
+    ) -> Result<Blob, TpmError> {
+        let srk = self.srk_handle()?;
+        let handle = self.load_under_srk(object, Some(auth))?;
+        let salted = self.salted_session()?;
+        let new_auth = Auth::try_from(new_auth.to_vec()).map_err(classify)?;
+        let private = self.retry(|ctx| {
+            ctx.execute_with_sessions((Some(salted), None, None), |c| {
+                c.object_change_auth(handle.into(), srk.into(), new_auth.clone())
+            })
+        })?;
+        self.forget(object);
+        Ok(Blob {
+            public: object.public.clone(),
+            private: private.value().to_vec(),
+        })
     }
 
     /// Loads a child of the SRK through the cache and sets its authValue.
@@ -488,16 +622,23 @@ impl Tpm {
         Ok(session)
     }
 
-    /// A fresh policy session (unsalted: it carries no secret itself).
-    fn policy_session(&mut self) -> Result<PolicySession, TpmError> {
+    /// A fresh policy session. `salted`: salted to the SRK with parameter encryption, for
+    /// a policy that uses the object's authValue (PolicyAuthValue); otherwise unsalted,
+    /// because it carries no secret itself.
+    fn start_policy_session(&mut self, salted: bool) -> Result<PolicySession, TpmError> {
+        let (key, sym) = if salted {
+            (Some(self.srk_handle()?), SymmetricDefinition::AES_128_CFB)
+        } else {
+            (None, SymmetricDefinition::Null)
+        };
         let s = self
             .retry_with_room(|ctx| {
                 ctx.start_auth_session(
-                    None,
+                    key,
                     None,
                     None,
                     SessionType::Policy,
-                    SymmetricDefinition::Null,
+                    sym,
                     HashingAlgorithm::Sha256,
                 )
             })?
@@ -505,6 +646,15 @@ impl Tpm {
                 code: 0,
                 what: "TPM returned no session".into(),
             })?;
+        if salted {
+            let (attrs, mask) = SessionAttributesBuilder::new()
+                .with_decrypt(true)
+                .with_encrypt(true)
+                .build();
+            self.ctx
+                .tr_sess_set_attributes(s, attrs, mask)
+                .map_err(classify)?;
+        }
         PolicySession::try_from(s).map_err(classify)
     }
 

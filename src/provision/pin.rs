@@ -1,0 +1,208 @@
+//! PIN and PUK after creation (DESIGN.md §2): check, change, unblock. The TPM decides
+//! every time: a wrong secret is a TPM authorization failure; the card's retry counters
+//! only give PKCS#11 its PIN flags and block the card in software.
+
+use crate::card::{
+    self, COUNTERS_FILE, CSK_FILE, CardRecord, Counter, Counters, ObjectFile, PUK_FILE, PinPolicy,
+};
+use crate::error::{Error, Result};
+use crate::store::{CardDir, LockGuard, Store};
+use crate::tpm::{Authorizer, Tpm, TpmError};
+
+/// A card opened for an update: directory checked private, its lock held.
+#[derive(Debug)]
+pub struct OpenCard {
+    pub dir: CardDir,
+    pub record: CardRecord,
+    _lock: LockGuard,
+}
+
+/// Finds a card, refuses a directory others can touch, and takes the card's lock.
+pub fn open_card(store: &Store, card_ref: &str) -> Result<OpenCard> {
+    let (dir, record) = super::find(store, card_ref)?;
+    dir.check_private()?;
+    let lock = store.lock_card(&dir)?;
+    // Re-read under the lock: another process may have changed the card meanwhile.
+    let record = dir.read(card::CARD_FILE).unwrap_or(record);
+    Ok(OpenCard {
+        dir,
+        record,
+        _lock: lock,
+    })
+}
+
+impl OpenCard {
+    /// Runs one TPM attempt that spends a try of `which`: the counter is decremented and
+    /// saved before the TPM sees the secret, reset on success, kept on an authorization
+    /// failure, and restored on any other answer (lockout, TPM gone, bug).
+    pub fn attempt<T>(
+        &self,
+        which: Counter,
+        f: impl FnOnce(&mut Tpm) -> std::result::Result<T, TpmError>,
+    ) -> Result<T> {
+        let mut counters: Counters = self.dir.read(COUNTERS_FILE)?;
+        if counters.left(which) == 0 {
+            return Err(blocked(which));
+        }
+        let before = counters;
+        counters.set(which, before.left(which) - 1);
+        self.dir.write(COUNTERS_FILE, &counters, false)?;
+        let outcome = Tpm::open().and_then(|mut tpm| {
+            tpm.use_srk(&self.record.srk)?;
+            f(&mut tpm)
+        });
+        match outcome {
+            Ok(v) => {
+                let mut reset = counters;
+                reset.set(which, self.record.max_tries(which));
+                if reset != counters {
+                    self.dir.write(COUNTERS_FILE, &reset, false)?;
+                }
+                Ok(v)
+            }
+            Err(TpmError::AuthFail) => Err(wrong(which, counters.left(which))),
+            Err(other) => {
+                self.dir.write(COUNTERS_FILE, &before, false)?;
+                Err(match other {
+                    TpmError::Cleared => Error::CardUnusable {
+                        name: self.record.name.clone(),
+                        reason: other.to_string(),
+                    },
+                    e => e.into(),
+                })
+            }
+        }
+    }
+
+    /// Spends one try of `which` without asking the TPM (a response that fails its check
+    /// value).
+    pub fn spend_try(&self, which: Counter) -> Result<Error> {
+        let mut counters: Counters = self.dir.read(COUNTERS_FILE)?;
+        let left = counters.left(which).saturating_sub(1);
+        counters.set(which, left);
+        self.dir.write(COUNTERS_FILE, &counters, false)?;
+        Ok(wrong(which, left))
+    }
+
+    /// Refills one counter (after an unblock).
+    pub fn reset_counter(&self, which: Counter) -> Result<()> {
+        let mut counters: Counters = self.dir.read(COUNTERS_FILE)?;
+        let full = self.record.max_tries(which);
+        if counters.left(which) != full {
+            counters.set(which, full);
+            self.dir.write(COUNTERS_FILE, &counters, false)?;
+        }
+        Ok(())
+    }
+
+    /// Fails when `which` is used up.
+    pub fn ensure_not_blocked(&self, which: Counter) -> Result<()> {
+        let counters: Counters = self.dir.read(COUNTERS_FILE)?;
+        if counters.left(which) == 0 {
+            Err(blocked(which))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The CSK blob.
+    pub fn csk(&self) -> Result<ObjectFile> {
+        self.dir.read(CSK_FILE)
+    }
+
+    /// Writes a new CSK blob (durably: the old blob must not survive a PIN change).
+    pub fn replace_csk(&self, blob: crate::tpm::Blob) -> Result<()> {
+        self.dir.write(CSK_FILE, &ObjectFile { blob }, true)
+    }
+
+    /// The PIN-derived authValue for this card.
+    pub fn pin_auth(&self, pin: &[u8]) -> crate::tpm::AuthValue {
+        card::pin_auth(&self.record.pin_salt, pin)
+    }
+
+    /// The PUK-derived authValue for this card.
+    pub fn puk_auth(&self, puk: &[u8]) -> crate::tpm::AuthValue {
+        card::pin_auth(&self.record.puk_salt, puk)
+    }
+}
+
+/// Checks a PIN with the TPM (PolicySecret on the card storage key in a salted session).
+pub fn verify_pin(store: &Store, card_ref: &str, pin: &[u8]) -> Result<()> {
+    let card = open_card(store, card_ref)?;
+    let csk = card.csk()?;
+    let auth = card.pin_auth(pin);
+    card.attempt(Counter::Pin, |tpm| tpm.check_auth(&csk.blob, &auth))
+}
+
+/// Changes the PIN knowing the current one: one `ObjectChangeAuth` on the CSK through the
+/// PIN branch. The new PIN is checked against the card's policy before the current PIN
+/// is tried, so a typo in the new PIN costs no try.
+pub fn change_pin(store: &Store, card_ref: &str, current: &[u8], new: &[u8]) -> Result<()> {
+    let card = open_card(store, card_ref)?;
+    card.record.pin_policy.check("new PIN", new)?;
+    let csk = card.csk()?;
+    let (old, fresh) = (card.pin_auth(current), card.pin_auth(new));
+    let branches = card.record.branches();
+    let blob = card.attempt(Counter::Pin, |tpm| {
+        tpm.change_csk_auth(&csk.blob, &branches, Authorizer::Pin(&old), &fresh)
+    })?;
+    card.replace_csk(blob)
+}
+
+/// Sets a new PIN with the PUK (the PUK branch of the CSK policy) and unblocks the card.
+pub fn unblock_with_puk(store: &Store, card_ref: &str, puk: &[u8], new_pin: &[u8]) -> Result<()> {
+    let card = open_card(store, card_ref)?;
+    if !card.record.has_puk {
+        return Err(Error::NoPuk(card.record.name.clone()));
+    }
+    card.record.pin_policy.check("new PIN", new_pin)?;
+    let csk = card.csk()?;
+    let puk_obj: ObjectFile = card.dir.read(PUK_FILE)?;
+    let (puk_auth, fresh) = (card.puk_auth(puk), card.pin_auth(new_pin));
+    let branches = card.record.branches();
+    let blob = card.attempt(Counter::Puk, |tpm| {
+        let how = Authorizer::Secret {
+            object: &puk_obj.blob,
+            auth: &puk_auth,
+            is_puk: true,
+        };
+        tpm.change_csk_auth(&csk.blob, &branches, how, &fresh)
+    })?;
+    card.replace_csk(blob)?;
+    card.reset_counter(Counter::Pin)
+}
+
+/// Changes the PUK knowing the current one (`ObjectChangeAuth` on the PUK object, whose
+/// Name in the CSK policy stays the same).
+pub fn change_puk(store: &Store, card_ref: &str, current: &[u8], new: &[u8]) -> Result<()> {
+    let card = open_card(store, card_ref)?;
+    if !card.record.has_puk {
+        return Err(Error::NoPuk(card.record.name.clone()));
+    }
+    PinPolicy::default().check("new PUK", new)?;
+    let puk_obj: ObjectFile = card.dir.read(PUK_FILE)?;
+    let (old, fresh) = (card.puk_auth(current), card.puk_auth(new));
+    let blob = card.attempt(Counter::Puk, |tpm| {
+        tpm.change_object_auth(&puk_obj.blob, &old, &fresh)
+    })?;
+    card.dir.write(PUK_FILE, &ObjectFile { blob }, true)
+}
+
+fn blocked(which: Counter) -> Error {
+    match which {
+        Counter::Pin => Error::PinLocked,
+        Counter::Puk => Error::PukLocked,
+        Counter::Admin => Error::AdminLocked,
+    }
+}
+
+fn wrong(which: Counter, tries_left: u32) -> Error {
+    if tries_left == 0 {
+        return blocked(which);
+    }
+    match which {
+        Counter::Pin => Error::PinIncorrect { tries_left },
+        Counter::Puk => Error::PukIncorrect { tries_left },
+        Counter::Admin => Error::ResponseIncorrect { tries_left },
+    }
+}
