@@ -75,6 +75,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check a PIN with the TPM (a wrong one counts, as on a real card).
+    CheckPin {
+        /// Card name, card ID or instance ID.
+        card: String,
+        /// Read the PIN from standard input.
+        #[arg(long)]
+        stdin: bool,
+    },
     /// Change the PIN, knowing the current one (stdin: current, new, new).
     ChangePin {
         /// Card name, card ID or instance ID.
@@ -378,6 +386,13 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Simulator { action, json } => simulator_cmd(&store, action, json),
+        Cmd::CheckPin { card, stdin } => {
+            let mut r = SecretReader::new(stdin);
+            let pin = r.current("PIN")?;
+            provision::verify_pin(&store, &card, &pin)?;
+            println!("PIN correct.");
+            Ok(())
+        }
         Cmd::ChangePin { card, stdin } => {
             let mut r = SecretReader::new(stdin);
             let current = r.current("current PIN")?;
@@ -544,7 +559,9 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
     req.format = !a.no_format;
     let quiet = a.json;
     let summary = provision::create(store, req, &mut |step| {
-        if !quiet {
+        if step.starts_with("warning:") {
+            eprintln!("{step}");
+        } else if !quiet {
             eprintln!("... {step}");
         }
     })?;

@@ -85,7 +85,11 @@ fn create(c: WinCreate) -> Result<()> {
     if !c.quiet {
         println!("Creating TPM Smart Card...");
     }
-    let summary = provision::create(&store, req, &mut |_| {})?;
+    let summary = provision::create(&store, req, &mut |step| {
+        if step.starts_with("warning:") {
+            eprintln!("{step}");
+        }
+    })?;
     if c.quiet {
         println!("{}", summary.instance_id);
     } else {

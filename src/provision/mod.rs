@@ -78,6 +78,7 @@ pub struct CardSummary {
     pub pin_tries_left: u32,
     pub pin_tries: u32,
     pub puk_tries_left: u32,
+    pub admin_tries_left: u32,
     pub has_puk: bool,
     pub admin: String,
     pub default_admin_key: bool,
@@ -93,7 +94,7 @@ pub struct CardSummary {
 
 /// Creates a card: TPM objects first, then the card directory appears in one rename, so a
 /// crash at any point leaves either no card or a complete one. `progress` hears about
-/// each slow step.
+/// each slow step, and warnings (lines starting with "warning:").
 pub fn create(
     store: &Store,
     req: CreateRequest,
@@ -146,6 +147,20 @@ pub fn create(
     progress("connecting to the TPM");
     let mut tpm = Tpm::open()?;
     let simulated = tpm.info()?.simulated;
+    let da = tpm.da_status()?;
+    if da.max_tries < req.pin_tries {
+        progress(&format!(
+            "warning: the TPM locks out after {} failed authorizations (on all cards together), \
+             fewer than this card's {} PIN tries",
+            da.max_tries, req.pin_tries
+        ));
+    }
+    if !da.lockout_auth_set {
+        progress(
+            "warning: no retry limit: the TPM's lockout authorization is empty, so anyone with \
+             TPM access can reset its dictionary-attack counter (fix: `tpmvsc tpm harden` as root)",
+        );
+    }
     let srk = tpm.choose_srk()?;
     let pin_salt = random_bytes(32)?;
     let puk_salt = random_bytes(32)?;
@@ -343,6 +358,7 @@ pub(crate) fn summarize(dir: &CardDir, r: &CardRecord) -> Result<CardSummary> {
         pin_tries_left: counters.pin_tries_left,
         pin_tries: r.pin_tries,
         puk_tries_left: counters.puk_tries_left,
+        admin_tries_left: counters.admin_tries_left,
         has_puk: r.has_puk,
         admin: match r.admin {
             AdminMode::Managed => "managed".into(),
@@ -369,6 +385,7 @@ fn damaged(dir: &CardDir, e: &Error) -> CardSummary {
         pin_tries_left: 0,
         pin_tries: 0,
         puk_tries_left: 0,
+        admin_tries_left: 0,
         has_puk: false,
         admin: String::new(),
         default_admin_key: false,
