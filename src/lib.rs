@@ -12,6 +12,7 @@
 
 pub mod card;
 pub mod error;
+pub mod ffi;
 pub mod prompt;
 pub mod provision;
 pub mod simulator;

@@ -87,7 +87,7 @@ pub struct CardSummary {
     pub pin_policy: String,
     pub min_pin_len: usize,
     pub max_pin_len: usize,
-    /// "ready", "unformatted", "blocked", or "damaged: <why>".
+    /// "ready", "unformatted", "blocked", or "damaged: …" with the reason.
     pub state: String,
     pub path: String,
 }

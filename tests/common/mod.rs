@@ -490,3 +490,122 @@ pub fn files_under(root: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+// ---- Helpers for the PIN/PUK/admin-key lifecycle tests (added; the ones above are
+// ---- unchanged).
+
+/// The well-known default admin key of Windows virtual smart cards.
+pub const DEFAULT_ADMIN_KEY: &str = "010203040506070801020304050607080102030405060708";
+
+impl Swtpm {
+    /// Sets the dictionary-attack parameters (lockout auth empty, as on a fresh swtpm).
+    pub fn set_da(&self, max_tries: u32, recovery_time: u32, lockout_recovery: u32) {
+        tpmvsc::tpm::raw::set_da_parameters(
+            &self.tcti(),
+            &[],
+            max_tries,
+            recovery_time,
+            lockout_recovery,
+        )
+        .expect("setting the DA parameters");
+    }
+}
+
+impl Cli {
+    /// A `tpmvsc` process not yet waited for, with `stdin` written to its standard input
+    /// (then closed). Stdout and stderr are discarded.
+    pub fn spawn_tpmvsc_stdin(&self, args: &[&str], stdin: &str) -> Child {
+        let mut child = self
+            .command(env!("CARGO_BIN_EXE_tpmvsc"), args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning tpmvsc");
+        let mut pipe = child.stdin.take().expect("child stdin");
+        // A few short lines fit in the pipe buffer: this never blocks.
+        let _ = pipe.write_all(stdin.as_bytes());
+        drop(pipe);
+        child
+    }
+
+    /// `tpmvsc check-pin CARD --stdin` with `pin`.
+    pub fn check_pin(&self, card: &str, pin: &str) -> Output {
+        self.tpmvsc_stdin(&["check-pin", card, "--stdin"], &format!("{pin}\n"))
+    }
+}
+
+/// The card's directory, as `info --json` reports it.
+pub fn card_dir(cli: &Cli, card: &str) -> PathBuf {
+    PathBuf::from(
+        info_json(cli, card)["path"]
+            .as_str()
+            .expect("path in info --json"),
+    )
+}
+
+/// A numeric field of `info CARD --json`.
+pub fn info_u64(cli: &Cli, card: &str, key: &str) -> u64 {
+    info_json(cli, card)[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} in info --json is a number"))
+}
+
+/// A JSON file parsed.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path:?}: {e}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{path:?} is not JSON: {e}"))
+}
+
+/// `tpmvsc tpm status --json`.
+pub fn tpm_status(cli: &Cli) -> serde_json::Value {
+    cli.tpmvsc(&["tpm", "status", "--json"])
+        .ok("tpmvsc tpm status --json")
+        .json()
+}
+
+/// `tpmvsc admin challenge CARD --json`: the challenge and how many are left.
+pub fn admin_challenge(cli: &Cli, card: &str) -> (String, u64) {
+    let v = cli
+        .tpmvsc(&["admin", "challenge", card, "--json"])
+        .ok("tpmvsc admin challenge --json")
+        .json();
+    let c = v["challenge"]
+        .as_str()
+        .expect("challenge in admin challenge --json")
+        .to_string();
+    assert_eq!(c.len(), 16, "a challenge is 16 hex digits: {v}");
+    let left = v["challenges_left"]
+        .as_u64()
+        .expect("challenges_left in admin challenge --json");
+    (c, left)
+}
+
+/// `tpmvsc admin response --admin-key KEY --challenge CHALLENGE`, trimmed.
+pub fn admin_response(cli: &Cli, key: &str, challenge: &str) -> String {
+    cli.tpmvsc(&[
+        "admin",
+        "response",
+        "--admin-key",
+        key,
+        "--challenge",
+        challenge,
+    ])
+    .ok("tpmvsc admin response")
+    .stdout
+    .trim()
+    .to_string()
+}
+
+/// True when `needle` occurs in `hay`.
+pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The files under `root` whose bytes contain `needle`.
+pub fn files_containing(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    files_under(root)
+        .into_iter()
+        .filter(|p| std::fs::read(p).is_ok_and(|b| contains_bytes(&b, needle)))
+        .collect()
+}

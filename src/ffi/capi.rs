@@ -1,0 +1,386 @@
+//! `tpmvsc_*`: the sidecar's C API (`include/tpmvsc.h`) for programs that provision
+//! cards themselves, as Windows programs call the SmartCardProvisioning API. Thin over
+//! `provision`: every entry point catches panics, checks every pointer, writes outputs
+//! only on success, and keeps the last error's message in the context.
+
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr;
+
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::provision::admin::{self, AdminKey};
+use crate::provision::{self, AdminKeySpec, CreateRequest};
+use crate::store::Store;
+
+/// Success.
+pub const TPMVSC_OK: c_int = 0;
+/// The operation failed; `tpmvsc_error_message` says why.
+pub const TPMVSC_ERR_FAILED: c_int = 1;
+/// A bad argument (NULL pointer, malformed value, policy violation).
+pub const TPMVSC_ERR_ARGUMENT: c_int = 2;
+/// Wrong PIN, PUK or administrator response (the try was counted).
+pub const TPMVSC_ERR_WRONG_SECRET: c_int = 3;
+/// The PIN or PUK is blocked, or the TPM is in dictionary-attack lockout.
+pub const TPMVSC_ERR_BLOCKED: c_int = 4;
+/// An output buffer is too small; the needed size was written where the API says.
+pub const TPMVSC_ERR_BUFFER_TOO_SMALL: c_int = 5;
+/// A Rust panic was caught (a bug); the process is still intact.
+pub const TPMVSC_ERR_INTERNAL: c_int = 6;
+
+/// An opaque context: the card store and the last error message.
+#[derive(Debug)]
+pub struct TpmvscContext {
+    store: Store,
+    last_error: CString,
+}
+
+enum Failure {
+    Code(c_int, String),
+}
+
+type Outcome = Result<(), Failure>;
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = match e.exit_code() {
+            2 => TPMVSC_ERR_ARGUMENT,
+            3 => TPMVSC_ERR_WRONG_SECRET,
+            4 => TPMVSC_ERR_BLOCKED,
+            _ => TPMVSC_ERR_FAILED,
+        };
+        Failure::Code(code, e.to_string())
+    }
+}
+
+fn arg(msg: &str) -> Failure {
+    Failure::Code(TPMVSC_ERR_ARGUMENT, msg.to_string())
+}
+
+/// Runs `f` with the context, catching panics and recording the error message.
+fn with_ctx(ctx: *mut TpmvscContext, f: impl FnOnce(&mut TpmvscContext) -> Outcome) -> c_int {
+    if ctx.is_null() {
+        return TPMVSC_ERR_ARGUMENT;
+    }
+    // SAFETY: a non-NULL context pointer comes from tpmvsc_context_new and is not freed
+    // while the caller uses it (the header's contract); we hold the only reference.
+    let ctx = unsafe { &mut *ctx };
+    let outcome = catch_unwind(AssertUnwindSafe(|| f(ctx)));
+    let (code, message) = match outcome {
+        Ok(Ok(())) => (TPMVSC_OK, String::new()),
+        Ok(Err(Failure::Code(c, m))) => (c, m),
+        Err(_) => (
+            TPMVSC_ERR_INTERNAL,
+            "internal error (a bug in tpmvsc); nothing was changed".into(),
+        ),
+    };
+    ctx.last_error = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    code
+}
+
+/// A NUL-terminated UTF-8 string argument.
+fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, Failure> {
+    if p.is_null() {
+        return Err(arg(&format!("{what} is NULL")));
+    }
+    // SAFETY: the caller passes a NUL-terminated string that stays valid for the call.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str().map_err(|_| arg(&format!("{what} is not UTF-8")))
+}
+
+/// An optional NUL-terminated secret; NULL gives `None`.
+fn secret_opt(p: *const c_char) -> Option<Zeroizing<Vec<u8>>> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: as for `text`.
+    let s = unsafe { CStr::from_ptr(p) };
+    Some(Zeroizing::new(s.to_bytes().to_vec()))
+}
+
+fn secret(p: *const c_char, what: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    secret_opt(p).ok_or_else(|| arg(&format!("{what} is NULL")))
+}
+
+/// Copies `value` and a NUL into `out[..cap]`, or reports the size needed.
+fn write_text(value: &str, out: *mut c_char, cap: usize) -> Outcome {
+    let needed = value.len() + 1;
+    if out.is_null() {
+        return Err(arg("output buffer is NULL"));
+    }
+    if cap < needed {
+        return Err(Failure::Code(
+            TPMVSC_ERR_BUFFER_TOO_SMALL,
+            format!("output buffer holds {cap} bytes, {needed} needed"),
+        ));
+    }
+    // SAFETY: `out` is valid for `cap >= needed` bytes (the caller's contract) and does
+    // not overlap `value`, which is our own string.
+    unsafe {
+        ptr::copy_nonoverlapping(value.as_ptr(), out.cast::<u8>(), value.len());
+        *out.add(value.len()) = 0;
+    }
+    Ok(())
+}
+
+/// Creates a context on the store of `TPMVSC_STORE` (or the default store). The TPM is
+/// the one `TPMVSC_TCTI` names. Returns TPMVSC_OK and writes `*out`, or an error code.
+///
+/// # Safety
+/// `out` must be NULL or valid for writing one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_context_new(out: *mut *mut TpmvscContext) -> c_int {
+    if out.is_null() {
+        return TPMVSC_ERR_ARGUMENT;
+    }
+    let made = catch_unwind(Store::open);
+    match made {
+        Ok(Ok(store)) => {
+            let ctx = Box::new(TpmvscContext {
+                store,
+                last_error: CString::default(),
+            });
+            // SAFETY: `out` is non-NULL and valid for one pointer write (contract above).
+            unsafe { *out = Box::into_raw(ctx) };
+            TPMVSC_OK
+        }
+        Ok(Err(_)) => TPMVSC_ERR_FAILED,
+        Err(_) => TPMVSC_ERR_INTERNAL,
+    }
+}
+
+/// Frees a context (NULL is ignored).
+///
+/// # Safety
+/// `ctx` must be NULL or a pointer from `tpmvsc_context_new` not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_context_free(ctx: *mut TpmvscContext) {
+    if !ctx.is_null() {
+        // SAFETY: the pointer came from Box::into_raw in tpmvsc_context_new (contract).
+        drop(unsafe { Box::from_raw(ctx) });
+    }
+}
+
+/// The message of the last failed call on `ctx` ("" after a success). Valid until the
+/// next call on `ctx`.
+///
+/// # Safety
+/// `ctx` must be NULL or a live context.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_error_message(ctx: *const TpmvscContext) -> *const c_char {
+    if ctx.is_null() {
+        return c"no context".as_ptr();
+    }
+    // SAFETY: a live context (contract); we only read it.
+    unsafe { (*ctx).last_error.as_ptr() }
+}
+
+/// Creates a card. `pin` NULL = the default PIN 12345678; `puk` NULL = no PUK;
+/// `admin_key_hex` NULL = no admin key (unmanaged), else 48 hex digits; `format` non-zero
+/// formats now. On success writes the card ID (37 bytes with NUL) and the instance ID
+/// (27 bytes with NUL) into the given buffers.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated; output buffers are valid for their sizes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_card_create(
+    ctx: *mut TpmvscContext,
+    name: *const c_char,
+    pin: *const c_char,
+    puk: *const c_char,
+    admin_key_hex: *const c_char,
+    format: c_int,
+    card_id_out: *mut c_char,
+    card_id_size: usize,
+    instance_id_out: *mut c_char,
+    instance_id_size: usize,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        let name = text(name, "name")?;
+        let mut req = CreateRequest::new(name);
+        if let Some(p) = secret_opt(pin) {
+            req.pin = p;
+        }
+        req.puk = secret_opt(puk);
+        if !admin_key_hex.is_null() {
+            req.admin = AdminKeySpec::Key(AdminKey::parse_hex(text(admin_key_hex, "admin key")?)?);
+        }
+        req.format = format != 0;
+        if card_id_out.is_null() || instance_id_out.is_null() {
+            return Err(arg("output buffer is NULL"));
+        }
+        if card_id_size < 37 || instance_id_size < 27 {
+            return Err(Failure::Code(
+                TPMVSC_ERR_BUFFER_TOO_SMALL,
+                "card ID needs 37 bytes, instance ID 27".into(),
+            ));
+        }
+        let s = provision::create(&ctx.store, req, &mut |_| {})?;
+        write_text(&s.card_id, card_id_out, card_id_size)?;
+        write_text(&s.instance_id, instance_id_out, instance_id_size)
+    })
+}
+
+/// Destroys a card named by name, card ID or instance ID.
+///
+/// # Safety
+/// `card` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_card_destroy(
+    ctx: *mut TpmvscContext,
+    card: *const c_char,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        provision::destroy(&ctx.store, text(card, "card")?)?;
+        Ok(())
+    })
+}
+
+/// Lists the cards as a JSON array (the keys of `tpmvsc list --json`). Two-call
+/// convention: `*size` is the buffer size in; on success or TPMVSC_ERR_BUFFER_TOO_SMALL
+/// it is set to the bytes needed (with the NUL). `out` may be NULL to ask the size.
+///
+/// # Safety
+/// `size` valid; `out` NULL or valid for `*size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_card_list(
+    ctx: *mut TpmvscContext,
+    out: *mut c_char,
+    size: *mut usize,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        if size.is_null() {
+            return Err(arg("size is NULL"));
+        }
+        let cards = provision::list(&ctx.store)?;
+        let json = serde_json::to_string(&cards)
+            .map_err(|e| Failure::Code(TPMVSC_ERR_FAILED, e.to_string()))?;
+        // SAFETY: `size` is non-NULL and valid (contract).
+        let cap = unsafe { *size };
+        // SAFETY: as above.
+        unsafe { *size = json.len() + 1 };
+        if out.is_null() {
+            return Ok(());
+        }
+        write_text(&json, out, cap)
+    })
+}
+
+/// Changes the PIN knowing the current one.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_pin_change(
+    ctx: *mut TpmvscContext,
+    card: *const c_char,
+    current_pin: *const c_char,
+    new_pin: *const c_char,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        let (card, old, new) = (
+            text(card, "card")?,
+            secret(current_pin, "current PIN")?,
+            secret(new_pin, "new PIN")?,
+        );
+        provision::change_pin(&ctx.store, card, &old, &new)?;
+        Ok(())
+    })
+}
+
+/// Sets a new PIN with the PUK and unblocks the card.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_puk_unblock(
+    ctx: *mut TpmvscContext,
+    card: *const c_char,
+    puk: *const c_char,
+    new_pin: *const c_char,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        let (card, puk, new) = (
+            text(card, "card")?,
+            secret(puk, "PUK")?,
+            secret(new_pin, "new PIN")?,
+        );
+        provision::unblock_with_puk(&ctx.store, card, &puk, &new)?;
+        Ok(())
+    })
+}
+
+/// Writes the card's next administrator challenge (16 hex digits + NUL, 17 bytes) and,
+/// when `left` is not NULL, how many challenges remain. Spends nothing.
+///
+/// # Safety
+/// `card` NUL-terminated; `out` valid for `size` bytes; `left` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_challenge_get(
+    ctx: *mut TpmvscContext,
+    card: *const c_char,
+    out: *mut c_char,
+    size: usize,
+    left: *mut usize,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        let (challenge, n) = admin::challenge(&ctx.store, text(card, "card")?)?;
+        write_text(&challenge, out, size)?;
+        if !left.is_null() {
+            // SAFETY: non-NULL `left` is valid for one write (contract).
+            unsafe { *left = n };
+        }
+        Ok(())
+    })
+}
+
+/// Sets a new PIN with the administrator's response (16 hex digits) to the current
+/// challenge. The challenge is spent whatever the outcome.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_admin_unblock(
+    ctx: *mut TpmvscContext,
+    card: *const c_char,
+    response_hex: *const c_char,
+    new_pin: *const c_char,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        let card = text(card, "card")?;
+        let response = admin::parse_response(text(response_hex, "response")?)?;
+        let new = secret(new_pin, "new PIN")?;
+        admin::respond(
+            &ctx.store,
+            card,
+            &response,
+            admin::AdminAction::Unblock { new_pin: &new },
+        )?;
+        Ok(())
+    })
+}
+
+/// Computes the response to a challenge with an admin key (the help desk's side):
+/// writes 16 hex digits + NUL (17 bytes).
+///
+/// # Safety
+/// String arguments are NUL-terminated; `out` valid for `size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_admin_response(
+    admin_key_hex: *const c_char,
+    challenge_hex: *const c_char,
+    out: *mut c_char,
+    size: usize,
+) -> c_int {
+    let r = catch_unwind(AssertUnwindSafe(|| -> Outcome {
+        let key = AdminKey::parse_hex(text(admin_key_hex, "admin key")?)?;
+        let c = admin::parse_challenge(text(challenge_hex, "challenge")?)?;
+        write_text(&hex::encode_upper(key.response(&c)), out, size)
+    }));
+    match r {
+        Ok(Ok(())) => TPMVSC_OK,
+        Ok(Err(Failure::Code(c, _))) => c,
+        Err(_) => TPMVSC_ERR_INTERNAL,
+    }
+}
