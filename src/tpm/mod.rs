@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 use tss_esapi::Context;
 use tss_esapi::attributes::SessionAttributesBuilder;
 use tss_esapi::constants::{CapabilityType, CommandCode, PropertyTag, SessionType};
-use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle, TpmHandle};
+use tss_esapi::handles::{AuthHandle, KeyHandle, ObjectHandle, PersistentTpmHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::dynamic_handles::Persistent;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
@@ -288,7 +288,7 @@ impl Tpm {
         }
         let public = Public::unmarshall(&record.template).map_err(classify)?;
         let handle = self.retry_with_room(|ctx| {
-            ctx.execute_with_nullauth_session(|c| {
+            ctx.execute_with_session(Some(AuthSession::Password), |c| {
                 c.create_primary(Hierarchy::Owner, public.clone(), None, None, None, None)
             })
             .map(|r| r.key_handle)
@@ -491,7 +491,9 @@ impl Tpm {
         let handle = self.cached_load(id, |ctx| {
             let private = Private::try_from(blob.private.clone())?;
             let public = Public::unmarshall(&blob.public)?;
-            ctx.execute_with_nullauth_session(|c| c.load(srk, private, public))
+            ctx.execute_with_session(Some(AuthSession::Password), |c| {
+                c.load(srk, private, public)
+            })
         })?;
         let auth = auth.map(|a| Zeroizing::new(a.to_vec()));
         if let Some(a) = &auth {
@@ -546,11 +548,62 @@ impl Tpm {
         let persistent =
             Persistent::Persistent(PersistentTpmHandle::new(SRK_PERSISTENT).map_err(classify)?);
         self.retry(|ctx| {
-            ctx.execute_with_nullauth_session(|c| {
+            ctx.execute_with_session(Some(AuthSession::Password), |c| {
                 c.evict_control(Provision::Owner, handle.into(), persistent)
             })
         })?;
         Ok(())
+    }
+
+    /// Sets the lockout hierarchy's authorization (from empty, on a TPM being hardened).
+    /// The new value travels encrypted in the salted session.
+    pub fn set_lockout_auth(&mut self, current: &[u8], new_auth: &[u8]) -> Result<(), TpmError> {
+        if self.srk.is_none() {
+            self.choose_srk()?;
+        }
+        let session = self.salted_session()?;
+        let lockout = ObjectHandle::from(AuthHandle::Lockout);
+        self.set_auth(lockout, current)?;
+        let new_auth = Auth::try_from(new_auth.to_vec()).map_err(classify)?;
+        self.retry(|ctx| {
+            ctx.execute_with_session(Some(session), |c| {
+                c.hierarchy_change_auth(AuthHandle::Lockout, new_auth.clone())
+            })
+        })
+    }
+
+    /// TPM2_ClearControl: with `disable`, TPM2_Clear then needs the platform
+    /// authorization, which the firmware keeps (DESIGN.md §2, hardening).
+    pub fn clear_control(&mut self, lockout_auth: &[u8], disable: bool) -> Result<(), TpmError> {
+        if self.srk.is_none() {
+            self.choose_srk()?;
+        }
+        let session = self.salted_session()?;
+        self.set_auth(ObjectHandle::from(AuthHandle::Lockout), lockout_auth)?;
+        self.retry(|ctx| {
+            ctx.execute_with_session(Some(session), |c| {
+                c.clear_control(AuthHandle::Lockout, disable)
+            })
+        })
+    }
+
+    /// TPM2_Clear through the lockout hierarchy (tests of hardening: refused once
+    /// ClearControl disabled it).
+    pub fn clear(&mut self, lockout_auth: &[u8]) -> Result<(), TpmError> {
+        if self.srk.is_none() {
+            self.choose_srk()?;
+        }
+        let session = self.salted_session()?;
+        self.set_auth(ObjectHandle::from(AuthHandle::Lockout), lockout_auth)?;
+        let r = self
+            .retry(|ctx| ctx.execute_with_session(Some(session), |c| c.clear(AuthHandle::Lockout)));
+        // A cleared TPM has a new owner seed: the SRK and the session are gone.
+        if r.is_ok() {
+            self.salted = None;
+            self.srk = None;
+            self.cache.drain();
+        }
+        r
     }
 
     /// Sends TPM2_Shutdown(CLEAR) so the next start is orderly (libtpms counts an
@@ -791,7 +844,7 @@ impl Tpm {
     fn primary_name(&mut self, template: &[u8]) -> Result<Vec<u8>, TpmError> {
         let public = Public::unmarshall(template).map_err(classify)?;
         let handle = self.retry_with_room(|ctx| {
-            ctx.execute_with_nullauth_session(|c| {
+            ctx.execute_with_session(Some(AuthSession::Password), |c| {
                 c.create_primary(Hierarchy::Owner, public.clone(), None, None, None, None)
             })
             .map(|r| r.key_handle)

@@ -13,6 +13,10 @@ use tss_esapi_sys as sys;
 use super::TpmError;
 use super::error::classify_code;
 
+const SE_HMAC: sys::TPM2_SE = 0x00;
+const ALG_SHA256: sys::TPMI_ALG_HASH = 0x000B;
+const SESSION_CONTINUE: sys::TPMA_SESSION = 0x01;
+
 /// An ESYS context on its own TCTI, finalized on drop.
 struct RawEsys {
     esys: *mut sys::ESYS_CONTEXT,
@@ -72,6 +76,120 @@ impl RawEsys {
         RawEsys::check(rc)
     }
 
+    /// An HMAC session salted to the SRK (the persistent one at 0x81000001, or the
+    /// standard primary made for the purpose), so that an authorization value rides in
+    /// the session's HMAC key and never crosses the wire in the clear. Returns the
+    /// session and, when one was made, the transient primary to flush afterwards.
+    fn salted_session(&mut self) -> Result<(sys::ESYS_TR, Option<sys::ESYS_TR>), TpmError> {
+        let persistent = self
+            .handles(super::SRK_PERSISTENT)?
+            .contains(&super::SRK_PERSISTENT);
+        let (key, made) = if persistent {
+            let mut tr: sys::ESYS_TR = sys::ESYS_TR_NONE;
+            // SAFETY: live context; `tr` is a valid out-pointer.
+            let rc = unsafe {
+                sys::Esys_TR_FromTPMPublic(
+                    self.esys,
+                    super::SRK_PERSISTENT,
+                    sys::ESYS_TR_NONE,
+                    sys::ESYS_TR_NONE,
+                    sys::ESYS_TR_NONE,
+                    &mut tr,
+                )
+            };
+            RawEsys::check(rc)?;
+            (tr, None)
+        } else {
+            let public = sys::TPM2B_PUBLIC::try_from(super::templates::srk()?)
+                .map_err(super::error::classify)?;
+            let sensitive = sys::TPM2B_SENSITIVE_CREATE::default();
+            let outside = sys::TPM2B_DATA::default();
+            let pcrs = sys::TPML_PCR_SELECTION::default();
+            let mut tr: sys::ESYS_TR = sys::ESYS_TR_NONE;
+            let (mut a, mut b, mut c, mut d) = (null_mut(), null_mut(), null_mut(), null_mut());
+            // SAFETY: live context; inputs are valid structures that outlive the call;
+            // the outputs ESYS allocates are freed right below.
+            let rc = unsafe {
+                sys::Esys_CreatePrimary(
+                    self.esys,
+                    sys::ESYS_TR_RH_OWNER,
+                    sys::ESYS_TR_PASSWORD,
+                    sys::ESYS_TR_NONE,
+                    sys::ESYS_TR_NONE,
+                    &sensitive,
+                    &public,
+                    &outside,
+                    &pcrs,
+                    &mut tr,
+                    &mut a,
+                    &mut b,
+                    &mut c,
+                    &mut d,
+                )
+            };
+            // SAFETY: each pointer is NULL or allocated by ESYS for the caller.
+            unsafe {
+                sys::Esys_Free(a.cast());
+                sys::Esys_Free(b.cast());
+                sys::Esys_Free(c.cast());
+                sys::Esys_Free(d.cast());
+            }
+            RawEsys::check(rc)?;
+            (tr, Some(tr))
+        };
+        let symmetric =
+            sys::TPMT_SYM_DEF::try_from(tss_esapi::structures::SymmetricDefinition::AES_128_CFB)
+                .map_err(super::error::classify)?;
+        let mut session: sys::ESYS_TR = sys::ESYS_TR_NONE;
+        // SAFETY: live context; `key` names a loaded key; `symmetric` outlives the call.
+        let rc = unsafe {
+            sys::Esys_StartAuthSession(
+                self.esys,
+                key,
+                sys::ESYS_TR_NONE,
+                sys::ESYS_TR_NONE,
+                sys::ESYS_TR_NONE,
+                sys::ESYS_TR_NONE,
+                std::ptr::null(),
+                SE_HMAC,
+                &symmetric,
+                ALG_SHA256,
+                &mut session,
+            )
+        };
+        if let Err(e) = RawEsys::check(rc) {
+            if let Some(m) = made {
+                // SAFETY: `m` is the primary created above.
+                unsafe { sys::Esys_FlushContext(self.esys, m) };
+            }
+            return Err(e);
+        }
+        // SAFETY: `session` was just started on this context.
+        let rc =
+            unsafe { sys::Esys_TRSess_SetAttributes(self.esys, session, SESSION_CONTINUE, 0xff) };
+        RawEsys::check(rc)?;
+        Ok((session, made))
+    }
+
+    /// Runs one lockout-hierarchy command authorized with `auth` in a salted session.
+    fn with_lockout(
+        &mut self,
+        auth: &[u8],
+        command: impl FnOnce(*mut sys::ESYS_CONTEXT, sys::ESYS_TR) -> sys::TSS2_RC,
+    ) -> Result<(), TpmError> {
+        self.set_auth(sys::ESYS_TR_RH_LOCKOUT, auth)?;
+        let (session, made) = self.salted_session()?;
+        let rc = command(self.esys, session);
+        // SAFETY: both handles belong to this context; each is flushed once.
+        unsafe {
+            sys::Esys_FlushContext(self.esys, session);
+            if let Some(m) = made {
+                sys::Esys_FlushContext(self.esys, m);
+            }
+        }
+        RawEsys::check(rc)
+    }
+
     /// Handles of one type (first byte of `first`) present in the TPM.
     fn handles(&mut self, first: u32) -> Result<Vec<u32>, TpmError> {
         let mut more: sys::TPMI_YES_NO = 0;
@@ -103,28 +221,21 @@ impl RawEsys {
         };
         // SAFETY: `data` was allocated by ESYS for the caller to free.
         unsafe { sys::Esys_Free(data.cast()) };
-        Ok(list
-            .into_iter()
-            .filter(|h| h >> 24 == first >> 24)
-            .collect())
+        // TPM_HT_LOADED_SESSION lists loaded HMAC (0x02..) and policy (0x03..) sessions.
+        let same_kind =
+            |h: &u32| h >> 24 == first >> 24 || (first >> 24 == 0x02 && h >> 24 == 0x03);
+        Ok(list.into_iter().filter(same_kind).collect())
     }
 
+    /// Flushes a TPM handle (transient object or session) through the ESYS context's
+    /// SAPI layer: ESYS can only name sessions it started itself.
     fn flush(&mut self, tpm_handle: u32) -> Result<(), TpmError> {
-        let mut tr: sys::ESYS_TR = sys::ESYS_TR_NONE;
-        // SAFETY: live context; `tr` is a valid out-pointer.
-        let rc = unsafe {
-            sys::Esys_TR_FromTPMPublic(
-                self.esys,
-                tpm_handle,
-                sys::ESYS_TR_NONE,
-                sys::ESYS_TR_NONE,
-                sys::ESYS_TR_NONE,
-                &mut tr,
-            )
-        };
+        let mut sapi: *mut sys::TSS2_SYS_CONTEXT = null_mut();
+        // SAFETY: live context; `sapi` is a valid out-pointer to a pointer ESYS owns.
+        let rc = unsafe { sys::Esys_GetSysContext(self.esys, &mut sapi) };
         RawEsys::check(rc)?;
-        // SAFETY: `tr` names an object or session ESYS just resolved.
-        let rc = unsafe { sys::Esys_FlushContext(self.esys, tr) };
+        // SAFETY: `sapi` belongs to the live ESYS context and no ESYS call is in flight.
+        let rc = unsafe { sys::Tss2_Sys_FlushContext(sapi, tpm_handle) };
         RawEsys::check(rc)
     }
 }
@@ -149,38 +260,38 @@ pub fn set_da_parameters(
     lockout_recovery: u32,
 ) -> Result<(), TpmError> {
     let mut e = RawEsys::open(tcti)?;
-    e.set_auth(sys::ESYS_TR_RH_LOCKOUT, lockout_auth)?;
-    // SAFETY: live context; the lockout hierarchy is authorized by password.
-    let rc = unsafe {
-        sys::Esys_DictionaryAttackParameters(
-            e.esys,
-            sys::ESYS_TR_RH_LOCKOUT,
-            sys::ESYS_TR_PASSWORD,
-            sys::ESYS_TR_NONE,
-            sys::ESYS_TR_NONE,
-            max_tries,
-            recovery_time,
-            lockout_recovery,
-        )
-    };
-    RawEsys::check(rc)
+    e.with_lockout(lockout_auth, |esys, session| {
+        // SAFETY: live context; the lockout hierarchy is authorized by the salted session.
+        unsafe {
+            sys::Esys_DictionaryAttackParameters(
+                esys,
+                sys::ESYS_TR_RH_LOCKOUT,
+                session,
+                sys::ESYS_TR_NONE,
+                sys::ESYS_TR_NONE,
+                max_tries,
+                recovery_time,
+                lockout_recovery,
+            )
+        }
+    })
 }
 
 /// Resets the TPM's dictionary-attack counter and lockout (TPM2_DictionaryAttackLockReset).
 pub fn reset_lockout(tcti: &str, lockout_auth: &[u8]) -> Result<(), TpmError> {
     let mut e = RawEsys::open(tcti)?;
-    e.set_auth(sys::ESYS_TR_RH_LOCKOUT, lockout_auth)?;
-    // SAFETY: live context; the lockout hierarchy is authorized by password.
-    let rc = unsafe {
-        sys::Esys_DictionaryAttackLockReset(
-            e.esys,
-            sys::ESYS_TR_RH_LOCKOUT,
-            sys::ESYS_TR_PASSWORD,
-            sys::ESYS_TR_NONE,
-            sys::ESYS_TR_NONE,
-        )
-    };
-    RawEsys::check(rc)
+    e.with_lockout(lockout_auth, |esys, session| {
+        // SAFETY: live context; the lockout hierarchy is authorized by the salted session.
+        unsafe {
+            sys::Esys_DictionaryAttackLockReset(
+                esys,
+                sys::ESYS_TR_RH_LOCKOUT,
+                session,
+                sys::ESYS_TR_NONE,
+                sys::ESYS_TR_NONE,
+            )
+        }
+    })
 }
 
 /// Flushes every transient object and loaded session on a TPM without a resource manager:
@@ -188,7 +299,8 @@ pub fn reset_lockout(tcti: &str, lockout_auth: &[u8]) -> Result<(), TpmError> {
 /// live process owns any of them.
 pub fn flush_stale(tcti: &str) -> Result<(), TpmError> {
     let mut e = RawEsys::open(tcti)?;
-    // Transient objects, HMAC/loaded sessions, policy sessions.
+    // Transient objects, then loaded sessions (HMAC and policy). Saved sessions
+    // (0x03 in TPM_HT_SAVED_SESSION) of a dead process are flushed too.
     for first in [0x8000_0000u32, 0x0200_0000, 0x0300_0000] {
         for h in e.handles(first)? {
             // A handle that vanished meanwhile is fine.
