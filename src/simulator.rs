@@ -255,22 +255,21 @@ fn wait_listening(port: u16, limit: Duration) -> bool {
     }
 }
 
-/// A port P with P and P+1 free on 127.0.0.1.
+/// A port P with P and P+1 free on 127.0.0.1, drawn at random below Linux's ephemeral
+/// range (32768 and up), where the kernel's own picks for outgoing connections would
+/// often take P+1 under load.
 fn free_port_pair() -> Result<u16> {
-    for _ in 0..50 {
-        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .map_err(|e| Error::Simulator(e.to_string()))?;
-        let port = l
-            .local_addr()
-            .map_err(|e| Error::Simulator(e.to_string()))?
-            .port();
-        if port < u16::MAX && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)).is_ok() {
+    for _ in 0..500 {
+        let mut r = [0u8; 2];
+        getrandom::fill(&mut r).map_err(|e| Error::Simulator(e.to_string()))?;
+        let port = 20000 + u16::from_le_bytes(r) % 12000;
+        let a = TcpListener::bind((Ipv4Addr::LOCALHOST, port));
+        let b = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1));
+        if a.is_ok() && b.is_ok() {
             return Ok(port);
         }
     }
-    Err(Error::Simulator(
-        "no two adjacent free ports on 127.0.0.1".into(),
-    ))
+    Err(Error::Simulator("no two adjacent free ports on 127.0.0.1".into()))
 }
 
 fn which(prog: &str) -> Option<PathBuf> {
