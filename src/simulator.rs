@@ -269,7 +269,9 @@ fn free_port_pair() -> Result<u16> {
             return Ok(port);
         }
     }
-    Err(Error::Simulator("no two adjacent free ports on 127.0.0.1".into()))
+    Err(Error::Simulator(
+        "no two adjacent free ports on 127.0.0.1".into(),
+    ))
 }
 
 fn which(prog: &str) -> Option<PathBuf> {

@@ -10,7 +10,7 @@ use tpmvsc::card::{DEFAULT_PIN, DEFAULT_TRIES, PinPolicy};
 use tpmvsc::error::{Error, Result};
 use tpmvsc::prompt::{SecretReader, read_secret_file};
 use tpmvsc::provision::admin::{AdminKey, DEFAULT_ADMIN_KEY_HEX};
-use tpmvsc::provision::{self, AdminKeySpec, CardSummary, CreateRequest, admin, format};
+use tpmvsc::provision::{self, AdminKeySpec, CardSummary, CreateRequest, admin, format, hardening};
 use tpmvsc::store::Store;
 use tpmvsc::{simulator, tpm};
 use zeroize::Zeroizing;
@@ -176,10 +176,25 @@ enum AdminCmd {
         json: bool,
     },
     /// Help-desk side: compute the response to a challenge with the admin key.
+    #[command(
+        after_help = "Fleets with per-card keys: --master-key HEX --card-id GUID computes the \
+        card's key K = first 24 bytes of HMAC-SHA-256(master, \"tpmvsc per-card admin key v1\" \
+        0x00 card-id) (the card ID as lowercase GUID text; see `tpmvsc info CARD`)."
+    )]
     Response {
         /// The 48-hex-digit admin key.
+        #[arg(
+            long,
+            required_unless_present = "master_key",
+            conflicts_with = "master_key"
+        )]
+        admin_key: Option<String>,
+        /// A fleet master key (hex, 16 bytes or more); needs --card-id.
+        #[arg(long, requires = "card_id")]
+        master_key: Option<String>,
+        /// The card ID (GUID) whose per-card key to use with --master-key.
         #[arg(long)]
-        admin_key: String,
+        card_id: Option<String>,
         /// The challenge the user reads out (16 hex digits).
         #[arg(long)]
         challenge: String,
@@ -212,6 +227,15 @@ enum AdminCmd {
 
 #[derive(Subcommand, Debug)]
 enum TpmCmd {
+    /// (root) Set a random lockout authorization, the DA parameters (32 tries, 10
+    /// minutes) and ClearControl, so that neither the DA counter nor TPM2_Clear is open
+    /// to every TPM user. Does nothing on a TPM whose lockout authorization is set.
+    Harden {
+        /// Where to write the new lockout authorization (default /etc/tpmvsc/lockout-auth,
+        /// mode 0600). Keep a copy somewhere safe: without it the lockout cannot be cleared.
+        #[arg(long)]
+        lockout_auth_file: Option<PathBuf>,
+    },
     /// Dictionary-attack counter, limits and lockout, manufacturer, firmware.
     Status {
         #[arg(long)]
@@ -252,6 +276,10 @@ struct CreateArgs {
     /// Read the 48-hex-digit admin key from the first line of this file.
     #[arg(long, conflicts_with = "admin_key")]
     admin_key_file: Option<PathBuf>,
+    /// Derive this card's admin key from the fleet master key in this file (hex):
+    /// K = KDF(master, card ID), see `tpmvsc admin response --help`.
+    #[arg(long, conflicts_with_all = ["admin_key", "admin_key_file"])]
+    admin_key_master_file: Option<PathBuf>,
     /// PIN rules, e.g. minlen=6,maxlen=12,uppercase=required,digits=allowed,
     /// specialchars=disallowed (lowercase too). Defaults: 8-127, all allowed.
     #[arg(long)]
@@ -528,7 +556,19 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
         (None, None) => None,
     };
     let check_key = |s: &[u8]| AdminKey::parse_hex(&String::from_utf8_lossy(s)).map(|_| ());
+    let card_id = match &a.card_id {
+        Some(id) => id.clone(),
+        None => uuid::Uuid::new_v4().hyphenated().to_string(),
+    };
     req.admin = match (&a.admin_key_file, a.admin_key) {
+        _ if a.admin_key_master_file.is_some() => {
+            let f = a
+                .admin_key_master_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
+            let master = admin::parse_master_key(&String::from_utf8_lossy(&read_secret_file(f)?))?;
+            AdminKeySpec::Key(AdminKey::derive(&master, &card_id)?)
+        }
         (Some(f), _) => AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(
             &read_secret_file(f)?,
         ))?),
@@ -555,7 +595,7 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
     req.pin_policy = policy.clone();
     req.pin_tries = a.pin_tries;
     req.puk_tries = a.puk_tries;
-    req.card_id = a.card_id.clone();
+    req.card_id = Some(card_id);
     req.format = !a.no_format;
     let quiet = a.json;
     let summary = provision::create(store, req, &mut |step| {
@@ -624,9 +664,19 @@ fn admin_cmd(store: &Store, action: AdminCmd) -> Result<()> {
         }
         AdminCmd::Response {
             admin_key,
+            master_key,
+            card_id,
             challenge,
         } => {
-            let key = AdminKey::parse_hex(&admin_key)?;
+            let key = match (admin_key, master_key, card_id) {
+                (Some(k), _, _) => AdminKey::parse_hex(&k)?,
+                (None, Some(m), Some(id)) => AdminKey::derive(&admin::parse_master_key(&m)?, &id)?,
+                _ => {
+                    return Err(Error::Usage(
+                        "give --admin-key, or --master-key with --card-id".into(),
+                    ));
+                }
+            };
             let c = admin::parse_challenge(&challenge)?;
             println!("{}", hex::encode_upper(key.response(&c)));
         }
@@ -731,26 +781,37 @@ fn tpm_cmd(action: TpmCmd) -> Result<()> {
                 }
             }
         }
+        TpmCmd::Harden { lockout_auth_file } => {
+            let file = lockout_auth_file
+                .unwrap_or_else(|| PathBuf::from(hardening::DEFAULT_LOCKOUT_AUTH_FILE));
+            match hardening::harden(&file)? {
+                hardening::HardenOutcome::AlreadyHardened => {
+                    println!(
+                        "The TPM is hardened already (its lockout authorization is set); nothing changed."
+                    );
+                }
+                hardening::HardenOutcome::Hardened(f) => println!(
+                    "TPM hardened: lockout authorization in {} (root only; keep a copy safe), lockout \
+                     after {} failures with one forgotten every {} s, TPM2_Clear needs the platform \
+                     authorization.",
+                    f.display(),
+                    simulator::DA_MAX_TRIES,
+                    simulator::DA_RECOVERY_SECS
+                ),
+            }
+        }
         TpmCmd::ClearLockout { lockout_auth_file } => {
-            let auth = match lockout_auth_file {
-                Some(f) => read_secret_file(&f)?,
+            let default = PathBuf::from(hardening::DEFAULT_LOCKOUT_AUTH_FILE);
+            let file = lockout_auth_file.or_else(|| default.exists().then_some(default));
+            let auth = match file {
+                Some(f) => hardening::read_lockout_auth(&f)?,
                 None => {
                     let mut r = SecretReader::new(false);
                     r.current("Lockout authorization (empty if never set)")?
                 }
             };
-            let tcti = tpm::configured_tcti();
-            match tpm::raw::reset_lockout(&tcti, &auth) {
-                Ok(()) => println!("The TPM's dictionary-attack counter and lockout are cleared."),
-                Err(tpm::TpmError::AuthFail) | Err(tpm::TpmError::Lockout) => {
-                    return Err(Error::Usage(
-                        "the TPM refused the lockout authorization; after a wrong one the lockout \
-                         hierarchy stays blocked for its lockout recovery time (see `tpmvsc tpm status`)"
-                            .into(),
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            hardening::clear_lockout(&auth)?;
+            println!("The TPM's dictionary-attack counter and lockout are cleared.");
         }
     }
     Ok(())

@@ -81,6 +81,55 @@ impl AdminKey {
     }
 }
 
+/// Domain of the per-card admin key derivation.
+const CARD_KEY_DOMAIN: &[u8] = b"tpmvsc per-card admin key v1";
+
+impl AdminKey {
+    /// The per-card admin key of a fleet: K = the first 24 bytes of
+    /// HMAC-SHA-256(master key, "tpmvsc per-card admin key v1" ‖ 0x00 ‖ card ID), the
+    /// card ID as its lowercase hyphenated GUID text. A help desk holding the master key
+    /// answers any card's challenge from its card ID; one card's files reveal nothing
+    /// about another card's key.
+    pub fn derive(master: &[u8], card_id: &str) -> Result<AdminKey> {
+        use hmac::{Hmac, Mac};
+        if master.len() < 16 {
+            return Err(Error::PolicyViolation(
+                "a master key is at least 16 bytes (32 hex digits)".into(),
+            ));
+        }
+        let id = uuid::Uuid::parse_str(card_id.trim())
+            .map_err(|_| Error::Usage(format!("{card_id:?} is not a card ID (a GUID)")))?
+            .hyphenated()
+            .to_string();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(master)
+            .map_err(|_| Error::PolicyViolation("unusable master key".into()))?;
+        mac.update(CARD_KEY_DOMAIN);
+        mac.update(&[0]);
+        mac.update(id.as_bytes());
+        let out = Zeroizing::new(<[u8; 32]>::from(mac.finalize().into_bytes()));
+        let mut key = Zeroizing::new([0u8; 24]);
+        key.copy_from_slice(&out[..24]);
+        Ok(AdminKey(key))
+    }
+}
+
+/// Parses a master key: an even number of hex digits, at least 32.
+pub fn parse_master_key(text: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let digits: Zeroizing<String> = Zeroizing::new(
+        text.chars()
+            .filter(|c| !c.is_whitespace() && *c != ':')
+            .collect(),
+    );
+    let bytes = hex::decode(digits.as_bytes())
+        .map_err(|_| Error::PolicyViolation("a master key is hexadecimal digits".into()))?;
+    if bytes.len() < 16 {
+        return Err(Error::PolicyViolation(
+            "a master key is at least 16 bytes (32 hex digits)".into(),
+        ));
+    }
+    Ok(Zeroizing::new(bytes))
+}
+
 /// A batch of one-time tickets for the unblock secret `x` under `key`.
 pub fn make_tickets(key: &AdminKey, x: &[u8; 32], count: usize) -> Result<Vec<Ticket>> {
     let mut out = Vec::with_capacity(count);
@@ -311,6 +360,28 @@ mod tests {
         assert!(!k2.is_default());
         let c = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
         assert_eq!(hex::encode(k2.response(&c)), "971edb3894b28663");
+    }
+
+    #[test]
+    fn per_card_keys_follow_the_documented_kdf() {
+        let master = parse_master_key("000102030405060708090a0b0c0d0e0f").unwrap();
+        let id = "6F9619FF-8B86-D011-B42D-00C04FC964FF";
+        let k = AdminKey::derive(&master, id).unwrap();
+        // printf 'tpmvsc per-card admin key v1\0%s' 6f9619ff-8b86-d011-b42d-00c04fc964ff |
+        //   openssl dgst -sha256 -mac HMAC -macopt hexkey:000102030405060708090a0b0c0d0e0f
+        // (first 48 hex digits)
+        assert_eq!(
+            hex::encode(k.0.as_slice()),
+            "8a0936894095fcc546c93f06cfa1a92e8dbff7704e3a2a66"
+        );
+        assert_ne!(
+            AdminKey::derive(&master, "6f9619ff-8b86-d011-b42d-00c04fc964fe")
+                .unwrap()
+                .0,
+            k.0
+        );
+        assert!(parse_master_key("0011").is_err());
+        assert!(AdminKey::derive(&master, "not-a-guid").is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod format;
+pub mod hardening;
 pub mod pin;
 pub mod winsyntax;
 
