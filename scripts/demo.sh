@@ -5,9 +5,15 @@
 # start over. Stop the simulator with: target/release/tpmvsc simulator stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-cargo build --release --locked
-bin=target/release
+# TPMVSC_DEMO_BIN (used by the test suite) names already built binaries and skips the
+# set-up and the release build.
+if [ -n "${TPMVSC_DEMO_BIN:-}" ]; then
+  bin="$TPMVSC_DEMO_BIN"
+else
+  bash scripts/setup.sh
+  cargo build --release --locked
+  bin=target/release
+fi
 export TPMVSC_STORE="${TPMVSC_STORE:-$PWD/target/demo-store}"
 export TSS2_LOG=all+NONE
 

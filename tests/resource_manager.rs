@@ -74,7 +74,7 @@ fn check_pin_in_child(abrmd: &Abrmd, store: &TestStore, card: &str, pin: &str) -
 
 #[test]
 fn a_card_is_created_and_its_pin_checked_through_tpm2_abrmd() {
-    if !require_tool("tpm2-abrmd") || !require_tool("dbus-daemon") || !require_tool("busctl") {
+    if !require_tool("tpm2-abrmd") || !require_tool("dbus-daemon") || !require_tool("dbus-send") {
         return;
     }
     let swtpm = Swtpm::start();

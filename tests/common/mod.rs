@@ -169,11 +169,18 @@ impl Abrmd {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let out = Command::new("busctl")
-                .args(["--user", "list", "--no-legend"])
+            // dbus-send (package dbus-bin) lists the bus names; busctl would need systemd.
+            let out = Command::new("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.ListNames",
+                ])
                 .env("DBUS_SESSION_BUS_ADDRESS", &a.address)
                 .output()
-                .expect("running busctl");
+                .expect("running dbus-send");
             if String::from_utf8_lossy(&out.stdout).contains(&a.name) {
                 break;
             }
