@@ -58,6 +58,30 @@ pub enum Error {
     Cancelled,
     /// A feature that is not offered (yet); the text says what to do instead.
     Unsupported(String),
+    /// Input data has the wrong length for the mechanism (CKR_DATA_LEN_RANGE).
+    DataLenRange(&'static str),
+    /// Input data is not valid for the mechanism (CKR_DATA_INVALID).
+    DataInvalid(&'static str),
+    /// Ciphertext of the wrong length (CKR_ENCRYPTED_DATA_LEN_RANGE).
+    EncryptedDataLenRange,
+    /// Ciphertext that does not decrypt to valid padding (CKR_ENCRYPTED_DATA_INVALID).
+    EncryptedDataInvalid,
+    /// A signature of the wrong length (CKR_SIGNATURE_LEN_RANGE).
+    SignatureLenRange,
+    /// A signature that does not verify (CKR_SIGNATURE_INVALID).
+    SignatureInvalid,
+    /// The mechanism is not offered (CKR_MECHANISM_INVALID).
+    MechanismInvalid(u64),
+    /// The mechanism's parameters are wrong (CKR_MECHANISM_PARAM_INVALID).
+    MechanismParamInvalid(&'static str),
+    /// The key does not fit the mechanism (CKR_KEY_TYPE_INCONSISTENT).
+    KeyTypeInconsistent,
+    /// The key may not be used this way (CKR_KEY_FUNCTION_NOT_PERMITTED).
+    KeyFunctionNotPermitted,
+    /// The key size is not supported (CKR_KEY_SIZE_RANGE).
+    KeySizeRange,
+    /// A PKCS#11 return value with an explanation, for the edge's own checks.
+    Ckr { rv: u64, why: String },
 }
 
 impl Error {
@@ -82,7 +106,70 @@ impl Error {
             | Error::Simulator(_)
             | Error::Tpm(_)
             | Error::Cancelled
-            | Error::Unsupported(_) => 1,
+            | Error::Unsupported(_)
+            | Error::DataLenRange(_)
+            | Error::DataInvalid(_)
+            | Error::EncryptedDataLenRange
+            | Error::EncryptedDataInvalid
+            | Error::SignatureLenRange
+            | Error::SignatureInvalid
+            | Error::MechanismInvalid(_)
+            | Error::MechanismParamInvalid(_)
+            | Error::KeyTypeInconsistent
+            | Error::KeyFunctionNotPermitted
+            | Error::KeySizeRange
+            | Error::Ckr { .. } => 1,
+        }
+    }
+
+    /// The PKCS#11 return value for this error: one exhaustive match, so a new variant
+    /// forces a decision (CONVENTIONS.md §2).
+    pub fn ck_rv(&self) -> cryptoki_sys::CK_RV {
+        use cryptoki_sys::*;
+        match self {
+            Error::Usage(_) => CKR_ARGUMENTS_BAD,
+            Error::PolicyViolation(_) => CKR_PIN_INVALID,
+            Error::PinIncorrect { .. }
+            | Error::PukIncorrect { .. }
+            | Error::ResponseIncorrect { .. } => CKR_PIN_INCORRECT,
+            Error::PinLocked | Error::PukLocked | Error::AdminLocked | Error::TpmLockout => {
+                CKR_PIN_LOCKED
+            }
+            Error::CardNotFound(_) => CKR_SLOT_ID_INVALID,
+            Error::CardExists(_) | Error::TooManyCards { .. } => CKR_FUNCTION_FAILED,
+            Error::CardUnusable { .. } => CKR_TOKEN_NOT_RECOGNIZED,
+            Error::StoreCorrupt { .. } | Error::StorePermissions { .. } | Error::Io { .. } => {
+                CKR_DEVICE_ERROR
+            }
+            Error::Simulator(_) => CKR_DEVICE_ERROR,
+            Error::Tpm(e) => match e {
+                TpmError::AuthFail => CKR_PIN_INCORRECT,
+                TpmError::Lockout => CKR_PIN_LOCKED,
+                TpmError::Memory(_) => CKR_DEVICE_MEMORY,
+                TpmError::Cleared => CKR_TOKEN_NOT_RECOGNIZED,
+                TpmError::NoTpm { .. }
+                | TpmError::Gone(_)
+                | TpmError::Policy(_)
+                | TpmError::Busy(_)
+                | TpmError::BadBlob(_)
+                | TpmError::Other { .. } => CKR_DEVICE_ERROR,
+            },
+            Error::Cancelled => CKR_FUNCTION_CANCELED,
+            Error::NoPuk(_) => CKR_PIN_INCORRECT,
+            Error::NotManaged(_) => CKR_FUNCTION_NOT_SUPPORTED,
+            Error::Unsupported(_) => CKR_FUNCTION_NOT_SUPPORTED,
+            Error::DataLenRange(_) => CKR_DATA_LEN_RANGE,
+            Error::DataInvalid(_) => CKR_DATA_INVALID,
+            Error::EncryptedDataLenRange => CKR_ENCRYPTED_DATA_LEN_RANGE,
+            Error::EncryptedDataInvalid => CKR_ENCRYPTED_DATA_INVALID,
+            Error::SignatureLenRange => CKR_SIGNATURE_LEN_RANGE,
+            Error::SignatureInvalid => CKR_SIGNATURE_INVALID,
+            Error::MechanismInvalid(_) => CKR_MECHANISM_INVALID,
+            Error::MechanismParamInvalid(_) => CKR_MECHANISM_PARAM_INVALID,
+            Error::KeyTypeInconsistent => CKR_KEY_TYPE_INCONSISTENT,
+            Error::KeyFunctionNotPermitted => CKR_KEY_FUNCTION_NOT_PERMITTED,
+            Error::KeySizeRange => CKR_KEY_SIZE_RANGE,
+            Error::Ckr { rv, .. } => *rv,
         }
     }
 
@@ -173,6 +260,20 @@ impl fmt::Display for Error {
             Error::Tpm(e) => write!(f, "{e}"),
             Error::Cancelled => write!(f, "cancelled"),
             Error::Unsupported(m) => write!(f, "{m}"),
+            Error::DataLenRange(w) => write!(f, "input of the wrong length: {w}"),
+            Error::DataInvalid(w) => write!(f, "invalid input: {w}"),
+            Error::EncryptedDataLenRange => write!(f, "ciphertext of the wrong length"),
+            Error::EncryptedDataInvalid => {
+                write!(f, "the ciphertext does not decrypt to valid padding")
+            }
+            Error::SignatureLenRange => write!(f, "signature of the wrong length"),
+            Error::SignatureInvalid => write!(f, "the signature does not verify"),
+            Error::MechanismInvalid(m) => write!(f, "mechanism {m:#x} is not offered"),
+            Error::MechanismParamInvalid(w) => write!(f, "bad mechanism parameters: {w}"),
+            Error::KeyTypeInconsistent => write!(f, "the key does not fit the mechanism"),
+            Error::KeyFunctionNotPermitted => write!(f, "the key may not be used for this"),
+            Error::KeySizeRange => write!(f, "key size not supported"),
+            Error::Ckr { rv, why } => write!(f, "{why} (CK_RV {rv:#x})"),
         }
     }
 }

@@ -13,8 +13,12 @@
 pub mod card;
 pub mod error;
 pub mod ffi;
+pub mod mechanism;
+pub mod module;
+pub mod object;
 pub mod prompt;
 pub mod provision;
+pub mod session;
 pub mod simulator;
 pub mod store;
 pub mod tpm;

@@ -40,6 +40,18 @@ impl OpenCard {
         which: Counter,
         f: impl FnOnce(&mut Tpm) -> std::result::Result<T, TpmError>,
     ) -> Result<T> {
+        let mut tpm = None;
+        self.attempt_with(which, &mut tpm, f)
+    }
+
+    /// [`OpenCard::attempt`] on a TPM connection the caller keeps (the PKCS#11 module);
+    /// `tpm` is opened here when it is `None`.
+    pub fn attempt_with<T>(
+        &self,
+        which: Counter,
+        tpm: &mut Option<Tpm>,
+        f: impl FnOnce(&mut Tpm) -> std::result::Result<T, TpmError>,
+    ) -> Result<T> {
         let mut counters: Counters = self.dir.read(COUNTERS_FILE)?;
         if counters.left(which) == 0 {
             return Err(blocked(which));
@@ -47,10 +59,16 @@ impl OpenCard {
         let before = counters;
         counters.set(which, before.left(which) - 1);
         self.dir.write(COUNTERS_FILE, &counters, false)?;
-        let outcome = Tpm::open().and_then(|mut tpm| {
-            tpm.use_srk(&self.record.srk)?;
-            f(&mut tpm)
-        });
+        let outcome = (|| {
+            if tpm.is_none() {
+                *tpm = Some(Tpm::open()?);
+            }
+            let t = tpm
+                .as_mut()
+                .ok_or(TpmError::Gone("no TPM connection".into()))?;
+            t.use_srk(&self.record.srk)?;
+            f(t)
+        })();
         match outcome {
             Ok(v) => {
                 let mut reset = counters;

@@ -222,6 +222,18 @@ impl CardDir {
         self.path.join(name)
     }
 
+    /// Names of the card's files that start with `prefix` and end in `.json`, sorted.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let entries = fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut out: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// True when the card has this file.
     pub fn has(&self, name: &str) -> bool {
         self.path.join(name).exists()

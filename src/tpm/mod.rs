@@ -95,6 +95,71 @@ pub struct SrkRecord {
 /// A secret destined for a TPM authValue; zeroized when dropped.
 pub type AuthValue = Zeroizing<Vec<u8>>;
 
+/// The public half of a user key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKey {
+    /// Modulus and public exponent, big-endian.
+    Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
+    /// Curve (256 or 384 bits) and the affine coordinates, each padded to the field size.
+    Ecc { bits: u16, x: Vec<u8>, y: Vec<u8> },
+}
+
+/// The public key in a marshalled TPMT_PUBLIC.
+pub fn public_key_of(public: &[u8]) -> Result<PublicKey, TpmError> {
+    public_key(&Public::unmarshall(public).map_err(classify)?)
+}
+
+fn public_key(public: &Public) -> Result<PublicKey, TpmError> {
+    match public {
+        Public::Rsa {
+            parameters, unique, ..
+        } => {
+            let e = match parameters.exponent().value() {
+                0 => 65537u32,
+                v => v,
+            };
+            let exponent: Vec<u8> = e
+                .to_be_bytes()
+                .iter()
+                .copied()
+                .skip_while(|b| *b == 0)
+                .collect();
+            Ok(PublicKey::Rsa {
+                modulus: unique.value().to_vec(),
+                exponent,
+            })
+        }
+        Public::Ecc {
+            parameters, unique, ..
+        } => {
+            let (bits, len) = match parameters.ecc_curve() {
+                tss_esapi::interface_types::ecc::EccCurve::NistP256 => (256u16, 32usize),
+                tss_esapi::interface_types::ecc::EccCurve::NistP384 => (384, 48),
+                _ => {
+                    return Err(TpmError::Other {
+                        code: 0,
+                        what: "unsupported curve".into(),
+                    });
+                }
+            };
+            let pad = |v: &[u8]| {
+                let mut out = vec![0u8; len.saturating_sub(v.len())];
+                out.extend_from_slice(v);
+                out
+            };
+            Ok(PublicKey::Ecc {
+                bits,
+                x: pad(unique.x().value()),
+                y: pad(unique.y().value()),
+            })
+        }
+        _ => Err(TpmError::Other {
+            code: 0,
+            what: "not an RSA or ECC key".into(),
+        }),
+    }
+}
+
 /// Dictionary-attack state of the TPM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DaStatus {
@@ -480,6 +545,145 @@ impl Tpm {
         })
     }
 
+    /// Creates a user key under the card storage key `csk` (loaded with its PIN-derived
+    /// authValue, in the salted session). Returns the blob and its public key.
+    pub fn create_user_key(
+        &mut self,
+        csk: &Blob,
+        csk_auth: &[u8],
+        kind: templates::UserKeyKind,
+    ) -> Result<(Blob, PublicKey), TpmError> {
+        let parent = self.load_under_srk(csk, Some(csk_auth))?;
+        let session = self.salted_session()?;
+        let template = templates::user_key(kind)?;
+        let created = self.retry_with_room(|ctx| {
+            ctx.execute_with_session(Some(session), |c| {
+                c.create(parent, template.clone(), None, None, None, None)
+            })
+        })?;
+        let key = public_key(&created.out_public)?;
+        let blob = Blob {
+            public: created.out_public.marshall().map_err(classify)?,
+            private: created.out_private.value().to_vec(),
+        };
+        Ok((blob, key))
+    }
+
+    /// Loads a user key under its card storage key (through the cache; the CSK is loaded
+    /// with its authValue when it is not).
+    pub fn load_user_key(
+        &mut self,
+        csk: &Blob,
+        csk_auth: &[u8],
+        key: &Blob,
+    ) -> Result<KeyHandle, TpmError> {
+        let id = ObjectCache::id_of(key);
+        if let Some(e) = self.cache.touch(&id)
+            && let Residence::Loaded(h) = e.residence
+        {
+            return Ok(h);
+        }
+        let parent = self.load_under_srk(csk, Some(csk_auth))?;
+        let session = self.salted_session()?;
+        let csk_id = ObjectCache::id_of(csk);
+        self.cached_load_keep(id, &[csk_id], |ctx| {
+            let private = Private::try_from(key.private.clone())?;
+            let public = Public::unmarshall(&key.public)?;
+            ctx.execute_with_session(Some(session), |c| c.load(parent, private, public))
+        })
+    }
+
+    /// ECDSA with a loaded user key over an already hashed value; returns (r, s).
+    /// The key has an empty authValue and noDA: a password session, nothing secret
+    /// crosses the wire (DESIGN.md §2).
+    pub fn sign_ecdsa(
+        &mut self,
+        key: KeyHandle,
+        digest: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), TpmError> {
+        use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
+        use tss_esapi::structures::{HashScheme, HashcheckTicket, Signature, SignatureScheme};
+        use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
+        let hash = match digest.len() {
+            20 => HashingAlgorithm::Sha1,
+            32 => HashingAlgorithm::Sha256,
+            48 => HashingAlgorithm::Sha384,
+            _ => HashingAlgorithm::Sha512,
+        };
+        let d = Digest::try_from(digest.to_vec()).map_err(classify)?;
+        let ticket = HashcheckTicket::try_from(TPMT_TK_HASHCHECK {
+            tag: TPM2_ST_HASHCHECK,
+            hierarchy: TPM2_RH_NULL,
+            digest: Default::default(),
+        })
+        .map_err(classify)?;
+        let scheme = SignatureScheme::EcDsa {
+            hash_scheme: HashScheme::new(hash),
+        };
+        let sig = self.retry(|ctx| {
+            ctx.execute_with_session(Some(AuthSession::Password), |c| {
+                c.sign(key, d.clone(), scheme, ticket.clone())
+            })
+        })?;
+        match sig {
+            Signature::EcDsa(s) => Ok((
+                s.signature_r().value().to_vec(),
+                s.signature_s().value().to_vec(),
+            )),
+            _ => Err(TpmError::Other {
+                code: 0,
+                what: "TPM returned a non-ECDSA signature".into(),
+            }),
+        }
+    }
+
+    /// The raw RSA private operation (TPM2_RSA_Decrypt with the NULL scheme) on `input`
+    /// of modulus length. `secret_output`: the result is a plaintext, so the response is
+    /// encrypted by the salted session; for a signature (public output) a password
+    /// session alone is used.
+    pub fn rsa_raw(
+        &mut self,
+        key: KeyHandle,
+        input: &[u8],
+        secret_output: bool,
+    ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
+        use tss_esapi::structures::{Data, PublicKeyRsa, RsaDecryptionScheme};
+        let c = PublicKeyRsa::try_from(input.to_vec()).map_err(classify)?;
+        let extra = if secret_output {
+            Some(self.salted_session()?)
+        } else {
+            None
+        };
+        let out = self.retry(|ctx| {
+            ctx.execute_with_sessions((Some(AuthSession::Password), extra, None), |x| {
+                x.rsa_decrypt(key, c.clone(), RsaDecryptionScheme::Null, Data::default())
+            })
+        })?;
+        Ok(Zeroizing::new(out.value().to_vec()))
+    }
+
+    /// ECDH: the shared point's x coordinate with the peer's public point (x, y), the
+    /// response encrypted by the salted session.
+    pub fn ecdh(
+        &mut self,
+        key: KeyHandle,
+        x: &[u8],
+        y: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
+        use tss_esapi::structures::{EccParameter, EccPoint};
+        let p = EccPoint::new(
+            EccParameter::try_from(x.to_vec()).map_err(classify)?,
+            EccParameter::try_from(y.to_vec()).map_err(classify)?,
+        );
+        let salted = self.salted_session()?;
+        let z = self.retry(|ctx| {
+            ctx.execute_with_sessions((Some(AuthSession::Password), Some(salted), None), |c| {
+                c.ecdh_z_gen(key, p.clone())
+            })
+        })?;
+        Ok(Zeroizing::new(z.x().value().to_vec()))
+    }
+
     /// Loads a child of the SRK through the cache and sets its authValue.
     pub fn load_under_srk(
         &mut self,
@@ -728,6 +932,16 @@ impl Tpm {
         id: ObjectId,
         load: impl Fn(&mut Context) -> tss_esapi::Result<KeyHandle>,
     ) -> Result<KeyHandle, TpmError> {
+        self.cached_load_keep(id, &[], load)
+    }
+
+    /// [`Tpm::cached_load`] that never evicts the objects in `keep` (a parent).
+    fn cached_load_keep(
+        &mut self,
+        id: ObjectId,
+        keep: &[ObjectId],
+        load: impl Fn(&mut Context) -> tss_esapi::Result<KeyHandle>,
+    ) -> Result<KeyHandle, TpmError> {
         let saved = match self.cache.touch(&id) {
             Some(e) => match &e.residence {
                 Residence::Loaded(h) => return Ok(*h),
@@ -736,13 +950,15 @@ impl Tpm {
             None => None,
         };
         while self.cache.is_full() {
-            if !self.evict_one(&[id])? {
+            let mut protect = keep.to_vec();
+            protect.push(id);
+            if !self.evict_one(&protect)? {
                 break;
             }
         }
         match saved {
             Some((ctx, auth)) => {
-                let h = self.retry_with_room(|c| c.context_load(ctx.clone()))?;
+                let h = self.retry_with_room_keep(keep, |c| c.context_load(ctx.clone()))?;
                 if let Some(a) = &auth {
                     self.set_auth(h, a)?;
                 }
@@ -751,7 +967,7 @@ impl Tpm {
                 Ok(kh)
             }
             None => {
-                let h = self.retry_with_room(|c| load(c))?;
+                let h = self.retry_with_room_keep(keep, |c| load(c))?;
                 self.cache.insert(id, h, None);
                 Ok(h)
             }
@@ -801,12 +1017,21 @@ impl Tpm {
     /// tries again.
     fn retry_with_room<T>(
         &mut self,
+        f: impl FnMut(&mut Context) -> tss_esapi::Result<T>,
+    ) -> Result<T, TpmError> {
+        self.retry_with_room_keep(&[], f)
+    }
+
+    /// [`Tpm::retry_with_room`] that never evicts the objects in `keep`.
+    fn retry_with_room_keep<T>(
+        &mut self,
+        keep: &[ObjectId],
         mut f: impl FnMut(&mut Context) -> tss_esapi::Result<T>,
     ) -> Result<T, TpmError> {
         loop {
             match self.retry(&mut f) {
                 Err(TpmError::Memory(code)) => {
-                    if !self.evict_one(&[])? {
+                    if !self.evict_one(keep)? {
                         return Err(TpmError::Memory(code));
                     }
                 }

@@ -95,3 +95,103 @@ fn zero_point() -> Result<EccPoint, TpmError> {
     let y = EccParameter::try_from(vec![0u8; 32]).map_err(classify)?;
     Ok(EccPoint::new(x, y))
 }
+
+/// Kinds of user keys a card holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserKeyKind {
+    Rsa2048,
+    Rsa3072,
+    EccP256,
+    EccP384,
+}
+
+/// A user key under a card storage key (DESIGN.md §2): empty authValue and noDA — the
+/// PIN gates *loading* it, so using it needs no HMAC session and a TPM-wide lockout does
+/// not stop a logged-in session. Sign and decrypt with the NULL scheme, so the host can
+/// do any padding (PKCS#1 v1.5 with any DigestInfo, PSS with any salt, OAEP with any
+/// label) around a raw TPM operation, and ECC keys serve ECDSA and ECDH.
+pub fn user_key(kind: UserKeyKind) -> Result<Public, TpmError> {
+    use tss_esapi::interface_types::key_bits::RsaKeyBits;
+    use tss_esapi::structures::{
+        EccScheme, KeyDerivationFunctionScheme, PublicRsaParametersBuilder, RsaExponent, RsaScheme,
+    };
+    let attrs = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_sign_encrypt(true)
+        .with_decrypt(true)
+        .build()
+        .map_err(classify)?;
+    let builder = PublicBuilder::new()
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attrs);
+    let built = match kind {
+        UserKeyKind::Rsa2048 | UserKeyKind::Rsa3072 => {
+            let bits = if kind == UserKeyKind::Rsa2048 {
+                RsaKeyBits::Rsa2048
+            } else {
+                RsaKeyBits::Rsa3072
+            };
+            let params = PublicRsaParametersBuilder::new()
+                .with_scheme(RsaScheme::Null)
+                .with_key_bits(bits)
+                .with_exponent(RsaExponent::default())
+                .with_is_signing_key(true)
+                .with_is_decryption_key(true)
+                .with_restricted(false)
+                .build()
+                .map_err(classify)?;
+            builder
+                .with_public_algorithm(PublicAlgorithm::Rsa)
+                .with_rsa_parameters(params)
+                .with_rsa_unique_identifier(tss_esapi::structures::PublicKeyRsa::default())
+                .build()
+        }
+        UserKeyKind::EccP256 | UserKeyKind::EccP384 => {
+            let curve = if kind == UserKeyKind::EccP256 {
+                EccCurve::NistP256
+            } else {
+                EccCurve::NistP384
+            };
+            let params = PublicEccParametersBuilder::new()
+                .with_ecc_scheme(EccScheme::Null)
+                .with_curve(curve)
+                .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
+                // tss-esapi's builder refuses sign+decrypt for ECC even with the NULL
+                // scheme the TPM allows; these flags only steer its checks, the object
+                // attributes above carry both.
+                .with_is_signing_key(false)
+                .with_is_decryption_key(true)
+                .with_restricted(false)
+                .build()
+                .map_err(classify)?;
+            builder
+                .with_public_algorithm(PublicAlgorithm::Ecc)
+                .with_ecc_parameters(params)
+                .with_ecc_unique_identifier(EccPoint::default())
+                .build()
+        }
+    };
+    built.map_err(classify)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_user_key_template_builds() {
+        for k in [
+            UserKeyKind::Rsa2048,
+            UserKeyKind::Rsa3072,
+            UserKeyKind::EccP256,
+            UserKeyKind::EccP384,
+        ] {
+            user_key(k).unwrap_or_else(|e| panic!("{k:?}: {e}"));
+        }
+    }
+}

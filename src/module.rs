@@ -1,0 +1,1748 @@
+//! The PKCS#11 module's process state: cards as slots, sessions, objects, login state,
+//! and the one TPM connection (DESIGN.md §5–§6). Everything here is safe Rust; the edge
+//! (`ffi/pkcs11.rs`) turns pointers into these calls.
+//!
+//! Lock order (never take one to the left while holding one to the right):
+//! `state` → card lock file (inside `provision::pin`) → `tpm` (then its cross-process lock
+//! file, inside `Tpm::open`). TPM work runs without holding `state`, so a slow RSA key
+//! generation never blocks `C_GetSlotList`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cryptoki_sys::*;
+use parking_lot::Mutex;
+use zeroize::Zeroizing;
+
+use crate::card::{self, CSK_FILE, CardRecord, Counter, ObjectFile, PUK_FILE};
+use crate::error::{Error, Result};
+use crate::mechanism::{self, HashAlg, ec::Curve};
+use crate::object::{self, Attrs, KeyPairRequest, Object, ObjectRecord, ckr};
+use crate::provision::{self, pin::open_card};
+use crate::session::{Mech, Operation, Session, SignOp};
+use crate::store::Store;
+use crate::tpm::{self, Blob, PublicKey, Tpm, TpmError, templates::UserKeyKind};
+
+/// Who is logged in to a card, with what the TPM needs to use its keys.
+#[derive(Debug)]
+enum Login {
+    /// The PIN-derived authValue of the card storage key.
+    User { csk_auth: tpm::AuthValue },
+    /// The PUK (security officer).
+    So { puk: Zeroizing<Vec<u8>> },
+}
+
+/// One card as a slot.
+#[derive(Debug)]
+struct Slot {
+    card_id: String,
+    record: CardRecord,
+    login: Option<Login>,
+    /// Token objects by file name → handle (stable for the process).
+    files: HashMap<String, CK_OBJECT_HANDLE>,
+    profiles: Vec<CK_OBJECT_HANDLE>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    slots: BTreeMap<CK_SLOT_ID, Slot>,
+    sessions: HashMap<CK_SESSION_HANDLE, Session>,
+    /// Objects with the slot they belong to and, for session objects, their session.
+    objects: HashMap<CK_OBJECT_HANDLE, (CK_SLOT_ID, Option<CK_SESSION_HANDLE>, Object)>,
+    events: VecDeque<CK_SLOT_ID>,
+}
+
+/// Token facts the edge copies into CK_TOKEN_INFO.
+#[derive(Debug, Clone)]
+pub struct TokenFacts {
+    pub label: String,
+    pub serial: String,
+    pub flags: CK_FLAGS,
+    pub min_pin: CK_ULONG,
+    pub max_pin: CK_ULONG,
+    pub sessions: CK_ULONG,
+    pub rw_sessions: CK_ULONG,
+    pub simulated: bool,
+}
+
+/// Session facts for CK_SESSION_INFO.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionFacts {
+    pub slot: CK_SLOT_ID,
+    pub state: CK_STATE,
+    pub flags: CK_FLAGS,
+}
+
+/// The result of one attribute read (C_GetAttributeValue processes all of them).
+#[derive(Debug)]
+pub enum AttrRead {
+    Value(Vec<u8>),
+    Sensitive,
+    Invalid,
+}
+
+/// The module state of one process.
+#[derive(Debug)]
+pub struct Module {
+    pid: u32,
+    store: Store,
+    state: Mutex<State>,
+    tpm: Mutex<Option<Tpm>>,
+    next_handle: AtomicU64,
+}
+
+impl Module {
+    /// Builds the state from the store alone: no TPM, no output (DESIGN.md §6).
+    pub fn new() -> Result<Module> {
+        let m = Module {
+            pid: std::process::id(),
+            store: Store::open()?,
+            state: Mutex::new(State::default()),
+            tpm: Mutex::new(None),
+            next_handle: AtomicU64::new(1),
+        };
+        m.refresh_slots();
+        Ok(m)
+    }
+
+    /// The process that initialized this state.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn handle(&self) -> CK_ULONG {
+        self.next_handle.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Flushes every loaded object and closes the TPM connection (C_Finalize).
+    pub fn finalize(&self) {
+        let mut st = self.state.lock();
+        for slot in st.slots.values_mut() {
+            slot.login = None;
+        }
+        st.sessions.clear();
+        drop(st);
+        *self.tpm.lock() = None;
+    }
+
+    // ----- slots and tokens -----
+
+    /// Re-reads the store: cards made or destroyed by other processes appear or go.
+    pub fn refresh_slots(&self) {
+        let cards = provision::list(&self.store).unwrap_or_default();
+        let mut st = self.state.lock();
+        let mut seen = Vec::new();
+        for c in cards.iter().filter(|c| !c.state.starts_with("damaged")) {
+            let slot_id = CK_SLOT_ID::from(c.slot_id);
+            seen.push(slot_id);
+            let record = match provision::find(&self.store, &c.card_id) {
+                Ok((_, r)) => r,
+                Err(_) => continue,
+            };
+            match st.slots.get_mut(&slot_id) {
+                Some(s) if s.card_id == c.card_id => s.record = record,
+                _ => {
+                    let slot = Slot {
+                        card_id: c.card_id.clone(),
+                        record,
+                        login: None,
+                        files: HashMap::new(),
+                        profiles: Vec::new(),
+                    };
+                    if st.slots.insert(slot_id, slot).is_some() {
+                        drop_slot_objects(&mut st, slot_id);
+                    }
+                    st.events.push_back(slot_id);
+                }
+            }
+        }
+        let gone: Vec<CK_SLOT_ID> = st
+            .slots
+            .keys()
+            .copied()
+            .filter(|s| !seen.contains(s))
+            .collect();
+        for s in gone {
+            st.slots.remove(&s);
+            drop_slot_objects(&mut st, s);
+            st.sessions.retain(|_, sess| sess.slot != s);
+            st.events.push_back(s);
+        }
+    }
+
+    pub fn slot_ids(&self) -> Vec<CK_SLOT_ID> {
+        self.state.lock().slots.keys().copied().collect()
+    }
+
+    pub fn slot_description(&self, slot: CK_SLOT_ID) -> Result<(String, bool)> {
+        let st = self.state.lock();
+        let s = st
+            .slots
+            .get(&slot)
+            .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))?;
+        Ok((
+            format!("TPM virtual smart card {}", s.record.instance_id()),
+            s.record.simulated,
+        ))
+    }
+
+    pub fn token_facts(&self, slot: CK_SLOT_ID) -> Result<TokenFacts> {
+        let st = self.state.lock();
+        let s = st
+            .slots
+            .get(&slot)
+            .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))?;
+        let r = &s.record;
+        let dir = provision::find(&self.store, &s.card_id).map(|(d, _)| d)?;
+        let counters: card::Counters = dir.read(card::COUNTERS_FILE)?;
+        let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED;
+        if r.formatted {
+            flags |= CKF_TOKEN_INITIALIZED;
+        }
+        if !r.has_puk {
+            flags |= CKF_SO_PIN_LOCKED;
+        }
+        let pin_flags = |left: u32, max: u32, low, fin, locked| -> CK_FLAGS {
+            match left {
+                0 => locked,
+                1 => fin | low,
+                l if l < max => low,
+                _ => 0,
+            }
+        };
+        flags |= pin_flags(
+            counters.pin_tries_left,
+            r.pin_tries,
+            CKF_USER_PIN_COUNT_LOW,
+            CKF_USER_PIN_FINAL_TRY,
+            CKF_USER_PIN_LOCKED,
+        );
+        if r.has_puk {
+            flags |= pin_flags(
+                counters.puk_tries_left,
+                r.puk_tries,
+                CKF_SO_PIN_COUNT_LOW,
+                CKF_SO_PIN_FINAL_TRY,
+                CKF_SO_PIN_LOCKED,
+            );
+        }
+        let sessions = st.sessions.values().filter(|x| x.slot == slot).count() as CK_ULONG;
+        let rw = st
+            .sessions
+            .values()
+            .filter(|x| x.slot == slot && x.rw)
+            .count() as CK_ULONG;
+        Ok(TokenFacts {
+            label: r.name.clone(),
+            serial: r.card_id.replace('-', "").chars().take(16).collect(),
+            flags,
+            min_pin: r.pin_policy.min_len as CK_ULONG,
+            max_pin: r.pin_policy.max_len as CK_ULONG,
+            sessions,
+            rw_sessions: rw,
+            simulated: r.simulated,
+        })
+    }
+
+    /// Next slot event, if any (C_WaitForSlotEvent with CKF_DONT_BLOCK).
+    pub fn next_event(&self) -> Option<CK_SLOT_ID> {
+        self.refresh_slots();
+        self.state.lock().events.pop_front()
+    }
+
+    // ----- sessions -----
+
+    pub fn open_session(&self, slot: CK_SLOT_ID, rw: bool) -> Result<CK_SESSION_HANDLE> {
+        let mut st = self.state.lock();
+        if !st.slots.contains_key(&slot) {
+            return Err(ckr(CKR_SLOT_ID_INVALID, "no such slot"));
+        }
+        let so_logged = matches!(
+            st.slots.get(&slot).and_then(|s| s.login.as_ref()),
+            Some(Login::So { .. })
+        );
+        if so_logged && !rw {
+            return Err(ckr(
+                CKR_SESSION_READ_WRITE_SO_EXISTS,
+                "the SO is logged in: only R/W sessions",
+            ));
+        }
+        let h = self.handle();
+        st.sessions.insert(h, Session::new(slot, rw));
+        Ok(h)
+    }
+
+    pub fn close_session(&self, h: CK_SESSION_HANDLE) -> Result<()> {
+        let mut st = self.state.lock();
+        let s = st.sessions.remove(&h).ok_or_else(invalid_session)?;
+        st.objects.retain(|_, (_, owner, _)| *owner != Some(h));
+        if !st.sessions.values().any(|x| x.slot == s.slot)
+            && let Some(slot) = st.slots.get_mut(&s.slot)
+        {
+            // The last session of a slot closed: everybody is logged out.
+            slot.login = None;
+        }
+        Ok(())
+    }
+
+    pub fn close_all_sessions(&self, slot: CK_SLOT_ID) -> Result<()> {
+        let handles: Vec<CK_SESSION_HANDLE> = {
+            let st = self.state.lock();
+            if !st.slots.contains_key(&slot) {
+                return Err(ckr(CKR_SLOT_ID_INVALID, "no such slot"));
+            }
+            st.sessions
+                .iter()
+                .filter(|(_, s)| s.slot == slot)
+                .map(|(h, _)| *h)
+                .collect()
+        };
+        for h in handles {
+            let _ = self.close_session(h);
+        }
+        Ok(())
+    }
+
+    pub fn session_facts(&self, h: CK_SESSION_HANDLE) -> Result<SessionFacts> {
+        let st = self.state.lock();
+        let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
+        let login = st.slots.get(&s.slot).and_then(|x| x.login.as_ref());
+        let state = match (login, s.rw) {
+            (Some(Login::So { .. }), _) => CKS_RW_SO_FUNCTIONS,
+            (Some(Login::User { .. }), true) => CKS_RW_USER_FUNCTIONS,
+            (Some(Login::User { .. }), false) => CKS_RO_USER_FUNCTIONS,
+            (None, true) => CKS_RW_PUBLIC_SESSION,
+            (None, false) => CKS_RO_PUBLIC_SESSION,
+        };
+        let flags = CKF_SERIAL_SESSION | if s.rw { CKF_RW_SESSION } else { 0 };
+        Ok(SessionFacts {
+            slot: s.slot,
+            state,
+            flags,
+        })
+    }
+
+    /// Cancels the session's active operation (C_SessionCancel).
+    pub fn cancel(&self, h: CK_SESSION_HANDLE) -> Result<()> {
+        let mut st = self.state.lock();
+        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        s.op = None;
+        s.find = None;
+        Ok(())
+    }
+
+    /// The session's slot, its R/W flag, and whether a user (or the SO) is logged in.
+    fn session_view(
+        &self,
+        h: CK_SESSION_HANDLE,
+    ) -> Result<(CK_SLOT_ID, bool, Option<CK_USER_TYPE>)> {
+        let st = self.state.lock();
+        let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
+        let who = match st.slots.get(&s.slot).and_then(|x| x.login.as_ref()) {
+            Some(Login::User { .. }) => Some(CKU_USER),
+            Some(Login::So { .. }) => Some(CKU_SO),
+            None => None,
+        };
+        Ok((s.slot, s.rw, who))
+    }
+
+    // ----- login -----
+
+    pub fn login(&self, h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()> {
+        let (slot, _, who) = self.session_view(h)?;
+        match user {
+            CKU_CONTEXT_SPECIFIC => return self.context_login(h, slot, pin),
+            CKU_USER | CKU_SO => {}
+            _ => return Err(ckr(CKR_USER_TYPE_INVALID, "user type")),
+        }
+        if let Some(w) = who {
+            return Err(if w == user {
+                ckr(CKR_USER_ALREADY_LOGGED_IN, "already logged in")
+            } else {
+                ckr(
+                    CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
+                    "another user is logged in",
+                )
+            });
+        }
+        let card_id = self.card_id(slot)?;
+        if user == CKU_SO {
+            {
+                let st = self.state.lock();
+                if st.sessions.values().any(|s| s.slot == slot && !s.rw) {
+                    return Err(ckr(
+                        CKR_SESSION_READ_ONLY_EXISTS,
+                        "SO login needs only R/W sessions",
+                    ));
+                }
+            }
+            let card = open_card(&self.store, &card_id)?;
+            if !card.record.has_puk {
+                return Err(Error::NoPuk(card.record.name.clone()));
+            }
+            let obj: ObjectFile = card.dir.read(PUK_FILE)?;
+            let auth = card.puk_auth(pin);
+            let mut guard = self.tpm.lock();
+            let r = card.attempt_with(Counter::Puk, &mut guard, |t| t.check_auth(&obj.blob, &auth));
+            self.release_if_shared(&mut guard, &r);
+            r?;
+            self.set_login(
+                slot,
+                Login::So {
+                    puk: Zeroizing::new(pin.to_vec()),
+                },
+            );
+            return Ok(());
+        }
+        let csk_auth = self.check_pin(&card_id, pin)?;
+        self.set_login(slot, Login::User { csk_auth });
+        Ok(())
+    }
+
+    /// Checks a PIN with the TPM (counting it), returning the CSK authValue.
+    fn check_pin(&self, card_id: &str, pin: &[u8]) -> Result<tpm::AuthValue> {
+        let card = open_card(&self.store, card_id)?;
+        let csk: ObjectFile = card.dir.read(CSK_FILE)?;
+        let auth = card.pin_auth(pin);
+        let mut guard = self.tpm.lock();
+        let r = card.attempt_with(Counter::Pin, &mut guard, |t| t.check_auth(&csk.blob, &auth));
+        self.release_if_shared(&mut guard, &r);
+        r.map(|()| auth)
+    }
+
+    fn context_login(&self, h: CK_SESSION_HANDLE, slot: CK_SLOT_ID, pin: &[u8]) -> Result<()> {
+        {
+            let st = self.state.lock();
+            let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
+            let pending = matches!(&s.op, Some(Operation::Sign(op)) if op.needs_context_login);
+            if !pending {
+                return Err(ckr(
+                    CKR_OPERATION_NOT_INITIALIZED,
+                    "no operation waits for a context login",
+                ));
+            }
+        }
+        let card_id = self.card_id(slot)?;
+        self.check_pin(&card_id, pin)?;
+        let mut st = self.state.lock();
+        if let Some(Operation::Sign(op)) = st.sessions.get_mut(&h).and_then(|s| s.op.as_mut()) {
+            op.needs_context_login = false;
+        }
+        Ok(())
+    }
+
+    fn set_login(&self, slot: CK_SLOT_ID, login: Login) {
+        if let Some(s) = self.state.lock().slots.get_mut(&slot) {
+            s.login = Some(login);
+        }
+    }
+
+    pub fn logout(&self, h: CK_SESSION_HANDLE) -> Result<()> {
+        let (slot, _, who) = self.session_view(h)?;
+        if who.is_none() {
+            return Err(ckr(CKR_USER_NOT_LOGGED_IN, "not logged in"));
+        }
+        let mut st = self.state.lock();
+        if let Some(s) = st.slots.get_mut(&slot) {
+            s.login = None;
+        }
+        for s in st.sessions.values_mut().filter(|s| s.slot == slot) {
+            s.op = None;
+        }
+        drop(st);
+        if let Some(t) = self.tpm.lock().as_mut() {
+            t.flush_all();
+        }
+        Ok(())
+    }
+
+    /// C_InitPIN: the SO (PUK) sets a new user PIN and unblocks the card.
+    pub fn init_pin(&self, h: CK_SESSION_HANDLE, new_pin: &[u8]) -> Result<()> {
+        let (slot, rw, _) = self.session_view(h)?;
+        let puk = match self
+            .state
+            .lock()
+            .slots
+            .get(&slot)
+            .and_then(|s| s.login.as_ref())
+        {
+            Some(Login::So { puk }) => puk.clone(),
+            _ => {
+                return Err(ckr(
+                    CKR_USER_NOT_LOGGED_IN,
+                    "C_InitPIN needs the SO (PUK) logged in",
+                ));
+            }
+        };
+        if !rw {
+            return Err(ckr(CKR_SESSION_READ_ONLY, "R/W session needed"));
+        }
+        let card_id = self.card_id(slot)?;
+        self.with_shared_tpm_released(|| {
+            provision::unblock_with_puk(&self.store, &card_id, &puk, new_pin)
+        })
+        .map_err(pin_len_error)
+    }
+
+    /// C_SetPIN: the user changes the PIN, the SO the PUK; needs a R/W session.
+    pub fn set_pin(&self, h: CK_SESSION_HANDLE, old: &[u8], new: &[u8]) -> Result<()> {
+        let (slot, rw, who) = self.session_view(h)?;
+        if !rw {
+            return Err(ckr(CKR_SESSION_READ_ONLY, "R/W session needed"));
+        }
+        let card_id = self.card_id(slot)?;
+        let r = if who == Some(CKU_SO) {
+            self.with_shared_tpm_released(|| provision::change_puk(&self.store, &card_id, old, new))
+        } else {
+            self.with_shared_tpm_released(|| provision::change_pin(&self.store, &card_id, old, new))
+        };
+        r.map_err(pin_len_error)?;
+        if who == Some(CKU_USER) {
+            // Keys load with the new PIN from now on.
+            let rec = provision::find(&self.store, &card_id)?.1;
+            let auth = card::pin_auth(&rec.pin_salt, new);
+            self.set_login(slot, Login::User { csk_auth: auth });
+        }
+        Ok(())
+    }
+
+    /// C_InitToken: reformat with the PUK as SO PIN; every object goes, the card ID
+    /// stays, and until the SO sets a user PIN (C_InitPIN) none is known.
+    pub fn init_token(&self, slot: CK_SLOT_ID, so_pin: &[u8], label: &str) -> Result<()> {
+        let card_id = {
+            let st = self.state.lock();
+            let s = st
+                .slots
+                .get(&slot)
+                .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))?;
+            if st.sessions.values().any(|x| x.slot == slot) {
+                return Err(ckr(
+                    CKR_SESSION_EXISTS,
+                    "close the sessions of this token first",
+                ));
+            }
+            if label.trim() != s.record.name {
+                return Err(ckr(
+                    CKR_ARGUMENTS_BAD,
+                    "the label must be the card's name (rename is not offered)",
+                ));
+            }
+            s.card_id.clone()
+        };
+        let mut unknown = Zeroizing::new([0u8; 24]);
+        getrandom::fill(unknown.as_mut_slice())
+            .map_err(|e| ckr(CKR_GENERAL_ERROR, &e.to_string()))?;
+        let pin = Zeroizing::new(hex::encode(unknown.as_slice()).into_bytes());
+        let max = usize::try_from(self.token_facts(slot)?.max_pin).unwrap_or(usize::MAX);
+        let pin = &pin[..pin.len().min(max)];
+        let r = self.with_shared_tpm_released(|| {
+            provision::format::format(
+                &self.store,
+                &card_id,
+                provision::format::FormatAuth::Puk(so_pin),
+                pin,
+            )
+        });
+        let r = match r {
+            Err(Error::PukIncorrect { .. }) => Err(ckr(CKR_PIN_INCORRECT, "wrong SO PIN (PUK)")),
+            Err(Error::PukLocked) => Err(ckr(CKR_PIN_LOCKED, "the PUK is blocked")),
+            Err(Error::NoPuk(_)) => Err(ckr(CKR_PIN_INCORRECT, "this card has no PUK (SO PIN)")),
+            other => other.map(|_| ()),
+        };
+        r?;
+        self.remove_token_objects_from_disk(&card_id)?;
+        let mut st = self.state.lock();
+        drop_slot_objects(&mut st, slot);
+        if let Some(s) = st.slots.get_mut(&slot) {
+            s.files.clear();
+        }
+        drop(st);
+        self.refresh_slots();
+        Ok(())
+    }
+
+    fn remove_token_objects_from_disk(&self, card_id: &str) -> Result<()> {
+        let (dir, _) = provision::find(&self.store, card_id)?;
+        for name in dir.list("obj-")? {
+            let _ = std::fs::remove_file(dir.file(&name));
+        }
+        Ok(())
+    }
+
+    // ----- objects -----
+
+    /// Loads the card's token objects into the handle table (once per file).
+    fn sync_objects(&self, slot: CK_SLOT_ID) -> Result<()> {
+        let card_id = self.card_id(slot)?;
+        let (dir, _) = provision::find(&self.store, &card_id)?;
+        let names = dir.list("obj-")?;
+        let mut st = self.state.lock();
+        let known: Vec<String> = match st.slots.get(&slot) {
+            Some(s) => s.files.keys().cloned().collect(),
+            None => return Err(ckr(CKR_SLOT_ID_INVALID, "no such slot")),
+        };
+        // Files other processes removed.
+        let gone: Vec<String> = known
+            .iter()
+            .filter(|k| !names.contains(k))
+            .cloned()
+            .collect();
+        for g in gone {
+            if let Some(h) = st.slots.get_mut(&slot).and_then(|s| s.files.remove(&g)) {
+                st.objects.remove(&h);
+            }
+        }
+        let profiles_missing = st.slots.get(&slot).is_some_and(|s| s.profiles.is_empty());
+        if profiles_missing {
+            for attrs in object::profile_objects() {
+                let h = self.handle();
+                st.objects.insert(
+                    h,
+                    (
+                        slot,
+                        None,
+                        Object {
+                            attrs,
+                            blob: None,
+                            file: None,
+                            read_only: true,
+                        },
+                    ),
+                );
+                if let Some(s) = st.slots.get_mut(&slot) {
+                    s.profiles.push(h);
+                }
+            }
+        }
+        for name in names {
+            if known.contains(&name) {
+                continue;
+            }
+            let rec: ObjectRecord = match dir.read(&name) {
+                Ok(r) => r,
+                Err(_) => continue,
+            };
+            let attrs = rec.to_attrs()?;
+            let h = self.handle();
+            st.objects.insert(
+                h,
+                (
+                    slot,
+                    None,
+                    Object {
+                        attrs,
+                        blob: rec.blob,
+                        file: Some(name.clone()),
+                        read_only: false,
+                    },
+                ),
+            );
+            if let Some(s) = st.slots.get_mut(&slot) {
+                s.files.insert(name, h);
+            }
+        }
+        Ok(())
+    }
+
+    fn can_see(&self, obj: &Object, logged_in: bool) -> bool {
+        !obj.is_private() || logged_in
+    }
+
+    /// Writes a token object's file (new or changed).
+    fn persist(&self, slot: CK_SLOT_ID, obj: &Object) -> Result<()> {
+        let Some(name) = &obj.file else { return Ok(()) };
+        let card_id = self.card_id(slot)?;
+        let (dir, _) = provision::find(&self.store, &card_id)?;
+        dir.write(name, &ObjectRecord::from_object(obj), true)
+    }
+
+    /// Adds an object (token objects are written to disk first).
+    fn add_object(
+        &self,
+        slot: CK_SLOT_ID,
+        session: CK_SESSION_HANDLE,
+        mut obj: Object,
+    ) -> Result<CK_OBJECT_HANDLE> {
+        if obj.is_token() {
+            let name = format!("obj-{}.json", uuid::Uuid::new_v4().simple());
+            obj.file = Some(name.clone());
+            self.persist(slot, &obj)?;
+            let h = self.handle();
+            let mut st = self.state.lock();
+            if let Some(s) = st.slots.get_mut(&slot) {
+                s.files.insert(name, h);
+            }
+            st.objects.insert(h, (slot, None, obj));
+            Ok(h)
+        } else {
+            let h = self.handle();
+            self.state
+                .lock()
+                .objects
+                .insert(h, (slot, Some(session), obj));
+            Ok(h)
+        }
+    }
+
+    /// Checks the session may create or change an object with these visibility flags.
+    fn check_write_access(
+        &self,
+        h: CK_SESSION_HANDLE,
+        token: bool,
+        private: bool,
+    ) -> Result<CK_SLOT_ID> {
+        let (slot, rw, who) = self.session_view(h)?;
+        if token && !rw {
+            return Err(ckr(
+                CKR_SESSION_READ_ONLY,
+                "token objects need a R/W session",
+            ));
+        }
+        if (token || private) && who != Some(CKU_USER) {
+            return Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first"));
+        }
+        Ok(slot)
+    }
+
+    fn count_class(&self, slot: CK_SLOT_ID, class: CK_OBJECT_CLASS) -> usize {
+        self.state
+            .lock()
+            .objects
+            .values()
+            .filter(|(s, owner, o)| *s == slot && owner.is_none() && o.class() == class)
+            .count()
+    }
+
+    pub fn create_object(
+        &self,
+        h: CK_SESSION_HANDLE,
+        template: &Attrs,
+    ) -> Result<CK_OBJECT_HANDLE> {
+        let class = object::template_ulong(template, CKA_CLASS)?
+            .ok_or_else(|| ckr(CKR_TEMPLATE_INCOMPLETE, "CKA_CLASS is required"))?;
+        let attrs = match class {
+            CKO_CERTIFICATE => object::certificate_attrs(template)?,
+            CKO_DATA => object::data_attrs(template)?,
+            CKO_PUBLIC_KEY => object::public_key_attrs(template)?,
+            CKO_PRIVATE_KEY | CKO_SECRET_KEY => {
+                return Err(ckr(
+                    CKR_TEMPLATE_INCONSISTENT,
+                    "keys are generated in the TPM; importing private or secret keys is not offered",
+                ));
+            }
+            _ => {
+                return Err(ckr(
+                    CKR_ATTRIBUTE_VALUE_INVALID,
+                    "object class not supported",
+                ));
+            }
+        };
+        let obj = Object {
+            attrs,
+            blob: None,
+            file: None,
+            read_only: false,
+        };
+        if class == CKO_DATA && obj.is_private() && obj.is_token() {
+            return Err(ckr(
+                CKR_ATTRIBUTE_VALUE_INVALID,
+                "private token data objects are not offered yet (they would need encryption on disk)",
+            ));
+        }
+        let slot = self.check_write_access(h, obj.is_token(), obj.is_private())?;
+        if obj.is_token() {
+            self.sync_objects(slot)?;
+            if class == CKO_CERTIFICATE
+                && self.count_class(slot, CKO_CERTIFICATE) >= object::MAX_CERTS
+            {
+                return Err(ckr(
+                    CKR_DEVICE_MEMORY,
+                    "the card holds 90 certificates, the most it can",
+                ));
+            }
+        }
+        self.add_object(slot, h, obj)
+    }
+
+    pub fn destroy_object(&self, h: CK_SESSION_HANDLE, oh: CK_OBJECT_HANDLE) -> Result<()> {
+        let obj = self.object_for(h, oh)?;
+        if obj.read_only || !object::get_bool(&obj.attrs, CKA_DESTROYABLE).unwrap_or(true) {
+            return Err(ckr(
+                CKR_ACTION_PROHIBITED,
+                "this object cannot be destroyed",
+            ));
+        }
+        let slot = self.check_write_access(h, obj.is_token(), obj.is_private())?;
+        if let Some(name) = &obj.file {
+            let card_id = self.card_id(slot)?;
+            let (dir, _) = provision::find(&self.store, &card_id)?;
+            std::fs::remove_file(dir.file(name)).map_err(|e| Error::io(dir.file(name), e))?;
+        }
+        let mut st = self.state.lock();
+        st.objects.remove(&oh);
+        if let (Some(name), Some(s)) = (&obj.file, st.slots.get_mut(&slot)) {
+            s.files.remove(name);
+        }
+        if let Some(b) = &obj.blob {
+            drop(st);
+            if let Some(t) = self.tpm.lock().as_mut() {
+                t.forget(b);
+            }
+        }
+        Ok(())
+    }
+
+    /// An object the session may see.
+    fn object_for(&self, h: CK_SESSION_HANDLE, oh: CK_OBJECT_HANDLE) -> Result<Object> {
+        let (slot, _, who) = self.session_view(h)?;
+        let st = self.state.lock();
+        match st.objects.get(&oh) {
+            Some((s, _, o)) if *s == slot && self.can_see(o, who == Some(CKU_USER)) => {
+                Ok(o.clone())
+            }
+            _ => Err(ckr(CKR_OBJECT_HANDLE_INVALID, "no such object")),
+        }
+    }
+
+    pub fn read_attributes(
+        &self,
+        h: CK_SESSION_HANDLE,
+        oh: CK_OBJECT_HANDLE,
+        types: &[CK_ATTRIBUTE_TYPE],
+    ) -> Result<Vec<AttrRead>> {
+        let obj = self.object_for(h, oh)?;
+        Ok(types
+            .iter()
+            .map(|t| {
+                let secret_value = *t == CKA_VALUE
+                    && obj.class() == CKO_SECRET_KEY
+                    && object::get_bool(&obj.attrs, CKA_SENSITIVE).unwrap_or(false);
+                if obj.is_sensitive(*t) || secret_value {
+                    AttrRead::Sensitive
+                } else {
+                    obj.attrs
+                        .get(t)
+                        .map_or(AttrRead::Invalid, |v| AttrRead::Value(v.clone()))
+                }
+            })
+            .collect())
+    }
+
+    pub fn object_size(&self, h: CK_SESSION_HANDLE, oh: CK_OBJECT_HANDLE) -> Result<usize> {
+        let obj = self.object_for(h, oh)?;
+        Ok(obj.attrs.values().map(|v| v.len() + 16).sum())
+    }
+
+    pub fn set_attributes(
+        &self,
+        h: CK_SESSION_HANDLE,
+        oh: CK_OBJECT_HANDLE,
+        template: &Attrs,
+    ) -> Result<()> {
+        let mut obj = self.object_for(h, oh)?;
+        let slot = self.check_write_access(h, obj.is_token(), obj.is_private())?;
+        if obj.read_only || !object::get_bool(&obj.attrs, CKA_MODIFIABLE).unwrap_or(true) {
+            return Err(ckr(CKR_ACTION_PROHIBITED, "this object cannot be changed"));
+        }
+        for (t, v) in template {
+            match *t {
+                CKA_LABEL | CKA_ID | CKA_SUBJECT | CKA_APPLICATION | CKA_START_DATE
+                | CKA_END_DATE => {
+                    obj.attrs.insert(*t, v.clone());
+                }
+                CKA_SIGN | CKA_DECRYPT | CKA_VERIFY | CKA_ENCRYPT | CKA_DERIVE => {
+                    object::template_bool(template, *t)?;
+                    obj.attrs.insert(*t, v.clone());
+                }
+                CKA_CLASS | CKA_KEY_TYPE | CKA_TOKEN | CKA_PRIVATE | CKA_MODULUS | CKA_EC_POINT
+                | CKA_EC_PARAMS | CKA_VALUE | CKA_SENSITIVE | CKA_EXTRACTABLE | CKA_LOCAL => {
+                    return Err(ckr(CKR_ATTRIBUTE_READ_ONLY, "attribute cannot be changed"));
+                }
+                _ => return Err(ckr(CKR_ATTRIBUTE_TYPE_INVALID, "attribute not supported")),
+            }
+        }
+        self.persist(slot, &obj)?;
+        if let Some(entry) = self.state.lock().objects.get_mut(&oh) {
+            entry.2 = obj;
+        }
+        Ok(())
+    }
+
+    pub fn copy_object(
+        &self,
+        h: CK_SESSION_HANDLE,
+        oh: CK_OBJECT_HANDLE,
+        template: &Attrs,
+    ) -> Result<CK_OBJECT_HANDLE> {
+        let mut obj = self.object_for(h, oh)?;
+        if obj.read_only
+            || obj.blob.is_some()
+            || !object::get_bool(&obj.attrs, CKA_COPYABLE).unwrap_or(false)
+        {
+            return Err(ckr(CKR_ACTION_PROHIBITED, "this object cannot be copied"));
+        }
+        for (t, v) in template {
+            match *t {
+                CKA_LABEL | CKA_ID | CKA_TOKEN | CKA_PRIVATE | CKA_MODIFIABLE => {
+                    obj.attrs.insert(*t, v.clone());
+                }
+                _ => {
+                    return Err(ckr(
+                        CKR_ATTRIBUTE_READ_ONLY,
+                        "attribute cannot be set on a copy",
+                    ));
+                }
+            }
+        }
+        obj.file = None;
+        let slot = self.check_write_access(h, obj.is_token(), obj.is_private())?;
+        self.add_object(slot, h, obj)
+    }
+
+    pub fn find_init(&self, h: CK_SESSION_HANDLE, template: &Attrs) -> Result<()> {
+        let (slot, _, who) = self.session_view(h)?;
+        {
+            let st = self.state.lock();
+            let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
+            if s.find.is_some() {
+                return Err(ckr(CKR_OPERATION_ACTIVE, "a search is active"));
+            }
+        }
+        self.sync_objects(slot)?;
+        let mut st = self.state.lock();
+        let logged = who == Some(CKU_USER);
+        let mut found: Vec<CK_OBJECT_HANDLE> = st
+            .objects
+            .iter()
+            .filter(|(_, (s, owner, o))| {
+                *s == slot
+                    && owner.is_none_or(|x| x == h || st.sessions.contains_key(&x))
+                    && self.can_see(o, logged)
+                    && o.matches(template)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        found.sort_unstable();
+        if let Some(s) = st.sessions.get_mut(&h) {
+            s.find = Some((found, 0));
+        }
+        Ok(())
+    }
+
+    pub fn find_next(&self, h: CK_SESSION_HANDLE, max: usize) -> Result<Vec<CK_OBJECT_HANDLE>> {
+        let mut st = self.state.lock();
+        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        let (list, pos) = s
+            .find
+            .as_mut()
+            .ok_or_else(|| ckr(CKR_OPERATION_NOT_INITIALIZED, "no search"))?;
+        let end = (*pos + max).min(list.len());
+        let out = list[*pos..end].to_vec();
+        *pos = end;
+        Ok(out)
+    }
+
+    pub fn find_final(&self, h: CK_SESSION_HANDLE) -> Result<()> {
+        let mut st = self.state.lock();
+        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        if s.find.take().is_none() {
+            return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no search"));
+        }
+        Ok(())
+    }
+
+    // ----- keys -----
+
+    pub fn generate_key_pair(
+        &self,
+        h: CK_SESSION_HANDLE,
+        mech: &Mech,
+        public_t: &Attrs,
+        private_t: &Attrs,
+    ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+        let token = object::template_bool(private_t, CKA_TOKEN)?
+            .or(object::template_bool(public_t, CKA_TOKEN)?)
+            .unwrap_or(false);
+        let slot = self.check_write_access(h, token, true)?;
+        for (t, forbidden) in [(CKA_SENSITIVE, false), (CKA_EXTRACTABLE, true)] {
+            if object::template_bool(private_t, t)? == Some(forbidden) {
+                return Err(ckr(
+                    CKR_TEMPLATE_INCONSISTENT,
+                    "TPM keys are sensitive and never extractable",
+                ));
+            }
+        }
+        if object::template_bool(private_t, CKA_PRIVATE)? == Some(false) {
+            return Err(ckr(
+                CKR_TEMPLATE_INCONSISTENT,
+                "private keys are private objects",
+            ));
+        }
+        let (kind, mech_type) = match mech {
+            Mech::RsaKeyPairGen => {
+                let bits = object::template_ulong(public_t, CKA_MODULUS_BITS)?
+                    .ok_or_else(|| ckr(CKR_TEMPLATE_INCOMPLETE, "CKA_MODULUS_BITS is required"))?;
+                if let Some(e) = public_t.get(&CKA_PUBLIC_EXPONENT) {
+                    let trimmed: Vec<u8> = e.iter().copied().skip_while(|b| *b == 0).collect();
+                    if trimmed != [1, 0, 1] {
+                        return Err(ckr(
+                            CKR_ATTRIBUTE_VALUE_INVALID,
+                            "the TPM makes RSA keys with exponent 65537 only",
+                        ));
+                    }
+                }
+                match bits {
+                    2048 => (UserKeyKind::Rsa2048, CKM_RSA_PKCS_KEY_PAIR_GEN),
+                    3072 => (UserKeyKind::Rsa3072, CKM_RSA_PKCS_KEY_PAIR_GEN),
+                    _ => {
+                        return Err(ckr(
+                            CKR_ATTRIBUTE_VALUE_INVALID,
+                            "RSA keys are 2048 or 3072 bits",
+                        ));
+                    }
+                }
+            }
+            Mech::EcKeyPairGen => {
+                let params = public_t
+                    .get(&CKA_EC_PARAMS)
+                    .or(private_t.get(&CKA_EC_PARAMS))
+                    .ok_or_else(|| ckr(CKR_TEMPLATE_INCOMPLETE, "CKA_EC_PARAMS is required"))?;
+                match Curve::from_params_der(params) {
+                    Some(Curve::P256) => (UserKeyKind::EccP256, CKM_EC_KEY_PAIR_GEN),
+                    Some(Curve::P384) => (UserKeyKind::EccP384, CKM_EC_KEY_PAIR_GEN),
+                    None => {
+                        return Err(ckr(
+                            CKR_ATTRIBUTE_VALUE_INVALID,
+                            "only the P-256 and P-384 curves",
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(ckr(
+                    CKR_MECHANISM_INVALID,
+                    "not a key-pair generation mechanism",
+                ));
+            }
+        };
+        if token {
+            self.sync_objects(slot)?;
+            if self.count_class(slot, CKO_PRIVATE_KEY) >= object::MAX_KEYS {
+                return Err(ckr(
+                    CKR_DEVICE_MEMORY,
+                    "the card holds 30 keys, the most it can",
+                ));
+            }
+        }
+        let (card_id, csk_auth) = self.user_auth(slot)?;
+        let card = provision::find(&self.store, &card_id)?;
+        if !card.1.formatted {
+            return Err(ckr(
+                CKR_TOKEN_NOT_RECOGNIZED,
+                "the card is not formatted yet (`tpmvsc format`)",
+            ));
+        }
+        let csk: ObjectFile = card.0.read(CSK_FILE)?;
+        let srk = card.1.srk.clone();
+        let (blob, key) = self.tpm_do(|t| {
+            t.use_srk(&srk)?;
+            t.create_user_key(&csk.blob, &csk_auth, kind)
+        })?;
+        let pick = |t: &Attrs, list: &[CK_ATTRIBUTE_TYPE]| -> Attrs {
+            list.iter()
+                .filter_map(|a| t.get(a).map(|v| (*a, v.clone())))
+                .collect()
+        };
+        let req = KeyPairRequest {
+            id: private_t.get(&CKA_ID).or(public_t.get(&CKA_ID)).cloned(),
+            label: private_t
+                .get(&CKA_LABEL)
+                .or(public_t.get(&CKA_LABEL))
+                .cloned(),
+            token,
+            private_usage: pick(
+                private_t,
+                &[
+                    CKA_SIGN,
+                    CKA_DECRYPT,
+                    CKA_DERIVE,
+                    CKA_ALWAYS_AUTHENTICATE,
+                    CKA_MODIFIABLE,
+                ],
+            ),
+            public_usage: pick(
+                public_t,
+                &[CKA_VERIFY, CKA_ENCRYPT, CKA_MODIFIABLE, CKA_PRIVATE],
+            ),
+            subject: private_t
+                .get(&CKA_SUBJECT)
+                .or(public_t.get(&CKA_SUBJECT))
+                .cloned(),
+        };
+        let (mut pub_attrs, mut priv_attrs) = object::key_pair_objects(&key, mech_type, &req);
+        if let Some(l) = public_t.get(&CKA_LABEL) {
+            pub_attrs.insert(CKA_LABEL, l.clone());
+        }
+        if let Some(l) = private_t.get(&CKA_LABEL) {
+            priv_attrs.insert(CKA_LABEL, l.clone());
+        }
+        let ph = self.add_object(
+            slot,
+            h,
+            Object {
+                attrs: pub_attrs,
+                blob: None,
+                file: None,
+                read_only: false,
+            },
+        )?;
+        let kh = self.add_object(
+            slot,
+            h,
+            Object {
+                attrs: priv_attrs,
+                blob: Some(blob),
+                file: None,
+                read_only: false,
+            },
+        )?;
+        Ok((ph, kh))
+    }
+
+    /// Card ID and CSK authValue of a slot whose user is logged in.
+    fn user_auth(&self, slot: CK_SLOT_ID) -> Result<(String, tpm::AuthValue)> {
+        let st = self.state.lock();
+        let s = st
+            .slots
+            .get(&slot)
+            .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))?;
+        match &s.login {
+            Some(Login::User { csk_auth }) => Ok((s.card_id.clone(), csk_auth.clone())),
+            _ => Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first")),
+        }
+    }
+
+    fn card_id(&self, slot: CK_SLOT_ID) -> Result<String> {
+        let st = self.state.lock();
+        st.slots
+            .get(&slot)
+            .map(|s| s.card_id.clone())
+            .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))
+    }
+
+    /// Runs TPM work on the process's connection, opening it on first need. Without a
+    /// resource manager the connection (and with it the cross-process lock) is given up
+    /// after the call, so other processes get their turn.
+    fn tpm_do<T>(&self, f: impl FnOnce(&mut Tpm) -> std::result::Result<T, TpmError>) -> Result<T> {
+        let mut guard = self.tpm.lock();
+        let r = (|| {
+            if guard.is_none() {
+                *guard = Some(Tpm::open()?);
+            }
+            match guard.as_mut() {
+                Some(t) => f(t),
+                None => Err(TpmError::Gone("no TPM connection".into())),
+            }
+        })();
+        self.release_if_shared(&mut guard, &r);
+        r.map_err(Error::from)
+    }
+
+    fn release_if_shared<T, E>(&self, guard: &mut Option<Tpm>, r: &std::result::Result<T, E>) {
+        let shared = guard
+            .as_ref()
+            .is_some_and(|t| !tpm::has_resource_manager(t.tcti()));
+        if shared || r.is_err() {
+            *guard = None;
+        }
+    }
+
+    /// Runs provisioning code that opens its own TPM connection: ours is closed first
+    /// (swtpm and /dev/tpm0 admit one connection at a time).
+    fn with_shared_tpm_released<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let mut guard = self.tpm.lock();
+        *guard = None;
+        f()
+    }
+
+    // ----- crypto operations -----
+
+    fn key_for(
+        &self,
+        h: CK_SESSION_HANDLE,
+        key: CK_OBJECT_HANDLE,
+        mech: &Mech,
+        usage: CK_ATTRIBUTE_TYPE,
+    ) -> Result<Object> {
+        let obj = self
+            .object_for(h, key)
+            .map_err(|_| ckr(CKR_KEY_HANDLE_INVALID, "no such key"))?;
+        let want_class = match usage {
+            CKA_SIGN | CKA_DECRYPT | CKA_DERIVE => CKO_PRIVATE_KEY,
+            _ => CKO_PUBLIC_KEY,
+        };
+        if obj.class() != want_class {
+            return Err(Error::KeyTypeInconsistent);
+        }
+        if mech.key_type() != obj.key_type() {
+            return Err(Error::KeyTypeInconsistent);
+        }
+        if !obj.allows(usage) {
+            return Err(Error::KeyFunctionNotPermitted);
+        }
+        Ok(obj)
+    }
+
+    fn start_op(&self, h: CK_SESSION_HANDLE, op: Operation) -> Result<()> {
+        let mut st = self.state.lock();
+        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        if s.op.is_some() {
+            return Err(ckr(CKR_OPERATION_ACTIVE, "an operation is active"));
+        }
+        s.op = Some(op);
+        Ok(())
+    }
+
+    pub fn sign_init(&self, h: CK_SESSION_HANDLE, mech: Mech, key: CK_OBJECT_HANDLE) -> Result<()> {
+        let (_, _, who) = self.session_view(h)?;
+        if who != Some(CKU_USER) {
+            return Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first"));
+        }
+        check_sign_mech(&mech)?;
+        let obj = self.key_for(h, key, &mech, CKA_SIGN)?;
+        let always = object::get_bool(&obj.attrs, CKA_ALWAYS_AUTHENTICATE).unwrap_or(false);
+        self.start_op(h, Operation::Sign(SignOp::new(key, mech, always)))
+    }
+
+    pub fn verify_init(
+        &self,
+        h: CK_SESSION_HANDLE,
+        mech: Mech,
+        key: CK_OBJECT_HANDLE,
+    ) -> Result<()> {
+        check_sign_mech(&mech)?;
+        self.key_for(h, key, &mech, CKA_VERIFY)?;
+        self.start_op(h, Operation::Verify(SignOp::new(key, mech, false)))
+    }
+
+    /// Signature length of the active sign operation (no TPM command).
+    pub fn sign_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
+        let (key, _) = self.active_sign(h)?;
+        let obj = self.object_for(h, key)?;
+        Ok(signature_len(&obj.public_key()?))
+    }
+
+    fn active_sign(&self, h: CK_SESSION_HANDLE) -> Result<(CK_OBJECT_HANDLE, bool)> {
+        let st = self.state.lock();
+        let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
+        match &s.op {
+            Some(Operation::Sign(op)) => Ok((op.key, op.needs_context_login)),
+            _ => Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no sign operation")),
+        }
+    }
+
+    /// Feeds data to the active sign or verify operation.
+    pub fn update(&self, h: CK_SESSION_HANDLE, verify: bool, data: &[u8]) -> Result<()> {
+        let mut st = self.state.lock();
+        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        let r = match (&mut s.op, verify) {
+            (Some(Operation::Sign(op)), false) | (Some(Operation::Verify(op)), true) => {
+                if op.mech.data_hash().is_none() {
+                    Err(ckr(
+                        CKR_FUNCTION_NOT_SUPPORTED,
+                        "this mechanism is single-part",
+                    ))
+                } else {
+                    op.update(data)
+                }
+            }
+            _ => return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no such operation")),
+        };
+        if r.is_err() {
+            s.op = None;
+        }
+        r
+    }
+
+    /// Finishes the sign operation with `last` (C_Sign) or without (C_SignFinal).
+    pub fn sign(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>) -> Result<Vec<u8>> {
+        let (slot, _, _) = self.session_view(h)?;
+        let mut op = {
+            let mut st = self.state.lock();
+            let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+            match s.op.take() {
+                Some(Operation::Sign(op)) => {
+                    if op.needs_context_login {
+                        s.op = Some(Operation::Sign(op));
+                        return Err(ckr(
+                            CKR_USER_NOT_LOGGED_IN,
+                            "this key needs the PIN again (CKU_CONTEXT_SPECIFIC)",
+                        ));
+                    }
+                    if last.is_some() && op.multipart {
+                        return Err(ckr(CKR_OPERATION_ACTIVE, "C_Sign after C_SignUpdate"));
+                    }
+                    op
+                }
+                other => {
+                    s.op = other;
+                    return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no sign operation"));
+                }
+            }
+        };
+        let obj = self.object_for(h, op.key)?;
+        let input = op.finish_input(last);
+        let public = obj.public_key()?;
+        let blob = obj
+            .blob
+            .clone()
+            .ok_or_else(|| ckr(CKR_KEY_HANDLE_INVALID, "not a TPM key"))?;
+        match &op.mech {
+            Mech::Ecdsa | Mech::HashEcdsa(_) => {
+                let curve = curve_of(&public)?;
+                let digest = ecdsa_input(curve, &input);
+                let (r, s) = self.with_key(slot, &blob, |t, k| t.sign_ecdsa(k, &digest))?;
+                mechanism::ec::signature_rs(curve, &r, &s)
+            }
+            mech => {
+                let (n, _) = rsa_parts(&public)?;
+                let k = n.len();
+                let em = match mech {
+                    Mech::RsaPkcs => mechanism::rsa::pkcs1_sign_pad(&input, k)?,
+                    Mech::HashRsaPkcs(hash) => {
+                        mechanism::rsa::pkcs1_sign_pad(&hash.digest_info(&input)?, k)?
+                    }
+                    Mech::Pss {
+                        hash, mgf, salt, ..
+                    } => {
+                        if input.len() != hash.output_len() {
+                            return Err(Error::DataLenRange(
+                                "the PSS input is the hash of the message",
+                            ));
+                        }
+                        mechanism::rsa::pss_encode(&input, *hash, *mgf, *salt, bit_len(n))?
+                    }
+                    _ => return Err(Error::MechanismInvalid(0)),
+                };
+                let sig = self.with_key(slot, &blob, |t, key| t.rsa_raw(key, &em, false))?;
+                Ok(left_pad(&sig, k))
+            }
+        }
+    }
+
+    /// Runs `f` with the user key loaded (the CSK with the logged-in PIN's authValue).
+    fn with_key<T>(
+        &self,
+        slot: CK_SLOT_ID,
+        blob: &Blob,
+        f: impl FnOnce(&mut Tpm, tss_esapi::handles::KeyHandle) -> std::result::Result<T, TpmError>,
+    ) -> Result<T> {
+        let (card_id, csk_auth) = self.user_auth(slot)?;
+        let (dir, record) = provision::find(&self.store, &card_id)?;
+        let csk: ObjectFile = dir.read(CSK_FILE)?;
+        self.tpm_do(|t| {
+            t.use_srk(&record.srk)?;
+            let k = t.load_user_key(&csk.blob, &csk_auth, blob)?;
+            f(t, k)
+        })
+    }
+
+    /// Finishes a verify operation; Ok when the signature verifies.
+    pub fn verify(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>, sig: &[u8]) -> Result<()> {
+        let mut op = {
+            let mut st = self.state.lock();
+            let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+            match s.op.take() {
+                Some(Operation::Verify(op)) => op,
+                other => {
+                    s.op = other;
+                    return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no verify operation"));
+                }
+            }
+        };
+        let obj = self.object_for(h, op.key)?;
+        let input = op.finish_input(last);
+        let public = obj.public_key()?;
+        match &op.mech {
+            Mech::Ecdsa | Mech::HashEcdsa(_) => {
+                let curve = curve_of(&public)?;
+                let point = match &public {
+                    PublicKey::Ecc { x, y, .. } => [&[0x04][..], x, y].concat(),
+                    PublicKey::Rsa { .. } => return Err(Error::KeyTypeInconsistent),
+                };
+                mechanism::ec::verify(curve, &point, &input, sig)
+            }
+            mech => {
+                let (n, e) = rsa_parts(&public)?;
+                match mech {
+                    Mech::RsaPkcs => mechanism::rsa::verify_pkcs1(n, e, &input, sig),
+                    Mech::HashRsaPkcs(hash) => {
+                        mechanism::rsa::verify_pkcs1(n, e, &hash.digest_info(&input)?, sig)
+                    }
+                    Mech::Pss {
+                        hash, mgf, salt, ..
+                    } => mechanism::rsa::verify_pss(n, e, &input, *hash, *mgf, *salt, sig),
+                    _ => Err(Error::MechanismInvalid(0)),
+                }
+            }
+        }
+    }
+
+    pub fn decrypt_init(
+        &self,
+        h: CK_SESSION_HANDLE,
+        mech: Mech,
+        key: CK_OBJECT_HANDLE,
+    ) -> Result<()> {
+        let (_, _, who) = self.session_view(h)?;
+        if who != Some(CKU_USER) {
+            return Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first"));
+        }
+        if !matches!(mech, Mech::RsaPkcs | Mech::RsaX509 | Mech::Oaep { .. }) {
+            return Err(ckr(CKR_MECHANISM_INVALID, "not a decryption mechanism"));
+        }
+        self.key_for(h, key, &mech, CKA_DECRYPT)?;
+        self.start_op(
+            h,
+            Operation::Decrypt {
+                key,
+                mech,
+                held: None,
+            },
+        )
+    }
+
+    /// The largest plaintext the active decryption can give (the modulus size).
+    pub fn decrypt_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
+        let st = self.state.lock();
+        let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
+        match &s.op {
+            Some(Operation::Decrypt { held: Some(p), .. }) => Ok(p.len()),
+            Some(Operation::Decrypt { key, .. }) => {
+                let k = *key;
+                drop(st);
+                let obj = self.object_for(h, k)?;
+                Ok(signature_len(&obj.public_key()?))
+            }
+            _ => Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no decrypt operation")),
+        }
+    }
+
+    /// Decrypts; when the plaintext does not fit `capacity`, it is held (zeroizing) for
+    /// the caller's retry and `Err(needed)` comes back inside `Ok`.
+    pub fn decrypt(
+        &self,
+        h: CK_SESSION_HANDLE,
+        data: &[u8],
+        capacity: usize,
+    ) -> Result<std::result::Result<Zeroizing<Vec<u8>>, usize>> {
+        let (slot, _, _) = self.session_view(h)?;
+        let (key, mech, held) = {
+            let mut st = self.state.lock();
+            let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+            match s.op.take() {
+                Some(Operation::Decrypt { key, mech, held }) => (key, mech, held),
+                other => {
+                    s.op = other;
+                    return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no decrypt operation"));
+                }
+            }
+        };
+        let plain = match held {
+            Some(p) => p,
+            None => {
+                let obj = self.object_for(h, key)?;
+                let public = obj.public_key()?;
+                let k = rsa_parts(&public)?.0.len();
+                if data.len() != k {
+                    return Err(Error::EncryptedDataLenRange);
+                }
+                let blob = obj
+                    .blob
+                    .clone()
+                    .ok_or_else(|| ckr(CKR_KEY_HANDLE_INVALID, "not a TPM key"))?;
+                let em = self.with_key(slot, &blob, |t, kh| t.rsa_raw(kh, data, true))?;
+                let em = Zeroizing::new(left_pad(&em, k));
+                match &mech {
+                    Mech::RsaX509 => em,
+                    Mech::RsaPkcs => mechanism::rsa::pkcs1_decrypt_unpad(&em)?,
+                    Mech::Oaep { hash, mgf, label } => {
+                        mechanism::rsa::oaep_decode(&em, *hash, *mgf, label)?
+                    }
+                    _ => return Err(Error::MechanismInvalid(0)),
+                }
+            }
+        };
+        if plain.len() > capacity {
+            let needed = plain.len();
+            let mut st = self.state.lock();
+            if let Some(s) = st.sessions.get_mut(&h) {
+                s.op = Some(Operation::Decrypt {
+                    key,
+                    mech,
+                    held: Some(plain),
+                });
+            }
+            return Ok(Err(needed));
+        }
+        Ok(Ok(plain))
+    }
+
+    pub fn encrypt_init(
+        &self,
+        h: CK_SESSION_HANDLE,
+        mech: Mech,
+        key: CK_OBJECT_HANDLE,
+    ) -> Result<()> {
+        if !matches!(mech, Mech::RsaPkcs | Mech::RsaX509 | Mech::Oaep { .. }) {
+            return Err(ckr(CKR_MECHANISM_INVALID, "not an encryption mechanism"));
+        }
+        self.key_for(h, key, &mech, CKA_ENCRYPT)?;
+        self.start_op(h, Operation::Encrypt { key, mech })
+    }
+
+    pub fn encrypt_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
+        let st = self.state.lock();
+        let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
+        let key = match &s.op {
+            Some(Operation::Encrypt { key, .. }) => *key,
+            _ => return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no encrypt operation")),
+        };
+        drop(st);
+        Ok(signature_len(&self.object_for(h, key)?.public_key()?))
+    }
+
+    pub fn encrypt(&self, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<Vec<u8>> {
+        let (key, mech) = {
+            let mut st = self.state.lock();
+            let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+            match s.op.take() {
+                Some(Operation::Encrypt { key, mech }) => (key, mech),
+                other => {
+                    s.op = other;
+                    return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no encrypt operation"));
+                }
+            }
+        };
+        let obj = self.object_for(h, key)?;
+        let public = obj.public_key()?;
+        let (n, e) = rsa_parts(&public)?;
+        match &mech {
+            Mech::RsaPkcs => mechanism::rsa::encrypt_pkcs1(n, e, data),
+            Mech::RsaX509 => mechanism::rsa::encrypt_raw(n, e, data),
+            Mech::Oaep { hash, mgf, label } => {
+                mechanism::rsa::encrypt_oaep(n, e, data, *hash, *mgf, label)
+            }
+            _ => Err(Error::MechanismInvalid(0)),
+        }
+    }
+
+    pub fn digest_init(&self, h: CK_SESSION_HANDLE, alg: HashAlg) -> Result<()> {
+        self.start_op(h, Operation::Digest(mechanism::Hasher::new(alg)))
+    }
+
+    pub fn digest_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
+        let st = self.state.lock();
+        let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
+        match &s.op {
+            Some(Operation::Digest(d)) => Ok(d.alg().output_len()),
+            _ => Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no digest operation")),
+        }
+    }
+
+    pub fn digest_update(&self, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<()> {
+        let mut st = self.state.lock();
+        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        match &mut s.op {
+            Some(Operation::Digest(d)) => {
+                d.update(data);
+                Ok(())
+            }
+            _ => Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no digest operation")),
+        }
+    }
+
+    pub fn digest_final(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>) -> Result<Vec<u8>> {
+        let mut st = self.state.lock();
+        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        match s.op.take() {
+            Some(Operation::Digest(mut d)) => {
+                if let Some(x) = last {
+                    d.update(x);
+                }
+                Ok(d.finalize())
+            }
+            other => {
+                s.op = other;
+                Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no digest operation"))
+            }
+        }
+    }
+
+    /// Ends the active operation (after an error the edge decides it ends).
+    pub fn end_op(&self, h: CK_SESSION_HANDLE) {
+        if let Some(s) = self.state.lock().sessions.get_mut(&h) {
+            s.op = None;
+        }
+    }
+
+    /// CKM_ECDH1_DERIVE: the TPM computes the shared point; its x coordinate becomes a
+    /// generic secret session object.
+    pub fn derive(
+        &self,
+        h: CK_SESSION_HANDLE,
+        mech: &Mech,
+        base: CK_OBJECT_HANDLE,
+        template: &Attrs,
+    ) -> Result<CK_OBJECT_HANDLE> {
+        let (slot, _, who) = self.session_view(h)?;
+        if who != Some(CKU_USER) {
+            return Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first"));
+        }
+        let Mech::Ecdh { public } = mech else {
+            return Err(ckr(CKR_MECHANISM_INVALID, "only ECDH1 derive"));
+        };
+        let obj = self.key_for(h, base, mech, CKA_DERIVE)?;
+        let curve = curve_of(&obj.public_key()?)?;
+        let point = mechanism::ec::point_from_der_or_raw(curve, public)
+            .map_err(|_| Error::MechanismParamInvalid("the peer's public point"))?;
+        let n = curve.field_len();
+        let blob = obj
+            .blob
+            .clone()
+            .ok_or_else(|| ckr(CKR_KEY_HANDLE_INVALID, "not a TPM key"))?;
+        let z = self.with_key(slot, &blob, |t, k| {
+            t.ecdh(k, &point[1..1 + n], &point[1 + n..])
+        })?;
+        let z = left_pad(&z, n);
+        if object::template_bool(template, CKA_TOKEN)? == Some(true) {
+            return Err(ckr(
+                CKR_TEMPLATE_INCONSISTENT,
+                "derived keys are session objects",
+            ));
+        }
+        let mut a = Attrs::new();
+        a.insert(CKA_CLASS, object::ulong(CKO_SECRET_KEY));
+        a.insert(CKA_KEY_TYPE, object::ulong(CKK_GENERIC_SECRET));
+        a.insert(CKA_TOKEN, object::boolean(false));
+        a.insert(CKA_PRIVATE, object::boolean(true));
+        a.insert(CKA_SENSITIVE, object::boolean(false));
+        a.insert(CKA_EXTRACTABLE, object::boolean(true));
+        a.insert(CKA_LOCAL, object::boolean(false));
+        a.insert(CKA_DERIVE, object::boolean(false));
+        a.insert(CKA_LABEL, Vec::new());
+        a.insert(CKA_ID, Vec::new());
+        for t in [CKA_LABEL, CKA_ID, CKA_SENSITIVE, CKA_EXTRACTABLE] {
+            if let Some(v) = template.get(&t) {
+                a.insert(t, v.clone());
+            }
+        }
+        let len = object::template_ulong(template, CKA_VALUE_LEN)?.map_or(z.len(), |l| {
+            usize::try_from(l).unwrap_or(usize::MAX).min(z.len())
+        });
+        a.insert(CKA_VALUE_LEN, object::ulong(len as CK_ULONG));
+        a.insert(CKA_VALUE, z[..len].to_vec());
+        self.add_object(
+            slot,
+            h,
+            Object {
+                attrs: a,
+                blob: None,
+                file: None,
+                read_only: false,
+            },
+        )
+    }
+
+    pub fn random(&self, h: CK_SESSION_HANDLE, len: usize) -> Result<Vec<u8>> {
+        self.session_view(h)?;
+        let r = self.tpm_do(|t| t.random(len))?;
+        Ok(r.to_vec())
+    }
+}
+
+fn drop_slot_objects(st: &mut State, slot: CK_SLOT_ID) {
+    st.objects.retain(|_, (s, _, _)| *s != slot);
+    if let Some(s) = st.slots.get_mut(&slot) {
+        s.files.clear();
+        s.profiles.clear();
+    }
+}
+
+fn invalid_session() -> Error {
+    ckr(CKR_SESSION_HANDLE_INVALID, "no such session")
+}
+
+fn pin_len_error(e: Error) -> Error {
+    match e {
+        Error::PolicyViolation(m) => Error::Ckr {
+            rv: CKR_PIN_LEN_RANGE,
+            why: m,
+        },
+        other => other,
+    }
+}
+
+fn check_sign_mech(m: &Mech) -> Result<()> {
+    match m {
+        Mech::RsaPkcs
+        | Mech::HashRsaPkcs(_)
+        | Mech::Pss { .. }
+        | Mech::Ecdsa
+        | Mech::HashEcdsa(_) => Ok(()),
+        _ => Err(ckr(CKR_MECHANISM_INVALID, "not a signature mechanism")),
+    }
+}
+
+fn signature_len(k: &PublicKey) -> usize {
+    match k {
+        PublicKey::Rsa { modulus, .. } => modulus.len(),
+        PublicKey::Ecc { x, .. } => 2 * x.len(),
+    }
+}
+
+fn curve_of(k: &PublicKey) -> Result<Curve> {
+    match k {
+        PublicKey::Ecc { bits: 256, .. } => Ok(Curve::P256),
+        PublicKey::Ecc { bits: 384, .. } => Ok(Curve::P384),
+        _ => Err(Error::KeyTypeInconsistent),
+    }
+}
+
+fn rsa_parts(k: &PublicKey) -> Result<(&[u8], &[u8])> {
+    match k {
+        PublicKey::Rsa { modulus, exponent } => Ok((modulus, exponent)),
+        PublicKey::Ecc { .. } => Err(Error::KeyTypeInconsistent),
+    }
+}
+
+/// CKM_ECDSA input as the TPM takes it: a digest of a known hash length; other lengths
+/// are cut or left-padded to the field size (SEC1 §4.1.3 uses the leftmost bits).
+fn ecdsa_input(curve: Curve, data: &[u8]) -> Vec<u8> {
+    match data.len() {
+        20 | 32 | 48 | 64 => data.to_vec(),
+        _ => {
+            let n = curve.field_len();
+            if data.len() > n {
+                data[..n].to_vec()
+            } else {
+                left_pad(data, n)
+            }
+        }
+    }
+}
+
+/// Bit length of a big-endian integer.
+fn bit_len(n: &[u8]) -> usize {
+    let first = n.iter().position(|b| *b != 0).unwrap_or(n.len());
+    match n.get(first) {
+        Some(b) => (n.len() - first - 1) * 8 + (8 - b.leading_zeros() as usize),
+        None => 0,
+    }
+}
+
+fn left_pad(v: &[u8], n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n.saturating_sub(v.len())];
+    out.extend_from_slice(v);
+    out
+}
