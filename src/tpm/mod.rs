@@ -320,19 +320,13 @@ impl Tpm {
         Ok(out)
     }
 
-    /// Picks the SRK for a new card: the key at 0x81000001 when it is the primary its own
-    /// public area makes, the standard template otherwise. Returns what the card records.
+    /// Picks the SRK for a new card: the standard ECC P-256 primary (TCG template). The
+    /// persistent key at 0x81000001 serves when it is that primary (its Name matches);
+    /// a primary's public area cannot serve as a template (its `unique` field is an
+    /// input to key derivation), so any other key there is left alone.
     pub fn choose_srk(&mut self) -> Result<SrkRecord, TpmError> {
-        let standard = templates::srk()?;
-        let candidate = match self.read_persistent(SRK_PERSISTENT)? {
-            Some((_, public, _)) if is_srk_like(&public) => public,
-            _ => standard,
-        };
-        let template = candidate.marshall().map_err(classify)?;
-        let record = SrkRecord {
-            name: self.primary_name(&template)?,
-            template,
-        };
+        let template = templates::srk()?.marshall().map_err(classify)?;
+        let record = SrkRecord { name: self.primary_name(&template)?, template };
         self.use_srk(&record)?;
         Ok(record)
     }
@@ -350,6 +344,16 @@ impl Tpm {
         {
             self.srk = Some((KeyHandle::from(handle), name));
             return Ok(());
+        }
+        // Never make (and salt to) a key a store file describes: only the standard
+        // template is re-created (DESIGN.md §2).
+        if record.template != templates::srk()?.marshall().map_err(classify)? {
+            return Err(TpmError::Other {
+                code: 0,
+                what: "the card's record names a storage root key template tpmvsc does not make; \
+                       the card's files were altered"
+                    .into(),
+            });
         }
         let public = Public::unmarshall(&record.template).map_err(classify)?;
         let handle = self.retry_with_room(|ctx| {
@@ -1112,16 +1116,6 @@ pub fn name_of(public: &[u8]) -> Vec<u8> {
     let mut name = vec![0x00, 0x0b];
     name.extend_from_slice(&Sha256::digest(public));
     name
-}
-
-fn is_srk_like(public: &Public) -> bool {
-    let a = public.object_attributes();
-    matches!(public, Public::Ecc { .. } | Public::Rsa { .. })
-        && a.restricted()
-        && a.decrypt()
-        && !a.sign_encrypt()
-        && a.fixed_tpm()
-        && a.user_with_auth()
 }
 
 /// Directory for lock files shared by every user of one TPM.

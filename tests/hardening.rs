@@ -1,0 +1,248 @@
+//! DESIGN.md §2, hardening: on a TPM whose lockoutAuth is empty anyone with TPM access
+//! can switch the dictionary-attack limit off, and `create` and `tpm status` say "no retry
+//! limit"; `tpmvsc tpm harden` sets a random lockout authorization (root-only file), the
+//! DA parameters (32 tries, 10 minutes) and ClearControl, after which neither the DA
+//! counter, the DA parameters nor TPM2_Clear is open to someone without that file.
+//!
+//! A wrong lockout authorization blocks the lockout hierarchy for lockout_recovery
+//! seconds (600 after harden), and a blocked hierarchy refuses the right one too: every
+//! "without the authorization" case below runs on its own freshly hardened swtpm, and the
+//! "with it" test sends no wrong lockout authorization until its very end.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use common::*;
+use tpmvsc::tpm::{Tpm, TpmError, raw};
+
+/// A freshly hardened swtpm: its store, CLI and lockout auth file.
+struct Hardened {
+    swtpm: Swtpm,
+    store: TestStore,
+    cli: Cli,
+    auth_file: PathBuf,
+}
+
+fn hardened() -> Hardened {
+    let swtpm = Swtpm::start();
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    let auth_file = store.scratch("lockout-auth");
+    tpm_harden(&cli, &auth_file).ok("tpm harden");
+    assert_eq!(tpm_status(&cli)["lockout_auth_set"], true);
+    Hardened {
+        swtpm,
+        store,
+        cli,
+        auth_file,
+    }
+}
+
+/// The DA settings a status reports (everything but the counter).
+fn da_settings(s: &serde_json::Value) -> [serde_json::Value; 4] {
+    [
+        s["max_tries"].clone(),
+        s["recovery_time"].clone(),
+        s["lockout_recovery"].clone(),
+        s["lockout_auth_set"].clone(),
+    ]
+}
+
+#[test]
+fn on_an_unhardened_tpm_anyone_switches_the_retry_limit_off_and_tpmvsc_says_so() {
+    let swtpm = Swtpm::start();
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    let s = tpm_status(&cli);
+    assert_eq!(s["lockout_auth_set"], false, "{s:#}");
+
+    // An attacker with TPM access and no secret at all.
+    raw::set_da_parameters(&swtpm.tcti(), &[], 100_000, 1, 1)
+        .expect("the empty lockout auth lets anyone change the DA parameters");
+    let s = tpm_status(&cli);
+    assert_eq!(s["max_tries"], 100_000, "{s:#}");
+    assert_eq!(s["recovery_time"], 1, "{s:#}");
+    assert_eq!(s["lockout_auth_set"], false, "{s:#}");
+    let human = cli.tpmvsc(&["tpm", "status"]).ok("tpm status");
+    assert!(human.stdout.contains("no retry limit"), "{human:#?}");
+
+    let out = cli
+        .tpmvsc(&["create", "--name", "w"])
+        .ok("create on an unhardened TPM");
+    assert!(
+        out.stderr.contains("no retry limit"),
+        "create warns on a TPM with an empty lockout auth: {out:#?}"
+    );
+}
+
+#[test]
+fn harden_writes_a_private_lockout_auth_sets_32_tries_and_runs_once() {
+    let swtpm = Swtpm::start();
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    let dir = tempfile::tempdir().expect("temp dir for the auth file");
+    let file = dir.path().join("lockout-auth");
+    let out = tpm_harden(&cli, &file).ok("tpm harden");
+    eprintln!("{out:?}");
+
+    let mode = std::fs::metadata(&file)
+        .expect("the lockout auth file exists")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    let text = std::fs::read_to_string(&file).expect("reading the lockout auth file");
+    let digits = text.trim();
+    assert_eq!(digits.len(), 64, "{text:?}");
+    assert!(digits.chars().all(|c| c.is_ascii_hexdigit()), "{text:?}");
+
+    let s = tpm_status(&cli);
+    assert_eq!(s["lockout_auth_set"], true, "{s:#}");
+    assert_eq!(s["max_tries"], 32, "{s:#}");
+    assert_eq!(s["recovery_time"], 600, "{s:#}");
+    assert_eq!(s["lockout_recovery"], 600, "{s:#}");
+    let human = cli.tpmvsc(&["tpm", "status"]).ok("tpm status");
+    assert!(!human.stdout.contains("no retry limit"), "{human:#?}");
+    let out = cli
+        .tpmvsc(&["create", "--name", "h"])
+        .ok("create on a hardened TPM");
+    assert!(!out.stderr.contains("no retry limit"), "{out:#?}");
+
+    // A second run changes nothing, not even where it was pointed.
+    let other = dir.path().join("lockout-auth-2");
+    let out = tpm_harden(&cli, &other).ok("tpm harden, second time");
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("already"),
+        "{out:#?}"
+    );
+    assert!(!other.exists(), "the second harden wrote {other:?}");
+    let out = tpm_harden(&cli, &file).ok("tpm harden, third time, same file");
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("already"),
+        "{out:#?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("reading the lockout auth file"),
+        text,
+        "the lockout auth file is unchanged"
+    );
+    assert_eq!(da_settings(&tpm_status(&cli)), da_settings(&s));
+    // The file still holds the TPM's lockout authorization (proved without a wrong try).
+    let auth = hex::decode(digits).expect("hex");
+    raw::reset_lockout(&swtpm.tcti(), &auth).expect("the file's auth resets the DA counter");
+}
+
+#[test]
+fn without_the_lockout_auth_nobody_resets_the_da_counter() {
+    let h = hardened();
+    create_card(&h.cli, "c");
+    h.cli
+        .check_pin("c", "87654321")
+        .expect_code(3, "a wrong PIN");
+    assert_eq!(da_counter(&h.swtpm.tcti()), 1);
+    assert_eq!(
+        raw::reset_lockout(&h.swtpm.tcti(), &[]),
+        Err(TpmError::AuthFail),
+        "DictionaryAttackLockReset with the empty auth"
+    );
+    assert_eq!(da_counter(&h.swtpm.tcti()), 1, "the counter stays");
+    // Nor through the CLI with an empty auth file (the hierarchy is blocked by now).
+    let empty = h.store.scratch("empty");
+    write_file(&empty, "");
+    let out = tpm_clear_lockout(&h.cli, &empty);
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert_eq!(da_counter(&h.swtpm.tcti()), 1, "the counter stays");
+}
+
+#[test]
+fn without_the_lockout_auth_nobody_changes_the_da_parameters() {
+    let h = hardened();
+    let before = tpm_status(&h.cli);
+    assert_eq!(
+        raw::set_da_parameters(&h.swtpm.tcti(), &[], 100_000, 1, 1),
+        Err(TpmError::AuthFail),
+        "DictionaryAttackParameters with the empty auth"
+    );
+    let after = tpm_status(&h.cli);
+    assert_eq!(da_settings(&after), da_settings(&before), "{after:#}");
+    assert_eq!(after["max_tries"], 32, "{after:#}");
+}
+
+#[test]
+fn without_the_lockout_auth_nobody_enables_clear_again() {
+    let h = hardened();
+    let r = Tpm::open_tcti(&h.swtpm.tcti())
+        .expect("opening the TPM")
+        .clear_control(&[], false);
+    assert_eq!(
+        r,
+        Err(TpmError::AuthFail),
+        "ClearControl(NO) with the empty auth"
+    );
+}
+
+#[test]
+fn without_the_lockout_auth_nobody_clears_the_tpm() {
+    let h = hardened();
+    create_card(&h.cli, "c");
+    let r = Tpm::open_tcti(&h.swtpm.tcti())
+        .expect("opening the TPM")
+        .clear(&[]);
+    assert_eq!(r, Err(TpmError::AuthFail), "TPM2_Clear with the empty auth");
+    h.cli
+        .check_pin("c", DEFAULT_PIN)
+        .ok("the card still works: the TPM was not cleared");
+}
+
+#[test]
+fn with_the_lockout_auth_the_counter_is_reset_but_the_tpm_is_not_cleared() {
+    let h = hardened();
+    create_card(&h.cli, "c");
+    for _ in 0..2 {
+        h.cli
+            .check_pin("c", "87654321")
+            .expect_code(3, "a wrong PIN");
+    }
+    assert_eq!(tpm_status(&h.cli)["counter"], 2);
+    let out = tpm_clear_lockout(&h.cli, &h.auth_file).ok("tpm clear-lockout with the file");
+    eprintln!("{out:?}");
+    let s = tpm_status(&h.cli);
+    assert_eq!(s["counter"], 0, "{s:#}");
+    assert_eq!(s["in_lockout"], false, "{s:#}");
+
+    // ClearControl disabled TPM2_Clear: even the lockout authorization does not clear.
+    let auth = tpmvsc::provision::hardening::read_lockout_auth(&h.auth_file)
+        .expect("reading the lockout auth file");
+    assert_eq!(auth.len(), 32);
+    let r = Tpm::open_tcti(&h.swtpm.tcti())
+        .expect("opening the TPM")
+        .clear(&auth);
+    eprintln!("TPM2_Clear with the lockout auth: {r:?}");
+    // TPM_RC_DISABLED: the right authorization, refused because disableClear is set.
+    assert_eq!(
+        r.as_ref().err().and_then(TpmError::code),
+        Some(0x120),
+        "TPM2_Clear after harden: {r:?}"
+    );
+    h.cli
+        .check_pin("c", DEFAULT_PIN)
+        .ok("the card still works: the TPM was not cleared");
+    // The right authorization still works (no wrong one was sent so far).
+    raw::reset_lockout(&h.swtpm.tcti(), &auth).expect("DictionaryAttackLockReset with the auth");
+
+    // Last: a wrong file is refused, and the message says how long the hierarchy is
+    // blocked now (the lockout recovery time).
+    let wrong = h.store.scratch("wrong-auth");
+    write_file(&wrong, &format!("{}\n", "ab".repeat(32)));
+    let out = tpm_clear_lockout(&h.cli, &wrong).expect_code(2, "clear-lockout with a wrong file");
+    let recovery = s["lockout_recovery"].as_u64().expect("lockout_recovery");
+    assert_eq!(recovery, 600);
+    assert!(
+        out.stderr.contains("lockout") && out.stderr.contains(&format!("{recovery} s")),
+        "the message names the lockout recovery time: {out:#?}"
+    );
+    // And now the hierarchy is blocked: even the right file fails for a while.
+    let out = tpm_clear_lockout(&h.cli, &h.auth_file);
+    assert_ne!(out.code, 0, "{out:#?}");
+}
