@@ -195,7 +195,10 @@ impl Module {
         let r = &s.record;
         let dir = provision::find(&self.store, &s.card_id).map(|(d, _)| d)?;
         let counters: card::Counters = dir.read(card::COUNTERS_FILE)?;
-        let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED;
+        let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED;
+        if r.pin_initialized {
+            flags |= CKF_USER_PIN_INITIALIZED;
+        }
         if r.formatted {
             flags |= CKF_TOKEN_INITIALIZED;
         }
@@ -536,11 +539,12 @@ impl Module {
         let max = usize::try_from(self.token_facts(slot)?.max_pin).unwrap_or(usize::MAX);
         let pin = &pin[..pin.len().min(max)];
         let r = self.with_shared_tpm_released(|| {
-            provision::format::format(
+            provision::format::format_with(
                 &self.store,
                 &card_id,
                 provision::format::FormatAuth::Puk(so_pin),
                 pin,
+                false,
             )
         });
         let r = match r {

@@ -60,6 +60,9 @@ pub struct CardRecord {
     #[serde(with = "hex_bytes")]
     pub puk_salt: Vec<u8>,
     pub srk: SrkRecord,
+    /// False after C_InitToken until the SO sets a user PIN with C_InitPIN.
+    #[serde(default = "yes")]
+    pub pin_initialized: bool,
     /// Names of the PUK and admin objects as fixed in the CSK's policy, in OR order.
     #[serde(default, with = "hex_opt")]
     pub puk_name: Option<Vec<u8>>,
@@ -100,6 +103,10 @@ pub struct Counters {
     /// Wrong administrator responses left (limit: the PUK tries).
     #[serde(default = "default_tries")]
     pub admin_tries_left: u32,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_tries() -> u32 {

@@ -34,9 +34,23 @@ pub fn format(
     auth: FormatAuth<'_>,
     new_pin: &[u8],
 ) -> Result<CardSummary> {
+    format_with(store, card_ref, auth, new_pin, true)
+}
+
+/// [`format`] with the choice to leave the user PIN unknown (C_InitToken: the PIN set is
+/// random until the SO sets one with C_InitPIN; the token shows no user PIN till then).
+pub fn format_with(
+    store: &Store,
+    card_ref: &str,
+    auth: FormatAuth<'_>,
+    new_pin: &[u8],
+    pin_known: bool,
+) -> Result<CardSummary> {
     let store_lock = store.lock()?;
     let card = open_card(store, card_ref)?;
-    card.record.pin_policy.check("new PIN", new_pin)?;
+    if pin_known {
+        card.record.pin_policy.check("new PIN", new_pin)?;
+    }
     let mut record = card.record.clone();
 
     let mut puk_secret: Option<Zeroizing<Vec<u8>>> = None;
@@ -93,6 +107,7 @@ pub fn format(
     let csk = tpm.create_under_srk(templates::card_storage_key(&policy)?, &pin_auth, None)?;
     drop(tpm);
     record.formatted = true;
+    record.pin_initialized = pin_known;
     new.write(CSK_FILE, &ObjectFile { blob: csk })?;
     let mut counters: Counters = card.dir.read(COUNTERS_FILE)?;
     counters.pin_tries_left = record.pin_tries;

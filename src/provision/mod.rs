@@ -226,6 +226,7 @@ pub fn create(
         pin_salt: pin_salt.to_vec(),
         puk_salt: puk_salt.to_vec(),
         srk,
+        pin_initialized: true,
         puk_name,
         admin_name,
     };

@@ -187,6 +187,11 @@ pub fn unblock_with_puk(store: &Store, card_ref: &str, puk: &[u8], new_pin: &[u8
         tpm.change_csk_auth(&csk.blob, &branches, how, &fresh)
     })?;
     card.replace_csk(blob)?;
+    if !card.record.pin_initialized {
+        let mut record = card.record.clone();
+        record.pin_initialized = true;
+        card.dir.write(card::CARD_FILE, &record, true)?;
+    }
     card.reset_counter(Counter::Pin)
 }
 

@@ -326,7 +326,10 @@ impl Tpm {
     /// input to key derivation), so any other key there is left alone.
     pub fn choose_srk(&mut self) -> Result<SrkRecord, TpmError> {
         let template = templates::srk()?.marshall().map_err(classify)?;
-        let record = SrkRecord { name: self.primary_name(&template)?, template };
+        let record = SrkRecord {
+            name: self.primary_name(&template)?,
+            template,
+        };
         self.use_srk(&record)?;
         Ok(record)
     }
