@@ -10,8 +10,11 @@ use tpmvsc::card::{DEFAULT_PIN, DEFAULT_TRIES, PinPolicy};
 use tpmvsc::error::{Error, Result};
 use tpmvsc::prompt::{SecretReader, read_secret_file};
 use tpmvsc::provision::admin::{AdminKey, DEFAULT_ADMIN_KEY_HEX};
-use tpmvsc::provision::{self, AdminKeySpec, CardSummary, CreateRequest, admin, format, hardening};
+use tpmvsc::provision::{
+    self, AdminKeySpec, CardSummary, CreateRequest, admin, enroll, format, hardening,
+};
 use tpmvsc::store::Store;
+use tpmvsc::tpm::templates::UserKeyKind;
 use tpmvsc::{simulator, tpm};
 use zeroize::Zeroizing;
 
@@ -146,6 +149,61 @@ enum Cmd {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Generate a key pair inside the TPM on the card (asks for the PIN).
+    Keygen {
+        card: String,
+        /// ec-p256, ec-p384, rsa2048 or rsa3072.
+        #[arg(long = "type", value_parser = ["ec-p256", "ec-p384", "rsa2048", "rsa3072"])]
+        kind: String,
+        /// The key's label (CKA_LABEL); certificates imported for it get the same.
+        #[arg(long)]
+        label: String,
+        #[command(flatten)]
+        pin: PinSource,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the card's keys.
+    Keys {
+        card: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a PKCS#10 certificate request for a card key, signed inside the TPM.
+    #[command(
+        after_help = "Example:\n  tpmvsc csr work --key mykey --subject \"CN=Alice,O=Example\" \
+        --san dns:alice.example.org,email:alice@example.org --out alice.csr"
+    )]
+    Csr {
+        card: String,
+        /// The key's label (or its CKA_ID in hex).
+        #[arg(long)]
+        key: String,
+        /// Subject distinguished name, e.g. "CN=Alice,O=Example".
+        #[arg(long)]
+        subject: String,
+        /// Subject alternative names: dns:NAME or email:ADDRESS, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        san: Vec<String>,
+        /// Where to write the PEM request ("-" = standard output).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        pin: PinSource,
+    },
+    /// Install a certificate (PEM or DER) on the card next to its key.
+    ImportCert {
+        card: String,
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the card's certificates with subject, issuer and expiry.
+    Certs {
+        card: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Administrator key: challenges, responses, key change and refill.
     Admin {
         #[command(subcommand)]
@@ -165,6 +223,26 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Where the PIN comes from: prompt (default), --pin-file, or --stdin.
+#[derive(clap::Args, Debug)]
+struct PinSource {
+    /// Read the PIN from the first line of this file.
+    #[arg(long)]
+    pin_file: Option<PathBuf>,
+    /// Read the PIN from standard input.
+    #[arg(long)]
+    stdin: bool,
+}
+
+impl PinSource {
+    fn read(&self) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        match &self.pin_file {
+            Some(f) => read_secret_file(f),
+            None => SecretReader::new(self.stdin).current("PIN"),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -513,6 +591,97 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Admin { action } => admin_cmd(&store, action),
+        Cmd::Keygen {
+            card,
+            kind,
+            label,
+            pin,
+            json,
+        } => {
+            let kind = match kind.as_str() {
+                "ec-p256" => UserKeyKind::EccP256,
+                "ec-p384" => UserKeyKind::EccP384,
+                "rsa2048" => UserKeyKind::Rsa2048,
+                _ => UserKeyKind::Rsa3072,
+            };
+            let p = pin.read()?;
+            if !json {
+                eprintln!("... generating the key in the TPM (RSA can take seconds)");
+            }
+            let k = enroll::keygen(&store, &card, &p, kind, &label)?;
+            if json {
+                print_json(&k);
+            } else {
+                println!("Key {:?} generated; ID {}.", k.label, k.id);
+            }
+            Ok(())
+        }
+        Cmd::Keys { card, json } => {
+            let keys = enroll::keys(&store, &card)?;
+            if json {
+                print_json(&keys);
+            } else {
+                for k in keys {
+                    println!("{:<24} {:<10} {}", k.label, k.kind, k.id);
+                }
+            }
+            Ok(())
+        }
+        Cmd::Csr {
+            card,
+            key,
+            subject,
+            san,
+            out,
+            pin,
+        } => {
+            let p = pin.read()?;
+            let pem = enroll::csr(&store, &card, &p, &key, &subject, &san)?;
+            if out.as_os_str() == "-" {
+                print!("{pem}");
+            } else {
+                tpmvsc::store::atomic::write_atomic(&out, pem.as_bytes(), true)?;
+                eprintln!("Certificate request written to {}.", out.display());
+            }
+            Ok(())
+        }
+        Cmd::ImportCert { card, file, json } => {
+            let data = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+            let c = enroll::import_cert(&store, &card, &data)?;
+            if json {
+                print_json(&c);
+            } else {
+                println!(
+                    "Certificate for {} installed next to key {:?}.",
+                    c.subject, c.label
+                );
+            }
+            Ok(())
+        }
+        Cmd::Certs { card, json } => {
+            let list = enroll::certs(&store, &card)?;
+            if json {
+                print_json(&list);
+            } else if list.is_empty() {
+                println!("No certificates on this card.");
+            } else {
+                for c in list {
+                    println!(
+                        "{}\n  issuer:  {}\n  expires: {}\n  key:     {}{}",
+                        c.subject,
+                        c.issuer,
+                        c.not_after,
+                        c.label,
+                        if c.has_key {
+                            ""
+                        } else {
+                            " (no key on the card)"
+                        }
+                    );
+                }
+            }
+            Ok(())
+        }
         Cmd::Tpm { action } => tpm_cmd(action),
     }
 }

@@ -2,6 +2,7 @@
 //! `tpmvscmgr` front end and the C API are thin layers over these functions.
 
 pub mod admin;
+pub mod enroll;
 pub mod format;
 pub mod hardening;
 pub mod pin;

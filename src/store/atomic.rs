@@ -21,9 +21,10 @@ pub const FORMAT_VERSION: u32 = 1;
 /// directory entry are fsynced; without it (retry counters, DESIGN.md §6) a crash may
 /// lose the write but never leaves a torn file.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| Error::corrupt(path, "no parent directory"))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {

@@ -1,0 +1,478 @@
+//! Enrollment from the sidecar (the Windows walkthrough): a key generated on the card,
+//! a PKCS#10 request signed inside the TPM, the CA's certificate installed on the card
+//! next to its key. The objects are written in the same format the PKCS#11 module reads,
+//! so every client sees them.
+
+use cryptoki_sys::*;
+use der::asn1::{BitString, Ia5String, SetOfVec};
+use der::{Decode, Encode, EncodePem};
+use serde::Serialize;
+use std::str::FromStr;
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::name::Name;
+use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq};
+use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+
+use crate::card::{CSK_FILE, Counter, ObjectFile};
+use crate::error::{Error, Result};
+use crate::mechanism::{self, HashAlg};
+use crate::object::{self, KeyPairRequest, Object, ObjectRecord, ckr};
+use crate::provision::pin::{OpenCard, open_card};
+use crate::store::Store;
+use crate::tpm::{Blob, PublicKey, templates::UserKeyKind};
+
+/// A key found on the card.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub label: String,
+    pub id: String,
+    pub kind: String,
+}
+
+/// A certificate on the card.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertInfo {
+    pub label: String,
+    pub id: String,
+    pub subject: String,
+    pub issuer: String,
+    pub not_after: String,
+    pub has_key: bool,
+}
+
+/// Generates a key pair in the TPM under the card's storage key (the PIN is checked and
+/// counted by the TPM) and stores both halves as token objects. Returns its CKA_ID (hex).
+pub fn keygen(
+    store: &Store,
+    card_ref: &str,
+    pin: &[u8],
+    kind: UserKeyKind,
+    label: &str,
+) -> Result<KeyInfo> {
+    let card = open_card(store, card_ref)?;
+    if !card.record.formatted {
+        return Err(Error::CardUnusable {
+            name: card.record.name.clone(),
+            reason: "it is not formatted yet: run `tpmvsc format` first".into(),
+        });
+    }
+    if label.is_empty() || find_private_key(&card, label).is_ok() {
+        return Err(Error::Usage(format!(
+            "the card has a key labelled {label:?} already (or the label is empty)"
+        )));
+    }
+    let keys = records(&card)?
+        .iter()
+        .filter(|(_, o)| o.class() == CKO_PRIVATE_KEY)
+        .count();
+    if keys >= object::MAX_KEYS {
+        return Err(ckr(
+            CKR_DEVICE_MEMORY,
+            "the card holds 30 keys, the most it can",
+        ));
+    }
+    let csk: ObjectFile = card.dir.read(CSK_FILE)?;
+    let auth = card.pin_auth(pin);
+    let (blob, key) = card.attempt(Counter::Pin, |t| t.create_user_key(&csk.blob, &auth, kind))?;
+    let mech = match kind {
+        UserKeyKind::Rsa2048 | UserKeyKind::Rsa3072 => CKM_RSA_PKCS_KEY_PAIR_GEN,
+        UserKeyKind::EccP256 | UserKeyKind::EccP384 => CKM_EC_KEY_PAIR_GEN,
+    };
+    let req = KeyPairRequest {
+        label: Some(label.as_bytes().to_vec()),
+        token: true,
+        ..Default::default()
+    };
+    let (public, private) = object::key_pair_objects(&key, mech, &req);
+    let id = hex::encode(public.get(&CKA_ID).cloned().unwrap_or_default());
+    write_object(
+        &card,
+        Object {
+            attrs: public,
+            blob: None,
+            file: None,
+            read_only: false,
+        },
+    )?;
+    write_object(
+        &card,
+        Object {
+            attrs: private,
+            blob: Some(blob),
+            file: None,
+            read_only: false,
+        },
+    )?;
+    Ok(KeyInfo {
+        label: label.to_string(),
+        id,
+        kind: format!("{kind:?}"),
+    })
+}
+
+/// The card's keys.
+pub fn keys(store: &Store, card_ref: &str) -> Result<Vec<KeyInfo>> {
+    let (dir, _) = super::find(store, card_ref)?;
+    dir.check_private()?;
+    let mut out = Vec::new();
+    for name in dir.list("obj-")? {
+        let o = load(&dir, &name)?;
+        if o.class() == CKO_PRIVATE_KEY {
+            let kind = match o.public_key()? {
+                PublicKey::Rsa { modulus, .. } => format!("rsa{}", modulus.len() * 8),
+                PublicKey::Ecc { bits, .. } => format!("ec-p{bits}"),
+            };
+            out.push(KeyInfo {
+                label: label_of(&o),
+                id: hex::encode(o.attrs.get(&CKA_ID).cloned().unwrap_or_default()),
+                kind,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A PKCS#10 certificate request for the key labelled `key_label` (or with that CKA_ID
+/// in hex), signed inside the TPM: PEM text.
+pub fn csr(
+    store: &Store,
+    card_ref: &str,
+    pin: &[u8],
+    key_label: &str,
+    subject: &str,
+    sans: &[String],
+) -> Result<String> {
+    let card = open_card(store, card_ref)?;
+    let key = find_private_key(&card, key_label)?;
+    let public = key.public_key()?;
+    let subject = Name::from_str(subject).map_err(|e| {
+        Error::Usage(format!(
+            "the subject {subject:?} is not a distinguished name like \"CN=name,O=org\": {e}"
+        ))
+    })?;
+    let mut attributes = SetOfVec::new();
+    if !sans.is_empty() {
+        use x509_cert::ext::AsExtension;
+        let names = sans
+            .iter()
+            .map(|s| general_name(s))
+            .collect::<Result<Vec<_>>>()?;
+        let ext = SubjectAltName(names)
+            .to_extension(&subject, &[])
+            .map_err(der_err)?;
+        let attr =
+            x509_cert::attr::Attribute::try_from(ExtensionReq(vec![ext])).map_err(der_err)?;
+        attributes.insert(attr).map_err(der_err)?;
+    }
+    let info = CertReqInfo {
+        version: x509_cert::request::Version::V1,
+        subject,
+        public_key: spki(&public)?,
+        attributes,
+    };
+    let tbs = info.to_der().map_err(der_err)?;
+    let (algorithm, signature) = sign_inside(&card, pin, &key, &public, &tbs)?;
+    let req = CertReq {
+        info,
+        algorithm,
+        signature: BitString::from_bytes(&signature).map_err(der_err)?,
+    };
+    req.to_pem(der::pem::LineEnding::LF).map_err(der_err)
+}
+
+/// Installs a certificate (PEM or DER) on the card next to the key whose public key it
+/// carries: same CKA_ID and label. A certificate for no key on the card is refused.
+pub fn import_cert(store: &Store, card_ref: &str, data: &[u8]) -> Result<CertInfo> {
+    let der = cert_der(data)?;
+    let card = open_card(store, card_ref)?;
+    let cert = x509_cert::Certificate::from_der(&der)
+        .map_err(|_| Error::Usage("not an X.509 certificate".into()))?;
+    let cert_spki = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(der_err)?;
+    let all = records(&card)?;
+    let key = all
+        .iter()
+        .filter(|(_, o)| o.class() == CKO_PRIVATE_KEY)
+        .find(|(_, o)| {
+            o.public_key()
+                .and_then(|k| spki(&k))
+                .and_then(|s| s.to_der().map_err(der_err))
+                .is_ok_and(|s| s == cert_spki)
+        })
+        .map(|(_, o)| o.clone())
+        .ok_or_else(|| {
+            Error::Usage("the certificate's public key belongs to no key on this card".into())
+        })?;
+    if all
+        .iter()
+        .any(|(_, o)| o.class() == CKO_CERTIFICATE && o.attrs.get(&CKA_VALUE) == Some(&der))
+    {
+        return Err(Error::Usage(
+            "this certificate is on the card already".into(),
+        ));
+    }
+    let mut template = object::Attrs::new();
+    template.insert(CKA_VALUE, der.clone());
+    template.insert(CKA_TOKEN, object::boolean(true));
+    template.insert(CKA_ID, key.attrs.get(&CKA_ID).cloned().unwrap_or_default());
+    template.insert(
+        CKA_LABEL,
+        key.attrs.get(&CKA_LABEL).cloned().unwrap_or_default(),
+    );
+    let attrs = object::certificate_attrs(&template)?;
+    let certs = all
+        .iter()
+        .filter(|(_, o)| o.class() == CKO_CERTIFICATE)
+        .count();
+    if certs >= object::MAX_CERTS {
+        return Err(ckr(
+            CKR_DEVICE_MEMORY,
+            "the card holds 90 certificates, the most it can",
+        ));
+    }
+    let obj = Object {
+        attrs,
+        blob: None,
+        file: None,
+        read_only: false,
+    };
+    let info = cert_info(&obj, true)?;
+    write_object(&card, obj)?;
+    Ok(info)
+}
+
+/// The card's certificates.
+pub fn certs(store: &Store, card_ref: &str) -> Result<Vec<CertInfo>> {
+    let (dir, _) = super::find(store, card_ref)?;
+    dir.check_private()?;
+    let objects: Vec<Object> = dir
+        .list("obj-")?
+        .iter()
+        .map(|n| load(&dir, n))
+        .collect::<Result<_>>()?;
+    let key_ids: Vec<Vec<u8>> = objects
+        .iter()
+        .filter(|o| o.class() == CKO_PRIVATE_KEY)
+        .filter_map(|o| o.attrs.get(&CKA_ID).cloned())
+        .collect();
+    objects
+        .iter()
+        .filter(|o| o.class() == CKO_CERTIFICATE)
+        .map(|o| {
+            cert_info(
+                o,
+                o.attrs.get(&CKA_ID).is_some_and(|id| key_ids.contains(id)),
+            )
+        })
+        .collect()
+}
+
+// ----- helpers -----
+
+fn der_err(e: der::Error) -> Error {
+    Error::Usage(format!("encoding: {e}"))
+}
+
+fn label_of(o: &Object) -> String {
+    String::from_utf8_lossy(
+        o.attrs
+            .get(&CKA_LABEL)
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+    )
+    .into_owned()
+}
+
+fn load(dir: &crate::store::CardDir, name: &str) -> Result<Object> {
+    let rec: ObjectRecord = dir.read(name)?;
+    Ok(Object {
+        attrs: rec.to_attrs()?,
+        blob: rec.blob,
+        file: Some(name.to_string()),
+        read_only: false,
+    })
+}
+
+fn records(card: &OpenCard) -> Result<Vec<(String, Object)>> {
+    card.dir
+        .list("obj-")?
+        .into_iter()
+        .map(|n| load(&card.dir, &n).map(|o| (n, o)))
+        .collect()
+}
+
+fn write_object(card: &OpenCard, mut obj: Object) -> Result<()> {
+    let name = format!("obj-{}.json", uuid::Uuid::new_v4().simple());
+    obj.file = Some(name.clone());
+    card.dir
+        .write(&name, &ObjectRecord::from_object(&obj), true)
+}
+
+fn find_private_key(card: &OpenCard, wanted: &str) -> Result<Object> {
+    records(card)?
+        .into_iter()
+        .map(|(_, o)| o)
+        .filter(|o| o.class() == CKO_PRIVATE_KEY)
+        .find(|o| {
+            label_of(o) == wanted
+                || o.attrs
+                    .get(&CKA_ID)
+                    .is_some_and(|id| hex::encode(id) == wanted.to_lowercase())
+        })
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no key labelled {wanted:?} on this card (see `tpmvsc keys`)"
+            ))
+        })
+}
+
+fn general_name(s: &str) -> Result<GeneralName> {
+    let (kind, value) = s.split_once(':').ok_or_else(|| {
+        Error::Usage(format!(
+            "a subject alternative name is dns:NAME or email:ADDRESS, not {s:?}"
+        ))
+    })?;
+    let v = Ia5String::new(value).map_err(|_| Error::Usage(format!("{value:?} is not ASCII")))?;
+    match kind {
+        "dns" | "DNS" => Ok(GeneralName::DnsName(v)),
+        "email" | "EMAIL" => Ok(GeneralName::Rfc822Name(v)),
+        _ => Err(Error::Usage(format!(
+            "unknown name kind {kind:?}: use dns: or email:"
+        ))),
+    }
+}
+
+/// SubjectPublicKeyInfo of a card key.
+fn spki(key: &PublicKey) -> Result<SubjectPublicKeyInfoOwned> {
+    use p256::pkcs8::EncodePublicKey as _;
+    let der = match key {
+        PublicKey::Rsa { modulus, exponent } => {
+            let k = rsa::RsaPublicKey::new(
+                rsa::BigUint::from_bytes_be(modulus),
+                rsa::BigUint::from_bytes_be(exponent),
+            )
+            .map_err(|_| Error::KeyTypeInconsistent)?;
+            rsa::pkcs8::EncodePublicKey::to_public_key_der(&k)
+                .map_err(|_| Error::KeyTypeInconsistent)?
+                .into_vec()
+        }
+        PublicKey::Ecc { bits, x, y } => {
+            let point = [&[0x04][..], x, y].concat();
+            match bits {
+                256 => p256::PublicKey::from_sec1_bytes(&point)
+                    .map_err(|_| Error::KeyTypeInconsistent)?
+                    .to_public_key_der()
+                    .map_err(|_| Error::KeyTypeInconsistent)?
+                    .into_vec(),
+                _ => p384::PublicKey::from_sec1_bytes(&point)
+                    .map_err(|_| Error::KeyTypeInconsistent)?
+                    .to_public_key_der()
+                    .map_err(|_| Error::KeyTypeInconsistent)?
+                    .into_vec(),
+            }
+        }
+    };
+    SubjectPublicKeyInfoOwned::from_der(&der).map_err(der_err)
+}
+
+/// Signs `tbs` with the card key inside the TPM (PIN counted): the signature algorithm
+/// and the signature bytes of an X.509 structure.
+fn sign_inside(
+    card: &OpenCard,
+    pin: &[u8],
+    key: &Object,
+    public: &PublicKey,
+    tbs: &[u8],
+) -> Result<(AlgorithmIdentifierOwned, Vec<u8>)> {
+    let blob: Blob = key
+        .blob
+        .clone()
+        .ok_or_else(|| ckr(CKR_KEY_HANDLE_INVALID, "not a TPM key"))?;
+    let csk: ObjectFile = card.dir.read(CSK_FILE)?;
+    let auth = card.pin_auth(pin);
+    match public {
+        PublicKey::Ecc { bits, .. } => {
+            let (hash, oid) = if *bits == 256 {
+                (HashAlg::Sha256, "1.2.840.10045.4.3.2")
+            } else {
+                (HashAlg::Sha384, "1.2.840.10045.4.3.3")
+            };
+            let digest = mechanism::digest::digest(hash, tbs);
+            let (r, s) = card.attempt(Counter::Pin, |t| {
+                let k = t.load_user_key(&csk.blob, &auth, &blob)?;
+                t.sign_ecdsa(k, &digest)
+            })?;
+            let curve = if *bits == 256 {
+                mechanism::ec::Curve::P256
+            } else {
+                mechanism::ec::Curve::P384
+            };
+            let rs = mechanism::ec::signature_rs(curve, &r, &s)?;
+            let der_sig = if *bits == 256 {
+                p256::ecdsa::Signature::from_slice(&rs)
+                    .map_err(|_| Error::SignatureInvalid)?
+                    .to_der()
+                    .as_bytes()
+                    .to_vec()
+            } else {
+                p384::ecdsa::Signature::from_slice(&rs)
+                    .map_err(|_| Error::SignatureInvalid)?
+                    .to_der()
+                    .as_bytes()
+                    .to_vec()
+            };
+            let alg = AlgorithmIdentifierOwned {
+                oid: der::asn1::ObjectIdentifier::new_unwrap(oid),
+                parameters: None,
+            };
+            Ok((alg, der_sig))
+        }
+        PublicKey::Rsa { modulus, .. } => {
+            let digest = mechanism::digest::digest(HashAlg::Sha256, tbs);
+            let em = mechanism::rsa::pkcs1_sign_pad(
+                &HashAlg::Sha256.digest_info(&digest)?,
+                modulus.len(),
+            )?;
+            let sig = card.attempt(Counter::Pin, |t| {
+                let k = t.load_user_key(&csk.blob, &auth, &blob)?;
+                t.rsa_raw(k, &em, false)
+            })?;
+            let mut padded = vec![0u8; modulus.len().saturating_sub(sig.len())];
+            padded.extend_from_slice(&sig);
+            let alg = AlgorithmIdentifierOwned {
+                oid: der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11"),
+                parameters: Some(der::asn1::Null.into()),
+            };
+            Ok((alg, padded))
+        }
+    }
+}
+
+fn cert_der(data: &[u8]) -> Result<Vec<u8>> {
+    let text = String::from_utf8_lossy(data);
+    if text.contains("-----BEGIN CERTIFICATE-----") {
+        use der::DecodePem;
+        let c = x509_cert::Certificate::from_pem(text.as_bytes())
+            .map_err(|_| Error::Usage("the PEM file holds no readable certificate".into()))?;
+        return c.to_der().map_err(der_err);
+    }
+    Ok(data.to_vec())
+}
+
+fn cert_info(o: &Object, has_key: bool) -> Result<CertInfo> {
+    let der = o.attrs.get(&CKA_VALUE).cloned().unwrap_or_default();
+    let c = x509_cert::Certificate::from_der(&der)
+        .map_err(|_| Error::corrupt(o.file.clone().unwrap_or_default(), "certificate"))?;
+    Ok(CertInfo {
+        label: label_of(o),
+        id: hex::encode(o.attrs.get(&CKA_ID).cloned().unwrap_or_default()),
+        subject: c.tbs_certificate.subject.to_string(),
+        issuer: c.tbs_certificate.issuer.to_string(),
+        not_after: c.tbs_certificate.validity.not_after.to_string(),
+        has_key,
+    })
+}
