@@ -204,6 +204,24 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Install the PKCS#11 module system-wide and register it with p11-kit (root).
+    #[command(
+        after_help = "Copies libtpmvsc.so (found next to this program) into the system \
+        PKCS#11 directory and writes a p11-kit registration, so programs that use p11-kit \
+        (GnuTLS tools, Firefox via p11-kit-proxy, pkcs11-provider) find the cards. \
+        --uninstall removes both."
+    )]
+    Install {
+        /// Directory for the module (default: Debian's PKCS#11 directory).
+        #[arg(long, default_value = "/usr/lib/x86_64-linux-gnu/pkcs11")]
+        lib_dir: PathBuf,
+        /// p11-kit registration directory.
+        #[arg(long, default_value = "/etc/pkcs11/modules")]
+        modules_dir: PathBuf,
+        /// Remove the module and its registration.
+        #[arg(long)]
+        uninstall: bool,
+    },
     /// Administrator key: challenges, responses, key change and refill.
     Admin {
         #[command(subcommand)]
@@ -591,6 +609,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Admin { action } => admin_cmd(&store, action),
+        Cmd::Install {
+            lib_dir,
+            modules_dir,
+            uninstall,
+        } => install(&lib_dir, &modules_dir, uninstall),
         Cmd::Keygen {
             card,
             kind,
@@ -983,6 +1006,57 @@ fn tpm_cmd(action: TpmCmd) -> Result<()> {
             println!("The TPM's dictionary-attack counter and lockout are cleared.");
         }
     }
+    Ok(())
+}
+
+fn install(
+    lib_dir: &std::path::Path,
+    modules_dir: &std::path::Path,
+    uninstall: bool,
+) -> Result<()> {
+    let lib = lib_dir.join("libtpmvsc.so");
+    let reg = modules_dir.join("tpmvsc.module");
+    if uninstall {
+        for p in [&lib, &reg] {
+            match std::fs::remove_file(p) {
+                Ok(()) => println!("Removed {}.", p.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(p, e)),
+            }
+        }
+        return Ok(());
+    }
+    let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+    let built = exe
+        .parent()
+        .map(|d| d.join("libtpmvsc.so"))
+        .unwrap_or_default();
+    if !built.is_file() {
+        return Err(Error::Usage(format!(
+            "{} not found: build it with `cargo build --release` and run target/release/tpmvsc install",
+            built.display()
+        )));
+    }
+    for d in [lib_dir, modules_dir] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    let bytes = std::fs::read(&built).map_err(|e| Error::io(&built, e))?;
+    tpmvsc::store::atomic::write_atomic(&lib, &bytes, true)?;
+    std::fs::set_permissions(&lib, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(|e| Error::io(&lib, e))?;
+    let text = format!(
+        "# tpmvsc: TPM virtual smart cards (installed by `tpmvsc install`)\nmodule: {}\ncritical: no\n",
+        lib.display()
+    );
+    tpmvsc::store::atomic::write_atomic(&reg, text.as_bytes(), true)?;
+    std::fs::set_permissions(&reg, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(|e| Error::io(&reg, e))?;
+    println!(
+        "Installed {} and registered it in {}.",
+        lib.display(),
+        reg.display()
+    );
+    println!("Programs loading it should run with TSS2_LOG=all+NONE set (see README).");
     Ok(())
 }
 
