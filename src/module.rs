@@ -722,6 +722,7 @@ impl Module {
         h: CK_SESSION_HANDLE,
         template: &Attrs,
     ) -> Result<CK_OBJECT_HANDLE> {
+        object::check_template(template)?;
         let class = object::template_ulong(template, CKA_CLASS)?
             .ok_or_else(|| ckr(CKR_TEMPLATE_INCOMPLETE, "CKA_CLASS is required"))?;
         let attrs = match class {
@@ -843,6 +844,7 @@ impl Module {
         oh: CK_OBJECT_HANDLE,
         template: &Attrs,
     ) -> Result<()> {
+        object::check_template(template)?;
         let mut obj = self.object_for(h, oh)?;
         let slot = self.check_write_access(h, obj.is_token(), obj.is_private())?;
         if obj.read_only || !object::get_bool(&obj.attrs, CKA_MODIFIABLE).unwrap_or(true) {
@@ -878,6 +880,7 @@ impl Module {
         oh: CK_OBJECT_HANDLE,
         template: &Attrs,
     ) -> Result<CK_OBJECT_HANDLE> {
+        object::check_template(template)?;
         let mut obj = self.object_for(h, oh)?;
         if obj.read_only
             || obj.blob.is_some()
@@ -964,6 +967,8 @@ impl Module {
         public_t: &Attrs,
         private_t: &Attrs,
     ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+        object::check_template(public_t)?;
+        object::check_template(private_t)?;
         let token = object::template_bool(private_t, CKA_TOKEN)?
             .or(object::template_bool(public_t, CKA_TOKEN)?)
             .unwrap_or(false);
@@ -1599,6 +1604,7 @@ impl Module {
         base: CK_OBJECT_HANDLE,
         template: &Attrs,
     ) -> Result<CK_OBJECT_HANDLE> {
+        object::check_template(template)?;
         let (slot, _, who) = self.session_view(h)?;
         if who != Some(CKU_USER) {
             return Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first"));
@@ -1660,6 +1666,9 @@ impl Module {
 
     pub fn random(&self, h: CK_SESSION_HANDLE, len: usize) -> Result<Vec<u8>> {
         self.session_view(h)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
         let r = self.tpm_do(|t| t.random(len))?;
         Ok(r.to_vec())
     }

@@ -868,8 +868,10 @@ pub unsafe extern "C" fn C_GenerateRandom(
             return Err(bad());
         }
         let r = m.random(h, n)?;
-        // SAFETY: `out` holds `len` bytes (contract).
-        unsafe { ptr::copy_nonoverlapping(r.as_ptr(), out, n) };
+        if n > 0 {
+            // SAFETY: `out` is non-NULL and holds `len` bytes (contract).
+            unsafe { ptr::copy_nonoverlapping(r.as_ptr(), out, n) };
+        }
         Ok(())
     })
 }

@@ -75,6 +75,59 @@ pub fn template_ulong(t: &Attrs, a: CK_ATTRIBUTE_TYPE) -> Result<Option<CK_ULONG
     }
 }
 
+/// Refuses a template whose CK_BBOOL or CK_ULONG attributes have the wrong size
+/// (CKR_ATTRIBUTE_VALUE_INVALID), before anything is created or changed.
+pub fn check_template(t: &Attrs) -> Result<()> {
+    const BOOLS: &[CK_ATTRIBUTE_TYPE] = &[
+        CKA_TOKEN,
+        CKA_PRIVATE,
+        CKA_MODIFIABLE,
+        CKA_COPYABLE,
+        CKA_DESTROYABLE,
+        CKA_SENSITIVE,
+        CKA_EXTRACTABLE,
+        CKA_SIGN,
+        CKA_VERIFY,
+        CKA_DECRYPT,
+        CKA_ENCRYPT,
+        CKA_DERIVE,
+        CKA_WRAP,
+        CKA_UNWRAP,
+        CKA_SIGN_RECOVER,
+        CKA_VERIFY_RECOVER,
+        CKA_ALWAYS_AUTHENTICATE,
+        CKA_TRUSTED,
+        CKA_WRAP_WITH_TRUSTED,
+        CKA_LOCAL,
+        CKA_ALWAYS_SENSITIVE,
+        CKA_NEVER_EXTRACTABLE,
+    ];
+    const ULONGS: &[CK_ATTRIBUTE_TYPE] = &[
+        CKA_CLASS,
+        CKA_KEY_TYPE,
+        CKA_CERTIFICATE_TYPE,
+        CKA_MODULUS_BITS,
+        CKA_VALUE_LEN,
+        CKA_CERTIFICATE_CATEGORY,
+        CKA_KEY_GEN_MECHANISM,
+    ];
+    for (a, v) in t {
+        if BOOLS.contains(a) && v.len() != 1 {
+            return Err(ckr(
+                CKR_ATTRIBUTE_VALUE_INVALID,
+                "a CK_BBOOL attribute is one byte",
+            ));
+        }
+        if ULONGS.contains(a) && v.len() != std::mem::size_of::<CK_ULONG>() {
+            return Err(ckr(
+                CKR_ATTRIBUTE_VALUE_INVALID,
+                "a CK_ULONG attribute is 8 bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An error carrying a specific CK_RV.
 pub fn ckr(rv: CK_RV, why: &str) -> Error {
     Error::Ckr {
