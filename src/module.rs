@@ -8,7 +8,9 @@
 //! generation never blocks `C_GetSlotList`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
 use parking_lot::Mutex;
@@ -23,11 +25,21 @@ use crate::session::{Mech, Operation, Session, SignOp};
 use crate::store::Store;
 use crate::tpm::{self, Blob, PublicKey, Tpm, TpmError, templates::UserKeyKind};
 
+/// How often the idle thread looks, and after how long without use a shared TPM
+/// connection is given up.
+const IDLE_CHECK: Duration = Duration::from_millis(25);
+const IDLE_RELEASE_MS: u64 = 100;
+
 /// Who is logged in to a card, with what the TPM needs to use its keys.
 #[derive(Debug)]
 enum Login {
-    /// The PIN-derived authValue of the card storage key.
-    User { csk_auth: tpm::AuthValue },
+    /// The PIN-derived authValue of the card storage key, with the CSK blob and the SRK
+    /// record read at login (keys load without touching the disk).
+    User {
+        csk_auth: tpm::AuthValue,
+        csk: Blob,
+        srk: tpm::SrkRecord,
+    },
     /// The PUK (security officer).
     So { puk: Zeroizing<Vec<u8>> },
 }
@@ -87,7 +99,14 @@ pub struct Module {
     pid: u32,
     store: Store,
     state: Mutex<State>,
-    tpm: Mutex<Option<Tpm>>,
+    tpm: Arc<Mutex<Option<Tpm>>>,
+    /// Milliseconds since `epoch` of the last TPM use (for the idle release).
+    last_use: Arc<AtomicU64>,
+    epoch: Instant,
+    /// The idle thread and its stop signal; C_Finalize stops and joins it, so no thread
+    /// of this library runs after the host unloads it.
+    reaper: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stop: Arc<(Mutex<bool>, parking_lot::Condvar)>,
     next_handle: AtomicU64,
 }
 
@@ -98,7 +117,11 @@ impl Module {
             pid: std::process::id(),
             store: Store::open()?,
             state: Mutex::new(State::default()),
-            tpm: Mutex::new(None),
+            tpm: Arc::new(Mutex::new(None)),
+            last_use: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
+            reaper: Mutex::new(None),
+            stop: Arc::new((Mutex::new(false), parking_lot::Condvar::new())),
             next_handle: AtomicU64::new(1),
         };
         m.refresh_slots();
@@ -122,7 +145,59 @@ impl Module {
         }
         st.sessions.clear();
         drop(st);
+        self.stop_reaper();
         *self.tpm.lock() = None;
+    }
+
+    /// Starts (once) the thread that gives a shared TPM up after a moment without use, so
+    /// other processes get their turn while this one keeps its loaded keys during bursts.
+    fn start_reaper(&self) {
+        let mut slot = self.reaper.lock();
+        if slot.is_some() {
+            return;
+        }
+        let tpm = Arc::downgrade(&self.tpm);
+        let last = Arc::clone(&self.last_use);
+        let stop = Arc::clone(&self.stop);
+        let epoch = self.epoch;
+        let spawned = std::thread::Builder::new()
+            .name("tpmvsc-idle".into())
+            .spawn(move || {
+                loop {
+                    {
+                        let (flag, cv) = &*stop;
+                        let mut stopped = flag.lock();
+                        if !*stopped {
+                            cv.wait_for(&mut stopped, IDLE_CHECK);
+                        }
+                        if *stopped {
+                            return;
+                        }
+                    }
+                    let Some(tpm) = tpm.upgrade() else { return };
+                    let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    if now.saturating_sub(last.load(Ordering::Relaxed)) < IDLE_RELEASE_MS {
+                        continue;
+                    }
+                    if let Some(mut g) = tpm.try_lock()
+                        && g.as_ref().is_some_and(Tpm::is_shared)
+                    {
+                        *g = None;
+                    }
+                }
+            });
+        // Without the thread the connection is still given up when another process waits.
+        *slot = spawned.ok();
+    }
+
+    /// Stops and joins the idle thread (C_Finalize).
+    fn stop_reaper(&self) {
+        let (flag, cv) = &*self.stop;
+        *flag.lock() = true;
+        cv.notify_all();
+        if let Some(h) = self.reaper.lock().take() {
+            let _ = h.join();
+        }
     }
 
     // ----- slots and tokens -----
@@ -398,7 +473,8 @@ impl Module {
             return Ok(());
         }
         let csk_auth = self.check_pin(&card_id, pin)?;
-        self.set_login(slot, Login::User { csk_auth });
+        let login = self.user_login(&card_id, csk_auth)?;
+        self.set_login(slot, login);
         Ok(())
     }
 
@@ -432,6 +508,17 @@ impl Module {
             op.needs_context_login = false;
         }
         Ok(())
+    }
+
+    /// The user's login state: the authValue and what loading keys needs from disk.
+    fn user_login(&self, card_id: &str, csk_auth: tpm::AuthValue) -> Result<Login> {
+        let (dir, record) = provision::find(&self.store, card_id)?;
+        let csk: ObjectFile = dir.read(CSK_FILE)?;
+        Ok(Login::User {
+            csk_auth,
+            csk: csk.blob,
+            srk: record.srk,
+        })
     }
 
     fn set_login(&self, slot: CK_SLOT_ID, login: Login) {
@@ -504,7 +591,8 @@ impl Module {
             // Keys load with the new PIN from now on.
             let rec = provision::find(&self.store, &card_id)?.1;
             let auth = card::pin_auth(&rec.pin_salt, new);
-            self.set_login(slot, Login::User { csk_auth: auth });
+            let login = self.user_login(&card_id, auth)?;
+            self.set_login(slot, login);
         }
         Ok(())
     }
@@ -1126,7 +1214,7 @@ impl Module {
             .get(&slot)
             .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))?;
         match &s.login {
-            Some(Login::User { csk_auth }) => Ok((s.card_id.clone(), csk_auth.clone())),
+            Some(Login::User { csk_auth, .. }) => Ok((s.card_id.clone(), csk_auth.clone())),
             _ => Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first")),
         }
     }
@@ -1140,8 +1228,9 @@ impl Module {
     }
 
     /// Runs TPM work on the process's connection, opening it on first need. Without a
-    /// resource manager the connection (and with it the cross-process lock) is given up
-    /// after the call, so other processes get their turn.
+    /// resource manager the connection (with the cross-process lock and the loaded keys)
+    /// is kept during bursts and given up as soon as another process waits for the TPM,
+    /// or after a moment without use (DESIGN.md §6).
     fn tpm_do<T>(&self, f: impl FnOnce(&mut Tpm) -> std::result::Result<T, TpmError>) -> Result<T> {
         let mut guard = self.tpm.lock();
         let r = (|| {
@@ -1158,11 +1247,13 @@ impl Module {
     }
 
     fn release_if_shared<T, E>(&self, guard: &mut Option<Tpm>, r: &std::result::Result<T, E>) {
-        let shared = guard
-            .as_ref()
-            .is_some_and(|t| !tpm::has_resource_manager(t.tcti()));
-        if shared || r.is_err() {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_use.store(now, Ordering::Relaxed);
+        let release = guard.as_ref().is_some_and(Tpm::others_waiting);
+        if release || r.is_err() {
             *guard = None;
+        } else if guard.as_ref().is_some_and(Tpm::is_shared) {
+            self.start_reaper();
         }
     }
 
@@ -1346,12 +1437,18 @@ impl Module {
         blob: &Blob,
         f: impl FnOnce(&mut Tpm, tss_esapi::handles::KeyHandle) -> std::result::Result<T, TpmError>,
     ) -> Result<T> {
-        let (card_id, csk_auth) = self.user_auth(slot)?;
-        let (dir, record) = provision::find(&self.store, &card_id)?;
-        let csk: ObjectFile = dir.read(CSK_FILE)?;
+        let (csk_auth, csk, srk) = {
+            let st = self.state.lock();
+            match st.slots.get(&slot).and_then(|s| s.login.as_ref()) {
+                Some(Login::User { csk_auth, csk, srk }) => {
+                    (csk_auth.clone(), csk.clone(), srk.clone())
+                }
+                _ => return Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first")),
+            }
+        };
         self.tpm_do(|t| {
-            t.use_srk(&record.srk)?;
-            let k = t.load_user_key(&csk.blob, &csk_auth, blob)?;
+            t.use_srk(&srk)?;
+            let k = t.load_user_key(&csk, &csk_auth, blob)?;
             f(t, k)
         })
     }

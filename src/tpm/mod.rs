@@ -192,7 +192,7 @@ pub struct Tpm {
     ctx: Context,
     tcti: String,
     /// Held while this connection is open when no resource manager isolates processes.
-    _lock: Option<File>,
+    lock: Option<TpmLock>,
     srk: Option<(KeyHandle, Vec<u8>)>,
     /// The SRK was created here (flush it) rather than found persistent (just close it).
     srk_transient: bool,
@@ -223,7 +223,11 @@ impl Tpm {
             });
         }
         let shared = !has_resource_manager(tcti);
-        let lock = if shared { Some(tpm_lock(tcti)?) } else { None };
+        let lock = if shared {
+            Some(TpmLock::take(tcti)?)
+        } else {
+            None
+        };
         if shared {
             raw::flush_stale(tcti)?;
         }
@@ -234,13 +238,25 @@ impl Tpm {
         let tpm = Tpm {
             ctx,
             tcti: tcti.to_string(),
-            _lock: lock,
+            lock,
             srk: None,
             srk_transient: false,
             salted: None,
             cache: ObjectCache::new(DEFAULT_CACHE_SLOTS),
         };
         Ok(tpm)
+    }
+
+    /// True when this connection holds the cross-process lock of a TPM without resource
+    /// manager and another process is waiting for it.
+    pub fn others_waiting(&self) -> bool {
+        self.lock.as_ref().is_some_and(TpmLock::others_waiting)
+    }
+
+    /// True when this connection shares the TPM with other processes only through the
+    /// lock file (no resource manager).
+    pub fn is_shared(&self) -> bool {
+        self.lock.is_some()
     }
 
     /// The TCTI this connection uses.
@@ -1137,28 +1153,62 @@ pub fn lock_dir() -> PathBuf {
     }
 }
 
-/// Takes the cross-process lock for a TPM without resource manager; the path derives from
-/// the TCTI, not from a user's store.
-fn tpm_lock(tcti: &str) -> Result<File, TpmError> {
-    let dir = lock_dir();
-    let fail = |why: String| TpmError::NoTpm {
-        tcti: tcti.to_string(),
-        why,
-    };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| fail(format!("cannot create lock dir {}: {e}", dir.display())))?;
-    let tag = hex::encode(&Sha256::digest(tcti.as_bytes())[..8]);
-    let path = dir.join(format!("tpm-{tag}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| fail(format!("cannot open lock {}: {e}", path.display())))?;
-    file.lock()
-        .map_err(|e| fail(format!("cannot lock {}: {e}", path.display())))?;
-    Ok(file)
+/// The cross-process lock of a TPM without resource manager: `tpm-<tag>.lock`, held
+/// while a process has a connection, and `tpm-<tag>.wait`, which a process waiting for
+/// the lock holds so that the holder can see someone waits and give the TPM up
+/// (DESIGN.md §6). The path derives from the TCTI, not from a user's store.
+#[derive(Debug)]
+pub struct TpmLock {
+    _main: File,
+    wait: File,
+}
+
+impl TpmLock {
+    /// Takes the lock, announcing itself on the wait file while it has to wait.
+    fn take(tcti: &str) -> Result<TpmLock, TpmError> {
+        let dir = lock_dir();
+        let fail = |why: String| TpmError::NoTpm {
+            tcti: tcti.to_string(),
+            why,
+        };
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| fail(format!("cannot create lock dir {}: {e}", dir.display())))?;
+        let tag = hex::encode(&Sha256::digest(tcti.as_bytes())[..8]);
+        let open = |name: String| {
+            let path = dir.join(name);
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| fail(format!("cannot open lock {}: {e}", path.display())))
+        };
+        let main = open(format!("tpm-{tag}.lock"))?;
+        let wait = open(format!("tpm-{tag}.wait"))?;
+        match main.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                wait.lock().map_err(|e| fail(format!("cannot lock: {e}")))?;
+                let r = main.lock();
+                let _ = wait.unlock();
+                r.map_err(|e| fail(format!("cannot lock: {e}")))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(fail(format!("cannot lock: {e}"))),
+        }
+        Ok(TpmLock { _main: main, wait })
+    }
+
+    /// True when another process waits for this TPM.
+    pub fn others_waiting(&self) -> bool {
+        match self.wait.try_lock_shared() {
+            Ok(()) => {
+                let _ = self.wait.unlock();
+                false
+            }
+            Err(_) => true,
+        }
+    }
 }
 
 /// Serde helper: `Vec<u8>` as a hex string.
