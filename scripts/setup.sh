@@ -13,6 +13,8 @@ packages=(
   libtss2-dev libtss2-tcti-tabrmd0 tpm2-abrmd tpm2-tools
   swtpm swtpm-tools dbus dbus-bin iproute2
   opensc libnss3-tools gnutls-bin openssl openssh-client openssh-server p11-kit
+  firefox-esr
+  libtpm2-pkcs11-1 libtpm2-pkcs11-tools
 )
 backports_packages=(pkcs11-provider)
 

@@ -541,7 +541,7 @@ impl Module {
         }
         drop(st);
         if let Some(t) = self.tpm.lock().as_mut() {
-            t.flush_all();
+            t.flush_objects();
         }
         Ok(())
     }

@@ -268,6 +268,16 @@ pub fn info(store: &Store, card_ref: &str) -> Result<CardSummary> {
 
 /// Finds a card by name, card ID or instance ID (the last two case-insensitively).
 pub fn find(store: &Store, card_ref: &str) -> Result<(CardDir, CardRecord)> {
+    // The common case (the module, scripts): a card ID, read directly.
+    if let Some(dir) = store.card(card_ref.trim().to_ascii_lowercase().as_str()) {
+        return match dir.read::<CardRecord>(CARD_FILE) {
+            Ok(r) => Ok((dir, r)),
+            Err(e) => Err(Error::CardUnusable {
+                name: card_ref.trim().to_string(),
+                reason: e.to_string(),
+            }),
+        };
+    }
     let cards = scan(store)?;
     let wanted = card_ref.trim();
     // A damaged card can still be named by its ID (to destroy it).

@@ -120,6 +120,16 @@ impl Store {
         Ok(out)
     }
 
+    /// The complete card with this ID, without scanning the store.
+    pub fn card(&self, id: &str) -> Option<CardDir> {
+        let valid = !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+        let path = self.cards_dir().join(id);
+        (valid && path.is_dir()).then(|| CardDir {
+            path,
+            id: id.to_string(),
+        })
+    }
+
     /// Leftovers of interrupted creations and destructions (hidden directories).
     pub fn leftovers(&self) -> Result<Vec<PathBuf>> {
         let dir = self.cards_dir();

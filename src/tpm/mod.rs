@@ -50,6 +50,8 @@ pub const SRK_PERSISTENT: u32 = 0x8100_0001;
 /// transient objects; the SRK may be one of them when it is not persistent.
 const DEFAULT_CACHE_SLOTS: usize = 2;
 const BUSY_RETRIES: u32 = 8;
+/// Shortest time a process keeps a shared TPM once it has it, when another waits.
+const MIN_TURN: Duration = Duration::from_millis(20);
 
 /// A TPM-wrapped object as it is kept on disk: the marshalled public area and the
 /// private blob (encrypted by its parent; useless outside this TPM).
@@ -193,6 +195,8 @@ pub struct Tpm {
     tcti: String,
     /// Held while this connection is open when no resource manager isolates processes.
     lock: Option<TpmLock>,
+    /// When the connection (and the lock) was taken.
+    opened: std::time::Instant,
     srk: Option<(KeyHandle, Vec<u8>)>,
     /// The SRK was created here (flush it) rather than found persistent (just close it).
     srk_transient: bool,
@@ -228,29 +232,63 @@ impl Tpm {
         } else {
             None
         };
-        if shared {
-            raw::flush_stale(tcti)?;
-        }
         let ctx = Context::new(conf).map_err(|e| TpmError::NoTpm {
             tcti: tcti.to_string(),
             why: format!("cannot connect: {}", classify(e)),
         })?;
-        let tpm = Tpm {
+        let mut tpm = Tpm {
             ctx,
             tcti: tcti.to_string(),
             lock,
+            opened: std::time::Instant::now(),
             srk: None,
             srk_transient: false,
             salted: None,
             cache: ObjectCache::new(DEFAULT_CACHE_SLOTS),
         };
+        if shared {
+            tpm.flush_stale()?;
+        }
         Ok(tpm)
     }
 
+    /// Flushes transient objects and sessions a killed process left in a TPM without a
+    /// resource manager. Runs with the cross-process lock held, so none belongs to a live
+    /// process; on this connection, so no second connection (swtpm admits one) is needed.
+    fn flush_stale(&mut self) -> Result<(), TpmError> {
+        // Transient objects, then loaded sessions (sessions are never context-saved here).
+        for first in [0x8000_0000u32, 0x0200_0000] {
+            let (data, _) =
+                self.retry(|ctx| ctx.get_capability(CapabilityType::Handles, first, 64))?;
+            let CapabilityData::Handles(list) = data else {
+                continue;
+            };
+            for h in list.into_inner() {
+                let raw = u32::from(h);
+                // TPM_HT_LOADED_SESSION lists HMAC (0x02) and policy (0x03) sessions.
+                let kind = raw >> 24;
+                if kind != first >> 24 && !(first >> 24 == 0x02 && kind == 0x03) {
+                    continue;
+                }
+                let Ok(th) = TpmHandle::try_from(raw) else {
+                    continue;
+                };
+                if let Ok(oh) = self
+                    .ctx
+                    .execute_without_session(|c| c.tr_from_tpm_public(th))
+                {
+                    let _ = self.ctx.flush_context(oh);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// True when this connection holds the cross-process lock of a TPM without resource
-    /// manager and another process is waiting for it.
+    /// manager, has had it for a short turn at least, and another process is waiting.
+    /// The turn keeps two busy processes from paying a reconnect on every command.
     pub fn others_waiting(&self) -> bool {
-        self.lock.as_ref().is_some_and(TpmLock::others_waiting)
+        self.opened.elapsed() >= MIN_TURN && self.lock.as_ref().is_some_and(TpmLock::others_waiting)
     }
 
     /// True when this connection shares the TPM with other processes only through the
@@ -358,7 +396,7 @@ impl Tpm {
             return Ok(());
         }
         self.drop_srk();
-        if let Some((handle, _, name)) = self.read_persistent(SRK_PERSISTENT)?
+        if let Some((handle, name)) = self.read_persistent(SRK_PERSISTENT)?
             && name == record.name
         {
             self.srk = Some((KeyHandle::from(handle), name));
@@ -744,6 +782,16 @@ impl Tpm {
         }
     }
 
+    /// Flushes every cached object (logout): the SRK and the salted session stay, they
+    /// hold nothing of a card.
+    pub fn flush_objects(&mut self) {
+        for e in self.cache.drain() {
+            if let Residence::Loaded(h) = e.residence {
+                let _ = self.ctx.flush_context(h.into());
+            }
+        }
+    }
+
     /// Flushes every cached object, the salted session and a transient SRK.
     pub fn flush_all(&mut self) {
         for e in self.cache.drain() {
@@ -761,7 +809,7 @@ impl Tpm {
     /// this so that no process pays for CreatePrimary). Needs the owner authorization,
     /// empty on a fresh TPM.
     pub fn persist_srk(&mut self, record: &SrkRecord) -> Result<(), TpmError> {
-        if let Some((_, _, name)) = self.read_persistent(SRK_PERSISTENT)? {
+        if let Some((_, name)) = self.read_persistent(SRK_PERSISTENT)? {
             if name == record.name {
                 return Ok(());
             }
@@ -1063,11 +1111,12 @@ impl Tpm {
         }
     }
 
-    /// The persistent object at `handle`: its ESYS handle, public area and Name.
+    /// The persistent object at `handle`: its ESYS handle and Name (ESYS read its public
+    /// area when it made the handle, so the Name costs no further command).
     fn read_persistent(
         &mut self,
         handle: u32,
-    ) -> Result<Option<(ObjectHandle, Public, Vec<u8>)>, TpmError> {
+    ) -> Result<Option<(ObjectHandle, Vec<u8>)>, TpmError> {
         let (data, _) = self.retry(|ctx| ctx.get_capability(CapabilityType::Handles, handle, 1))?;
         let present = match data {
             CapabilityData::Handles(list) => {
@@ -1081,11 +1130,8 @@ impl Tpm {
         let tpm_handle = TpmHandle::Persistent(PersistentTpmHandle::new(handle).map_err(classify)?);
         let oh =
             self.retry(|ctx| ctx.execute_without_session(|c| c.tr_from_tpm_public(tpm_handle)))?;
-        let (public, name, _) = self
-            .ctx
-            .read_public(KeyHandle::from(oh))
-            .map_err(classify)?;
-        Ok(Some((oh, public, name.value().to_vec())))
+        let name = self.ctx.tr_get_name(oh).map_err(classify)?;
+        Ok(Some((oh, name.value().to_vec())))
     }
 
     /// Name of the primary `template` makes in the owner hierarchy (created and flushed).

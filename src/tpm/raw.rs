@@ -226,18 +226,6 @@ impl RawEsys {
             |h: &u32| h >> 24 == first >> 24 || (first >> 24 == 0x02 && h >> 24 == 0x03);
         Ok(list.into_iter().filter(same_kind).collect())
     }
-
-    /// Flushes a TPM handle (transient object or session) through the ESYS context's
-    /// SAPI layer: ESYS can only name sessions it started itself.
-    fn flush(&mut self, tpm_handle: u32) -> Result<(), TpmError> {
-        let mut sapi: *mut sys::TSS2_SYS_CONTEXT = null_mut();
-        // SAFETY: live context; `sapi` is a valid out-pointer to a pointer ESYS owns.
-        let rc = unsafe { sys::Esys_GetSysContext(self.esys, &mut sapi) };
-        RawEsys::check(rc)?;
-        // SAFETY: `sapi` belongs to the live ESYS context and no ESYS call is in flight.
-        let rc = unsafe { sys::Tss2_Sys_FlushContext(sapi, tpm_handle) };
-        RawEsys::check(rc)
-    }
 }
 
 impl Drop for RawEsys {
@@ -292,22 +280,6 @@ pub fn reset_lockout(tcti: &str, lockout_auth: &[u8]) -> Result<(), TpmError> {
             )
         }
     })
-}
-
-/// Flushes every transient object and loaded session on a TPM without a resource manager:
-/// what a killed process left behind. The caller holds the cross-process TPM lock, so no
-/// live process owns any of them.
-pub fn flush_stale(tcti: &str) -> Result<(), TpmError> {
-    let mut e = RawEsys::open(tcti)?;
-    // Transient objects, then loaded sessions (HMAC and policy). Saved sessions
-    // (0x03 in TPM_HT_SAVED_SESSION) of a dead process are flushed too.
-    for first in [0x8000_0000u32, 0x0200_0000, 0x0300_0000] {
-        for h in e.handles(first)? {
-            // A handle that vanished meanwhile is fine.
-            let _ = e.flush(h);
-        }
-    }
-    Ok(())
 }
 
 /// Keeps libtss2 from logging failed TPM commands (a wrong PIN is one) to stderr, unless
