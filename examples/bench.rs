@@ -512,9 +512,19 @@ fn store_size(path: &Path) -> String {
 
 fn child_login(path: &str) {
     let t = Instant::now();
-    let p = load(Path::new(path));
+    let p = Pkcs11::new(Path::new(path)).expect("loading the module");
+    let t_load = t.elapsed();
+    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .expect("C_Initialize");
+    let t_init = t.elapsed();
     let s = login(&p, Some("bench"));
     let us = t.elapsed().as_micros();
+    if std::env::var_os("BENCH_PHASES").is_some() {
+        eprintln!(
+            "load {t_load:?} init {t_init:?} login-done {:?}",
+            t.elapsed()
+        );
+    }
     drop(s);
     let _ = p.finalize();
     println!("{us}");

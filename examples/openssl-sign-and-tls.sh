@@ -21,6 +21,8 @@ KEY=${KEY:-tls}
 PORT=${PORT:-8443}
 export TPMVSC_MODULE=${TPMVSC_MODULE:-/usr/lib/x86_64-linux-gnu/pkcs11/libtpmvsc.so}
 export TSS2_LOG=${TSS2_LOG:-all+NONE}   # libtss2 would print every failed TPM command
+# Before the cd below: $0 may be a relative path.
+CNF=$(cd "$(dirname "$0")" && pwd)/openssl-pkcs11-provider.cnf
 WORKDIR=${WORKDIR:-$(mktemp -d)}
 cd "$WORKDIR"
 if [ -z "${PIN_FILE:-}" ]; then
@@ -28,7 +30,6 @@ if [ -z "${PIN_FILE:-}" ]; then
     echo 12345678 > "$PIN_FILE"
 fi
 export TPMVSC_PIN_FILE=$PIN_FILE         # read by the .cnf below
-CNF=$(cd "$(dirname "$0")" && pwd)/openssl-pkcs11-provider.cnf
 # openssl with pkcs11-provider loaded: pkcs11: URIs name card objects.
 p11ssl() { OPENSSL_CONF=$CNF openssl "$@"; }
 PRIV="pkcs11:token=$CARD;object=$KEY;type=private"
