@@ -1203,9 +1203,10 @@ pub unsafe extern "C" fn C_CancelFunction(h: CK_SESSION_HANDLE) -> CK_RV {
 
 // ----- function lists and interfaces -----
 
-macro_rules! list_240 {
-    ($version:expr) => {
-        CK_FUNCTION_LIST {
+/// Both function lists: the 2.40 entries, then (for 3.0) the extra ones.
+macro_rules! function_list {
+    ($ty:ident, $version:expr, { $($extra:ident),* }) => {
+        $ty {
             version: $version,
             C_Initialize: Some(C_Initialize),
             C_Finalize: Some(C_Finalize),
@@ -1275,110 +1276,46 @@ macro_rules! list_240 {
             C_GetFunctionStatus: Some(C_GetFunctionStatus),
             C_CancelFunction: Some(C_CancelFunction),
             C_WaitForSlotEvent: Some(C_WaitForSlotEvent),
+            $($extra: Some($extra),)*
         }
     };
 }
 
-static FUNCTIONS_240: CK_FUNCTION_LIST = list_240!(CK_VERSION {
-    major: 2,
-    minor: 40
-});
+static FUNCTIONS_240: CK_FUNCTION_LIST = function_list!(
+    CK_FUNCTION_LIST,
+    CK_VERSION {
+        major: 2,
+        minor: 40
+    },
+    {}
+);
 
-static FUNCTIONS_300: CK_FUNCTION_LIST_3_0 = CK_FUNCTION_LIST_3_0 {
-    version: CK_VERSION { major: 3, minor: 0 },
-    C_Initialize: Some(C_Initialize),
-    C_Finalize: Some(C_Finalize),
-    C_GetInfo: Some(C_GetInfo),
-    C_GetFunctionList: Some(C_GetFunctionList),
-    C_GetSlotList: Some(C_GetSlotList),
-    C_GetSlotInfo: Some(C_GetSlotInfo),
-    C_GetTokenInfo: Some(C_GetTokenInfo),
-    C_GetMechanismList: Some(C_GetMechanismList),
-    C_GetMechanismInfo: Some(C_GetMechanismInfo),
-    C_InitToken: Some(C_InitToken),
-    C_InitPIN: Some(C_InitPIN),
-    C_SetPIN: Some(C_SetPIN),
-    C_OpenSession: Some(C_OpenSession),
-    C_CloseSession: Some(C_CloseSession),
-    C_CloseAllSessions: Some(C_CloseAllSessions),
-    C_GetSessionInfo: Some(C_GetSessionInfo),
-    C_GetOperationState: Some(C_GetOperationState),
-    C_SetOperationState: Some(C_SetOperationState),
-    C_Login: Some(C_Login),
-    C_Logout: Some(C_Logout),
-    C_CreateObject: Some(C_CreateObject),
-    C_CopyObject: Some(C_CopyObject),
-    C_DestroyObject: Some(C_DestroyObject),
-    C_GetObjectSize: Some(C_GetObjectSize),
-    C_GetAttributeValue: Some(C_GetAttributeValue),
-    C_SetAttributeValue: Some(C_SetAttributeValue),
-    C_FindObjectsInit: Some(C_FindObjectsInit),
-    C_FindObjects: Some(C_FindObjects),
-    C_FindObjectsFinal: Some(C_FindObjectsFinal),
-    C_EncryptInit: Some(C_EncryptInit),
-    C_Encrypt: Some(C_Encrypt),
-    C_EncryptUpdate: Some(C_EncryptUpdate),
-    C_EncryptFinal: Some(C_EncryptFinal),
-    C_DecryptInit: Some(C_DecryptInit),
-    C_Decrypt: Some(C_Decrypt),
-    C_DecryptUpdate: Some(C_DecryptUpdate),
-    C_DecryptFinal: Some(C_DecryptFinal),
-    C_DigestInit: Some(C_DigestInit),
-    C_Digest: Some(C_Digest),
-    C_DigestUpdate: Some(C_DigestUpdate),
-    C_DigestKey: Some(C_DigestKey),
-    C_DigestFinal: Some(C_DigestFinal),
-    C_SignInit: Some(C_SignInit),
-    C_Sign: Some(C_Sign),
-    C_SignUpdate: Some(C_SignUpdate),
-    C_SignFinal: Some(C_SignFinal),
-    C_SignRecoverInit: Some(C_SignRecoverInit),
-    C_SignRecover: Some(C_SignRecover),
-    C_VerifyInit: Some(C_VerifyInit),
-    C_Verify: Some(C_Verify),
-    C_VerifyUpdate: Some(C_VerifyUpdate),
-    C_VerifyFinal: Some(C_VerifyFinal),
-    C_VerifyRecoverInit: Some(C_VerifyRecoverInit),
-    C_VerifyRecover: Some(C_VerifyRecover),
-    C_DigestEncryptUpdate: Some(C_DigestEncryptUpdate),
-    C_DecryptDigestUpdate: Some(C_DecryptDigestUpdate),
-    C_SignEncryptUpdate: Some(C_SignEncryptUpdate),
-    C_DecryptVerifyUpdate: Some(C_DecryptVerifyUpdate),
-    C_GenerateKey: Some(C_GenerateKey),
-    C_GenerateKeyPair: Some(C_GenerateKeyPair),
-    C_WrapKey: Some(C_WrapKey),
-    C_UnwrapKey: Some(C_UnwrapKey),
-    C_DeriveKey: Some(C_DeriveKey),
-    C_SeedRandom: Some(C_SeedRandom),
-    C_GenerateRandom: Some(C_GenerateRandom),
-    C_GetFunctionStatus: Some(C_GetFunctionStatus),
-    C_CancelFunction: Some(C_CancelFunction),
-    C_WaitForSlotEvent: Some(C_WaitForSlotEvent),
-    C_GetInterfaceList: Some(C_GetInterfaceList),
-    C_GetInterface: Some(C_GetInterface),
-    C_LoginUser: Some(C_LoginUser),
-    C_SessionCancel: Some(C_SessionCancel),
-    C_MessageEncryptInit: Some(C_MessageEncryptInit),
-    C_EncryptMessage: Some(C_EncryptMessage),
-    C_EncryptMessageBegin: Some(C_EncryptMessageBegin),
-    C_EncryptMessageNext: Some(C_EncryptMessageNext),
-    C_MessageEncryptFinal: Some(C_MessageEncryptFinal),
-    C_MessageDecryptInit: Some(C_MessageDecryptInit),
-    C_DecryptMessage: Some(C_DecryptMessage),
-    C_DecryptMessageBegin: Some(C_DecryptMessageBegin),
-    C_DecryptMessageNext: Some(C_DecryptMessageNext),
-    C_MessageDecryptFinal: Some(C_MessageDecryptFinal),
-    C_MessageSignInit: Some(C_MessageSignInit),
-    C_SignMessage: Some(C_SignMessage),
-    C_SignMessageBegin: Some(C_SignMessageBegin),
-    C_SignMessageNext: Some(C_SignMessageNext),
-    C_MessageSignFinal: Some(C_MessageSignFinal),
-    C_MessageVerifyInit: Some(C_MessageVerifyInit),
-    C_VerifyMessage: Some(C_VerifyMessage),
-    C_VerifyMessageBegin: Some(C_VerifyMessageBegin),
-    C_VerifyMessageNext: Some(C_VerifyMessageNext),
-    C_MessageVerifyFinal: Some(C_MessageVerifyFinal),
-};
+static FUNCTIONS_300: CK_FUNCTION_LIST_3_0 = function_list!(CK_FUNCTION_LIST_3_0, CK_VERSION { major: 3, minor: 0 }, {
+    C_GetInterfaceList,
+    C_GetInterface,
+    C_LoginUser,
+    C_SessionCancel,
+    C_MessageEncryptInit,
+    C_EncryptMessage,
+    C_EncryptMessageBegin,
+    C_EncryptMessageNext,
+    C_MessageEncryptFinal,
+    C_MessageDecryptInit,
+    C_DecryptMessage,
+    C_DecryptMessageBegin,
+    C_DecryptMessageNext,
+    C_MessageDecryptFinal,
+    C_MessageSignInit,
+    C_SignMessage,
+    C_SignMessageBegin,
+    C_SignMessageNext,
+    C_MessageSignFinal,
+    C_MessageVerifyInit,
+    C_VerifyMessage,
+    C_VerifyMessageBegin,
+    C_VerifyMessageNext,
+    C_MessageVerifyFinal
+});
 
 /// CK_INTERFACE holds raw pointers; these point at statics that are never written.
 struct Interfaces([CK_INTERFACE; 2]);

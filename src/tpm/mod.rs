@@ -794,11 +794,7 @@ impl Tpm {
 
     /// Flushes every cached object, the salted session and a transient SRK.
     pub fn flush_all(&mut self) {
-        for e in self.cache.drain() {
-            if let Residence::Loaded(h) = e.residence {
-                let _ = self.ctx.flush_context(h.into());
-            }
-        }
+        self.flush_objects();
         if let Some(s) = self.salted.take() {
             self.flush_session(s);
         }
@@ -923,21 +919,34 @@ impl Tpm {
             return Ok(s);
         }
         let srk = self.srk_handle()?;
-        let session = self
-            .retry_with_room(|ctx| {
-                ctx.start_auth_session(
-                    Some(srk),
-                    None,
-                    None,
-                    SessionType::Hmac,
-                    SymmetricDefinition::AES_128_CFB,
-                    HashingAlgorithm::Sha256,
-                )
-            })?
-            .ok_or(TpmError::Other {
-                code: 0,
-                what: "TPM returned no session".into(),
-            })?;
+        let session = self.start_session(
+            Some(srk),
+            SessionType::Hmac,
+            SymmetricDefinition::AES_128_CFB,
+        )?;
+        self.encrypt_both_ways(session)?;
+        self.salted = Some(session);
+        Ok(session)
+    }
+
+    /// Starts an auth session (salted to `key` when given) with SHA-256.
+    fn start_session(
+        &mut self,
+        key: Option<KeyHandle>,
+        kind: SessionType,
+        symmetric: SymmetricDefinition,
+    ) -> Result<AuthSession, TpmError> {
+        self.retry_with_room(|ctx| {
+            ctx.start_auth_session(key, None, None, kind, symmetric, HashingAlgorithm::Sha256)
+        })?
+        .ok_or(TpmError::Other {
+            code: 0,
+            what: "TPM returned no session".into(),
+        })
+    }
+
+    /// Parameter encryption both ways, session continued.
+    fn encrypt_both_ways(&mut self, session: AuthSession) -> Result<(), TpmError> {
         let (attrs, mask) = SessionAttributesBuilder::new()
             .with_decrypt(true)
             .with_encrypt(true)
@@ -945,9 +954,7 @@ impl Tpm {
             .build();
         self.ctx
             .tr_sess_set_attributes(session, attrs, mask)
-            .map_err(classify)?;
-        self.salted = Some(session);
-        Ok(session)
+            .map_err(classify)
     }
 
     /// A fresh policy session. `salted`: salted to the SRK with parameter encryption, for
@@ -959,29 +966,9 @@ impl Tpm {
         } else {
             (None, SymmetricDefinition::Null)
         };
-        let s = self
-            .retry_with_room(|ctx| {
-                ctx.start_auth_session(
-                    key,
-                    None,
-                    None,
-                    SessionType::Policy,
-                    sym,
-                    HashingAlgorithm::Sha256,
-                )
-            })?
-            .ok_or(TpmError::Other {
-                code: 0,
-                what: "TPM returned no session".into(),
-            })?;
+        let s = self.start_session(key, SessionType::Policy, sym)?;
         if salted {
-            let (attrs, mask) = SessionAttributesBuilder::new()
-                .with_decrypt(true)
-                .with_encrypt(true)
-                .build();
-            self.ctx
-                .tr_sess_set_attributes(s, attrs, mask)
-                .map_err(classify)?;
+            self.encrypt_both_ways(s)?;
         }
         PolicySession::try_from(s).map_err(classify)
     }
