@@ -106,110 +106,25 @@ impl Drop for Swtpm {
     }
 }
 
-/// tpm2-abrmd on a private D-Bus session bus, in front of one swtpm.
+/// tpm2-abrmd on a private D-Bus session bus, in front of one swtpm (the library's
+/// launcher, shared with the benchmark).
 #[derive(Debug)]
-pub struct Abrmd {
-    bus: Child,
-    abrmd: Child,
-    address: String,
-    name: String,
-}
+pub struct Abrmd(tpmvsc::simulator::Abrmd);
 
 impl Abrmd {
     /// Starts a session bus and tpm2-abrmd on it; waits until the daemon owns its name.
     pub fn start(swtpm: &Swtpm) -> Abrmd {
-        let mut bus = Command::new("dbus-daemon")
-            .args([
-                "--config-file=/usr/share/dbus-1/session.conf",
-                "--print-address=1",
-                "--nofork",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting dbus-daemon");
-        let address = {
-            let mut out = bus.stdout.take().expect("dbus-daemon stdout");
-            let mut line = Vec::new();
-            let mut b = [0u8; 1];
-            while out.read(&mut b).expect("reading the bus address") == 1 && b[0] != b'\n' {
-                line.push(b[0]);
-            }
-            String::from_utf8(line)
-                .expect("bus address is text")
-                .trim()
-                .to_string()
-        };
-        assert!(!address.is_empty(), "dbus-daemon printed no address");
-        let suffix: String = uuid_like()
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(12)
-            .collect();
-        let name = format!("com.intel.tss2.Tabrmd.t{suffix}");
-        let abrmd = Command::new("tpm2-abrmd")
-            .arg("--session")
-            .arg(format!("--tcti={}", swtpm.tcti()))
-            .arg(format!("--dbus-name={name}"))
-            .arg("--allow-root")
-            .arg("--flush-all")
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
-            .env("TSS2_LOG", "all+NONE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting tpm2-abrmd");
-        let a = Abrmd {
-            bus,
-            abrmd,
-            address,
-            name,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            // dbus-send (package dbus-bin) lists the bus names; busctl would need systemd.
-            let out = Command::new("dbus-send")
-                .args([
-                    "--session",
-                    "--print-reply",
-                    "--dest=org.freedesktop.DBus",
-                    "/org/freedesktop/DBus",
-                    "org.freedesktop.DBus.ListNames",
-                ])
-                .env("DBUS_SESSION_BUS_ADDRESS", &a.address)
-                .output()
-                .expect("running dbus-send");
-            if String::from_utf8_lossy(&out.stdout).contains(&a.name) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tpm2-abrmd did not take its D-Bus name in 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        a
+        Abrmd(tpmvsc::simulator::Abrmd::start(&swtpm.tcti()).expect("starting tpm2-abrmd"))
     }
 
     /// `tabrmd:bus_name=NAME,bus_type=session`.
     pub fn tcti(&self) -> String {
-        format!("tabrmd:bus_name={},bus_type=session", self.name)
+        self.0.tcti()
     }
 
     /// The environment child processes need to reach the bus.
     pub fn env(&self) -> (String, String) {
-        ("DBUS_SESSION_BUS_ADDRESS".into(), self.address.clone())
-    }
-}
-
-impl Drop for Abrmd {
-    fn drop(&mut self) {
-        let _ = self.abrmd.kill();
-        let _ = self.abrmd.wait();
-        let _ = self.bus.kill();
-        let _ = self.bus.wait();
+        ("DBUS_SESSION_BUS_ADDRESS".into(), self.0.address.clone())
     }
 }
 
