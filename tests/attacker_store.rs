@@ -452,9 +452,9 @@ fn format_makes_a_new_csk_and_new_puk_or_admin_objects() {
             "--stdin",
             "--yes",
         ],
-        &format!("{PIN}\n{PIN}\n"),
+        &format!("{PIN}\n{PIN}\n{NEW_PUK}\n{NEW_PUK}\n"),
     )
-    .ok("format --admin");
+    .ok("format --admin (new PIN twice, then the new PUK twice)");
     let dir = card_dir(&cli, "f");
     let (csk2, puk2, admin2) = (
         csk_public(&dir),
@@ -463,16 +463,24 @@ fn format_makes_a_new_csk_and_new_puk_or_admin_objects() {
     );
     assert_ne!(csk2, csk1, "format --admin makes a new CSK");
     assert_ne!(admin2, admin1, "format --admin makes a new admin object");
-    assert_eq!(
+    assert_ne!(
         puk2, puk1,
-        "format --admin has no PUK: the PUK object stays"
+        "format --admin on a PUK card makes a new PUK object (new PUK)"
     );
     cli.check_pin("f", PIN).ok("the PIN format --admin set");
-    // The kept PUK object still works through the new CSK's policy.
+    // The old PUK no longer unblocks; the new one does, through the new CSK's policy.
     cli.tpmvsc_stdin(
         &["unblock", "f", "--puk", "--stdin"],
         &format!("{PUK}\n{NEW_PIN}\n{NEW_PIN}\n"),
     )
-    .ok("unblock --puk after format --admin");
+    .expect_code(3, "the PUK from before format --admin");
+    cli.tpmvsc_stdin(
+        &["unblock", "f", "--puk", "--stdin"],
+        &format!("{NEW_PUK}\n{NEW_PIN}\n{NEW_PIN}\n"),
+    )
+    .ok("unblock with the PUK format --admin set");
     cli.check_pin("f", NEW_PIN).ok("the PIN the PUK set");
 }
+
+/// The PUK an administrator sets when formatting a card that has one.
+const NEW_PUK: &str = "Fresh-PUK-77";

@@ -600,7 +600,23 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 let resp = admin_response(&store, &card, response, &mut r)?;
                 let new = r.new_secret_with("PIN", &check, true)?;
-                format::format(&store, &card, format::FormatAuth::Admin(&resp), &new)?
+                // A card with a PUK gets a new PUK object, with a PUK the admin chooses.
+                let new_puk = if record.has_puk {
+                    let puk_policy = PinPolicy::default();
+                    Some(r.new_secret_with(
+                        "PUK",
+                        &|s: &[u8]| puk_policy.check("new PUK", s),
+                        true,
+                    )?)
+                } else {
+                    None
+                };
+                format::format(
+                    &store,
+                    &card,
+                    format::FormatAuth::Admin(&resp, new_puk.as_deref().map(|v| v.as_slice())),
+                    &new,
+                )?
             };
             println!(
                 "Card {:?} formatted; card ID {}.",

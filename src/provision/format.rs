@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use crate::card::{
     self, ADMIN_FILE, AdminFile, CARD_FILE, COUNTERS_FILE, CSK_FILE, Counter, Counters, ObjectFile,
-    PUK_FILE,
+    PUK_FILE, PinPolicy,
 };
 use crate::error::{Error, Result};
 use crate::provision::pin::open_card;
@@ -21,8 +21,10 @@ use crate::tpm::{self, Tpm, templates};
 pub enum FormatAuth<'a> {
     /// The card's PUK.
     Puk(&'a [u8]),
-    /// An administrator's response to the card's next challenge.
-    Admin(&'a [u8; 8]),
+    /// An administrator's response to the card's next challenge, and — for a card with
+    /// a PUK — the new PUK: the PUK object is made anew too (DESIGN.md §2), and the
+    /// administrator does not know the old PUK.
+    Admin(&'a [u8; 8], Option<&'a [u8]>),
 }
 
 /// Formats (or reformats) a card: new CSK and PIN, a new PUK object when the PUK is at
@@ -65,7 +67,17 @@ pub fn format_with(
             card.attempt(Counter::Puk, |t| t.check_auth(&obj.blob, &a))?;
             puk_secret = Some(Zeroizing::new(puk.to_vec()));
         }
-        FormatAuth::Admin(response) => {
+        FormatAuth::Admin(response, new_puk) => {
+            if record.has_puk {
+                let p = new_puk.ok_or_else(|| {
+                    Error::Usage(
+                        "this card has a PUK: a format with the admin key sets a new PUK too"
+                            .into(),
+                    )
+                })?;
+                PinPolicy::default().check("new PUK", p)?;
+                puk_secret = Some(Zeroizing::new(p.to_vec()));
+            }
             admin_secret = Some(admin::take_secret(&card, response)?);
         }
     }
