@@ -100,6 +100,9 @@ pub struct Module {
     store: Store,
     state: Mutex<State>,
     tpm: Arc<Mutex<Option<Tpm>>>,
+    /// Contexts of loaded keys saved when a shared TPM connection was given up; the next
+    /// connection loads them back (locked after `tpm`, never before).
+    saved: Arc<Mutex<Option<tpm::SavedObjects>>>,
     /// Milliseconds since `epoch` of the last TPM use (for the idle release).
     last_use: Arc<AtomicU64>,
     epoch: Instant,
@@ -118,6 +121,7 @@ impl Module {
             store: Store::open()?,
             state: Mutex::new(State::default()),
             tpm: Arc::new(Mutex::new(None)),
+            saved: Arc::new(Mutex::new(None)),
             last_use: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
             reaper: Mutex::new(None),
@@ -147,6 +151,7 @@ impl Module {
         drop(st);
         self.stop_reaper();
         *self.tpm.lock() = None;
+        *self.saved.lock() = None;
     }
 
     /// Starts (once) the thread that gives a shared TPM up after a moment without use, so
@@ -158,6 +163,7 @@ impl Module {
         }
         let tpm = Arc::downgrade(&self.tpm);
         let last = Arc::clone(&self.last_use);
+        let saved = Arc::clone(&self.saved);
         let stop = Arc::clone(&self.stop);
         let epoch = self.epoch;
         let spawned = std::thread::Builder::new()
@@ -182,7 +188,7 @@ impl Module {
                     if let Some(mut g) = tpm.try_lock()
                         && g.as_ref().is_some_and(Tpm::is_shared)
                     {
-                        *g = None;
+                        give_up(&mut g, &saved);
                     }
                 }
             });
@@ -461,8 +467,9 @@ impl Module {
             let obj: ObjectFile = card.dir.read(PUK_FILE)?;
             let auth = card.puk_auth(pin);
             let mut guard = self.tpm.lock();
+            self.ensure_tpm(&mut guard)?;
             let r = card.attempt_with(Counter::Puk, &mut guard, |t| t.check_auth(&obj.blob, &auth));
-            self.release_if_shared(&mut guard, &r);
+            self.release_if_shared(&mut guard, r.is_err());
             r?;
             self.set_login(
                 slot,
@@ -484,8 +491,9 @@ impl Module {
         let csk: ObjectFile = card.dir.read(CSK_FILE)?;
         let auth = card.pin_auth(pin);
         let mut guard = self.tpm.lock();
+        self.ensure_tpm(&mut guard)?;
         let r = card.attempt_with(Counter::Pin, &mut guard, |t| t.check_auth(&csk.blob, &auth));
-        self.release_if_shared(&mut guard, &r);
+        self.release_if_shared(&mut guard, r.is_err());
         r.map(|()| auth)
     }
 
@@ -540,9 +548,11 @@ impl Module {
             s.op = None;
         }
         drop(st);
-        if let Some(t) = self.tpm.lock().as_mut() {
+        let mut guard = self.tpm.lock();
+        if let Some(t) = guard.as_mut() {
             t.flush_objects();
         }
+        *self.saved.lock() = None;
         Ok(())
     }
 
@@ -1233,35 +1243,48 @@ impl Module {
     /// or after a moment without use (DESIGN.md §6).
     fn tpm_do<T>(&self, f: impl FnOnce(&mut Tpm) -> std::result::Result<T, TpmError>) -> Result<T> {
         let mut guard = self.tpm.lock();
-        let r = (|| {
-            if guard.is_none() {
-                *guard = Some(Tpm::open()?);
-            }
-            match guard.as_mut() {
-                Some(t) => f(t),
-                None => Err(TpmError::Gone("no TPM connection".into())),
-            }
-        })();
-        self.release_if_shared(&mut guard, &r);
+        self.ensure_tpm(&mut guard)?;
+        let r = match guard.as_mut() {
+            Some(t) => f(t),
+            None => Err(TpmError::Gone("no TPM connection".into())),
+        };
+        let broken = matches!(r, Err(TpmError::Gone(_)) | Err(TpmError::NoTpm { .. }));
+        self.release_if_shared(&mut guard, broken);
         r.map_err(Error::from)
     }
 
-    fn release_if_shared<T, E>(&self, guard: &mut Option<Tpm>, r: &std::result::Result<T, E>) {
+    /// Opens the connection when there is none, with the key contexts an earlier one saved.
+    fn ensure_tpm(&self, guard: &mut Option<Tpm>) -> Result<()> {
+        if guard.is_none() {
+            let mut t = Tpm::open()?;
+            if let Some(saved) = self.saved.lock().take() {
+                t.restore_objects(saved);
+            }
+            *guard = Some(t);
+        }
+        Ok(())
+    }
+
+    /// After a call: a broken connection is dropped; a shared one is given up (its key
+    /// contexts saved) when another process waits, else kept for the next call.
+    fn release_if_shared(&self, guard: &mut Option<Tpm>, broken: bool) {
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_use.store(now, Ordering::Relaxed);
-        let release = guard.as_ref().is_some_and(Tpm::others_waiting);
-        if release || r.is_err() {
+        if broken {
             *guard = None;
+            *self.saved.lock() = None;
+        } else if guard.as_ref().is_some_and(Tpm::others_waiting) {
+            give_up(guard, &self.saved);
         } else if guard.as_ref().is_some_and(Tpm::is_shared) {
             self.start_reaper();
         }
     }
 
-    /// Runs provisioning code that opens its own TPM connection: ours is closed first
+    /// Runs provisioning code that opens its own TPM connection: ours is given up first
     /// (swtpm and /dev/tpm0 admit one connection at a time).
     fn with_shared_tpm_released<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let mut guard = self.tpm.lock();
-        *guard = None;
+        give_up(&mut guard, &self.saved);
         f()
     }
 
@@ -1768,6 +1791,13 @@ impl Module {
         }
         let r = self.tpm_do(|t| t.random(len))?;
         Ok(r.to_vec())
+    }
+}
+
+/// Gives a connection up, keeping the contexts of its loaded keys for the next one.
+fn give_up(guard: &mut Option<Tpm>, saved: &Mutex<Option<tpm::SavedObjects>>) {
+    if let Some(mut t) = guard.take() {
+        *saved.lock() = Some(t.save_objects());
     }
 }
 

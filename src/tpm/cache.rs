@@ -85,6 +85,14 @@ impl ObjectCache {
         });
     }
 
+    /// Takes over an entry (saved by another connection of this process).
+    pub(crate) fn insert_entry(&mut self, mut e: Entry) {
+        self.clock += 1;
+        e.last_use = self.clock;
+        self.entries.retain(|x| x.id != e.id);
+        self.entries.push(e);
+    }
+
     pub(crate) fn remove(&mut self, id: &ObjectId) -> Option<Entry> {
         let pos = self.entries.iter().position(|e| &e.id == id)?;
         Some(self.entries.swap_remove(pos))

@@ -97,6 +97,10 @@ pub struct SrkRecord {
 /// A secret destined for a TPM authValue; zeroized when dropped.
 pub type AuthValue = Zeroizing<Vec<u8>>;
 
+/// Objects context-saved from a connection that was given up (see [`Tpm::save_objects`]).
+#[derive(Debug, Default)]
+pub struct SavedObjects(Vec<cache::Entry>);
+
 /// The public half of a user key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublicKey {
@@ -792,6 +796,36 @@ impl Tpm {
         }
     }
 
+    /// Context-saves every cached object and takes the saved contexts out of this
+    /// connection, which is about to be given up: a later connection to the same TPM
+    /// loads them back ([`Tpm::restore_objects`]) without the card storage key's auth, so a
+    /// logged-in session keeps using its keys through a TPM lockout (DESIGN.md §2). The
+    /// contexts stay in memory, never on disk.
+    pub fn save_objects(&mut self) -> SavedObjects {
+        let mut out = Vec::new();
+        for mut e in self.cache.drain() {
+            if let Residence::Loaded(h) = e.residence {
+                match self.ctx.context_save(h.into()) {
+                    Ok(ctx) => e.residence = Residence::Saved(ctx),
+                    Err(_) => {
+                        let _ = self.ctx.flush_context(h.into());
+                        continue;
+                    }
+                }
+                let _ = self.ctx.flush_context(h.into());
+            }
+            out.push(e);
+        }
+        SavedObjects(out)
+    }
+
+    /// Takes over contexts another connection of this process saved.
+    pub fn restore_objects(&mut self, saved: SavedObjects) {
+        for e in saved.0 {
+            self.cache.insert_entry(e);
+        }
+    }
+
     /// Flushes every cached object, the salted session and a transient SRK.
     pub fn flush_all(&mut self) {
         self.flush_objects();
@@ -1014,22 +1048,26 @@ impl Tpm {
                 break;
             }
         }
-        match saved {
-            Some((ctx, auth)) => {
-                let h = self.retry_with_room_keep(keep, |c| c.context_load(ctx.clone()))?;
-                if let Some(a) = &auth {
-                    self.set_auth(h, a)?;
+        if let Some((ctx, auth)) = saved {
+            match self.retry_with_room_keep(keep, |c| c.context_load(ctx.clone())) {
+                Ok(h) => {
+                    if let Some(a) = &auth {
+                        self.set_auth(h, a)?;
+                    }
+                    let kh = KeyHandle::from(h);
+                    self.cache.mark_loaded(&id, kh);
+                    return Ok(kh);
                 }
-                let kh = KeyHandle::from(h);
-                self.cache.mark_loaded(&id, kh);
-                Ok(kh)
-            }
-            None => {
-                let h = self.retry_with_room_keep(keep, |c| load(c))?;
-                self.cache.insert(id, h, None);
-                Ok(h)
+                // A context from before a TPM restart: load the blob again.
+                Err(TpmError::Memory(c)) => return Err(TpmError::Memory(c)),
+                Err(_) => {
+                    self.cache.remove(&id);
+                }
             }
         }
+        let h = self.retry_with_room_keep(keep, |c| load(c))?;
+        self.cache.insert(id, h, None);
+        Ok(h)
     }
 
     /// Context-saves and flushes the least recently used cached object. False when there

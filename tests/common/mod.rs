@@ -1468,3 +1468,18 @@ pub fn assert_output_has(out: &Output, needle: &str, what: &str) {
         out.stderr
     );
 }
+
+// ---- Helpers for tests/p11_security.rs and tests/wire_module.rs (added; the ones above
+// ---- are unchanged).
+
+/// Sets one more environment variable for the module loaded into this process (e.g.
+/// DBUS_SESSION_BUS_ADDRESS for the tabrmd TCTI). Same rules as [`set_module_env`]: call
+/// it before the test starts a thread and before the module is loaded.
+#[allow(unsafe_code)]
+pub fn set_test_env(key: &str, value: &str) {
+    // SAFETY: as in set_module_env: each test runs in its own process (nextest) and this
+    // runs before any thread of the test starts and before the module is loaded.
+    unsafe {
+        std::env::set_var(key, value);
+    }
+}
