@@ -479,14 +479,14 @@ impl Module {
             );
             return Ok(());
         }
-        let csk_auth = self.check_pin(&card_id, pin)?;
-        let login = self.user_login(&card_id, csk_auth)?;
+        let login = self.check_pin(&card_id, pin)?;
         self.set_login(slot, login);
         Ok(())
     }
 
-    /// Checks a PIN with the TPM (counting it), returning the CSK authValue.
-    fn check_pin(&self, card_id: &str, pin: &[u8]) -> Result<tpm::AuthValue> {
+    /// Checks a PIN with the TPM (counting it); the login state it opens: the CSK
+    /// authValue with the CSK blob and SRK record just read.
+    fn check_pin(&self, card_id: &str, pin: &[u8]) -> Result<Login> {
         let card = open_card(&self.store, card_id)?;
         let csk: ObjectFile = card.dir.read(CSK_FILE)?;
         let auth = card.pin_auth(pin);
@@ -494,7 +494,11 @@ impl Module {
         self.ensure_tpm(&mut guard)?;
         let r = card.attempt_with(Counter::Pin, &mut guard, |t| t.check_auth(&csk.blob, &auth));
         self.release_if_shared(&mut guard, r.is_err());
-        r.map(|()| auth)
+        r.map(|()| Login::User {
+            csk_auth: auth,
+            csk: csk.blob,
+            srk: card.record.srk.clone(),
+        })
     }
 
     fn context_login(&self, h: CK_SESSION_HANDLE, slot: CK_SLOT_ID, pin: &[u8]) -> Result<()> {
