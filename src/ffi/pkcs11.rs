@@ -127,6 +127,21 @@ fn size_check(out: *mut u8, len_ptr: *mut CK_ULONG, needed: usize) -> Result<boo
     Ok(true)
 }
 
+/// The two-call convention around an output whose size `need` is known without running
+/// the operation: a size query or a short buffer is answered (the operation stays
+/// active); otherwise `produce` runs and its output is written.
+fn sized_output(
+    out: *mut u8,
+    len_ptr: *mut CK_ULONG,
+    need: usize,
+    produce: impl FnOnce() -> Result<Vec<u8>>,
+) -> Result<()> {
+    if !size_check(out, len_ptr, need)? {
+        return Ok(());
+    }
+    write_out(out, len_ptr, &produce()?)
+}
+
 /// Copies `data` to `out` (size already checked) and writes its length.
 fn write_out(out: *mut u8, len_ptr: *mut CK_ULONG, data: &[u8]) -> Result<()> {
     let have = usize_of(get(len_ptr as *const CK_ULONG)?)?;
@@ -911,12 +926,7 @@ pub unsafe extern "C" fn C_Sign(
 ) -> CK_RV {
     entry(|m| {
         let d = bytes(data, len)?;
-        let need = m.sign_len(h)?;
-        if !size_check(sig, sig_len, need)? {
-            return Ok(());
-        }
-        let s = m.sign(h, Some(d))?;
-        write_out(sig, sig_len, &s)
+        sized_output(sig, sig_len, m.sign_len(h)?, || m.sign(h, Some(d)))
     })
 }
 
@@ -944,14 +954,7 @@ pub unsafe extern "C" fn C_SignFinal(
     sig: *mut CK_BYTE,
     sig_len: *mut CK_ULONG,
 ) -> CK_RV {
-    entry(|m| {
-        let need = m.sign_len(h)?;
-        if !size_check(sig, sig_len, need)? {
-            return Ok(());
-        }
-        let s = m.sign(h, None)?;
-        write_out(sig, sig_len, &s)
-    })
+    entry(|m| sized_output(sig, sig_len, m.sign_len(h)?, || m.sign(h, None)))
 }
 
 #[unsafe(no_mangle)]
@@ -1022,12 +1025,7 @@ pub unsafe extern "C" fn C_Encrypt(
 ) -> CK_RV {
     entry(|m| {
         let d = bytes(data, len)?;
-        let need = m.encrypt_len(h)?;
-        if !size_check(out, out_len, need)? {
-            return Ok(());
-        }
-        let c = m.encrypt(h, d)?;
-        write_out(out, out_len, &c)
+        sized_output(out, out_len, m.encrypt_len(h)?, || m.encrypt(h, d))
     })
 }
 
@@ -1087,12 +1085,9 @@ pub unsafe extern "C" fn C_Digest(
 ) -> CK_RV {
     entry(|m| {
         let d = bytes(data, len)?;
-        let need = m.digest_len(h)?;
-        if !size_check(out, out_len, need)? {
-            return Ok(());
-        }
-        let r = m.digest_final(h, Some(d))?;
-        write_out(out, out_len, &r)
+        sized_output(out, out_len, m.digest_len(h)?, || {
+            m.digest_final(h, Some(d))
+        })
     })
 }
 
@@ -1111,14 +1106,7 @@ pub unsafe extern "C" fn C_DigestFinal(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    entry(|m| {
-        let need = m.digest_len(h)?;
-        if !size_check(out, out_len, need)? {
-            return Ok(());
-        }
-        let r = m.digest_final(h, None)?;
-        write_out(out, out_len, &r)
-    })
+    entry(|m| sized_output(out, out_len, m.digest_len(h)?, || m.digest_final(h, None)))
 }
 
 /// Keys never leave the TPM, so they cannot be digested.
