@@ -273,8 +273,10 @@ impl Module {
             .slots
             .get(&slot)
             .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))?;
-        let r = &s.record;
-        let dir = provision::find(&self.store, &s.card_id).map(|(d, _)| d)?;
+        // The card's files, not the slot's copy: another process (or C_InitPIN) may have
+        // changed the record since the last C_GetSlotList.
+        let (dir, record) = provision::find(&self.store, &s.card_id)?;
+        let r = &record;
         let counters: card::Counters = dir.read(card::COUNTERS_FILE)?;
         let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED;
         if r.pin_initialized {
@@ -1400,7 +1402,8 @@ impl Module {
             match s.op.take() {
                 Some(Operation::Sign(op)) => {
                     if op.needs_context_login {
-                        s.op = Some(Operation::Sign(op));
+                        // Like every failed C_Sign, this ends the operation (PKCS#11 2.40
+                        // §5.12): C_SignInit, C_Login(CKU_CONTEXT_SPECIFIC), C_Sign.
                         return Err(ckr(
                             CKR_USER_NOT_LOGGED_IN,
                             "this key needs the PIN again (CKU_CONTEXT_SPECIFIC)",
