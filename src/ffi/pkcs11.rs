@@ -1,6 +1,6 @@
 //! The PKCS#11 entry points of libtpmvsc.so (2.40 function list, and the 3.0 interface
 //! through C_GetInterfaceList / C_GetInterface). Every function is one call to
-//! [`entry`], which catches panics, checks that the module is initialized in this
+//! `entry`, which catches panics, checks that the module is initialized in this
 //! process, and maps the inner `Result` to a CK_RV. Raw pointers are turned into owned
 //! values here and never go further.
 //!

@@ -39,7 +39,7 @@ pub fn format(
     format_with(store, card_ref, auth, new_pin, true)
 }
 
-/// [`format`] with the choice to leave the user PIN unknown (C_InitToken: the PIN set is
+/// [`format()`] with the choice to leave the user PIN unknown (C_InitToken: the PIN set is
 /// random until the SO sets one with C_InitPIN; the token shows no user PIN till then).
 pub fn format_with(
     store: &Store,
