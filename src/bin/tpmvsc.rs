@@ -443,11 +443,20 @@ fn main() -> ExitCode {
                 );
             }
             let text = e.to_string();
-            let first = text
+            // One line: clap's first paragraph (it lists missing arguments on lines of
+            // their own), joined.
+            let first: Vec<&str> = text
                 .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let first = first.join(" ");
+            let first = first.trim_start_matches("error: ");
+            let first = if first.is_empty() {
+                "invalid arguments"
+            } else {
+                first
+            };
             eprintln!("tpmvsc: {first} (see `tpmvsc --help`)");
             return ExitCode::from(2);
         }
