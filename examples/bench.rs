@@ -365,7 +365,13 @@ fn measure_module(
     });
     set(t, "C_GenerateRandom 32 bytes", |r| r.ours = Some(f));
 
-    throughput(&p, &s, &h, if scale(10) < 10 { 0.5 } else { 1.5 }, &mut extra);
+    throughput(
+        &p,
+        &s,
+        &h,
+        if scale(10) < 10 { 0.5 } else { 1.5 },
+        &mut extra,
+    );
 
     // Memory: resident growth over 10,000 signatures.
     let before = rss_kib();
@@ -458,7 +464,6 @@ fn throughput(p: &Pkcs11, s: &Session, h: &[u8], secs: f64, extra: &mut BTreeMap
             format!("{rate:.0} sig/s ({:.2}× one thread)", rate / one),
         );
     }
-
 }
 
 fn store_size(path: &Path) -> String {
@@ -591,8 +596,16 @@ fn measure_floor(
     let exe = std::env::current_exe().expect("exe");
     let mut cold = Vec::new();
     for _ in 0..scale(15) {
-        if let Ok(out) = Command::new(&exe).arg("--child-floor-login").arg(tcti).arg(st.root()).output() {
-            let us: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+        if let Ok(out) = Command::new(&exe)
+            .arg("--child-floor-login")
+            .arg(tcti)
+            .arg(st.root())
+            .output()
+        {
+            let us: u64 = String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0);
             if us > 0 {
                 cold.push(Duration::from_micros(us));
             }
