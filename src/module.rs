@@ -1396,30 +1396,21 @@ impl Module {
     /// Finishes the sign operation with `last` (C_Sign) or without (C_SignFinal).
     pub fn sign(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>) -> Result<Vec<u8>> {
         let (slot, _, _) = self.session_view(h)?;
-        let mut op = {
-            let mut st = self.state.lock();
-            let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
-            match s.op.take() {
-                Some(Operation::Sign(op)) => {
-                    if op.needs_context_login {
-                        // Like every failed C_Sign, this ends the operation (PKCS#11 2.40
-                        // §5.12): C_SignInit, C_Login(CKU_CONTEXT_SPECIFIC), C_Sign.
-                        return Err(ckr(
-                            CKR_USER_NOT_LOGGED_IN,
-                            "this key needs the PIN again (CKU_CONTEXT_SPECIFIC)",
-                        ));
-                    }
-                    if last.is_some() && op.multipart {
-                        return Err(ckr(CKR_OPERATION_ACTIVE, "C_Sign after C_SignUpdate"));
-                    }
-                    op
-                }
-                other => {
-                    s.op = other;
-                    return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no sign operation"));
-                }
-            }
-        };
+        let mut op = self.take_op(h, "sign", |op| match op {
+            Operation::Sign(op) => Ok(op),
+            other => Err(Box::new(other)),
+        })?;
+        // Either error below ends the operation, as every failed C_Sign does.
+        if op.needs_context_login {
+            // PKCS#11 2.40 §5.12: C_SignInit, C_Login(CKU_CONTEXT_SPECIFIC), C_Sign.
+            return Err(ckr(
+                CKR_USER_NOT_LOGGED_IN,
+                "this key needs the PIN again (CKU_CONTEXT_SPECIFIC)",
+            ));
+        }
+        if last.is_some() && op.multipart {
+            return Err(ckr(CKR_OPERATION_ACTIVE, "C_Sign after C_SignUpdate"));
+        }
         let obj = self.object_for(h, op.key)?;
         let input = op.finish_input(last);
         let public = obj.public_key()?;
@@ -1485,17 +1476,10 @@ impl Module {
 
     /// Finishes a verify operation; Ok when the signature verifies.
     pub fn verify(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>, sig: &[u8]) -> Result<()> {
-        let mut op = {
-            let mut st = self.state.lock();
-            let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
-            match s.op.take() {
-                Some(Operation::Verify(op)) => op,
-                other => {
-                    s.op = other;
-                    return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no verify operation"));
-                }
-            }
-        };
+        let mut op = self.take_op(h, "verify", |op| match op {
+            Operation::Verify(op) => Ok(op),
+            other => Err(Box::new(other)),
+        })?;
         let obj = self.object_for(h, op.key)?;
         let input = op.finish_input(last);
         let public = obj.public_key()?;
@@ -1573,17 +1557,10 @@ impl Module {
         capacity: usize,
     ) -> Result<std::result::Result<Zeroizing<Vec<u8>>, usize>> {
         let (slot, _, _) = self.session_view(h)?;
-        let (key, mech, held) = {
-            let mut st = self.state.lock();
-            let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
-            match s.op.take() {
-                Some(Operation::Decrypt { key, mech, held }) => (key, mech, held),
-                other => {
-                    s.op = other;
-                    return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no decrypt operation"));
-                }
-            }
-        };
+        let (key, mech, held) = self.take_op(h, "decrypt", |op| match op {
+            Operation::Decrypt { key, mech, held } => Ok((key, mech, held)),
+            other => Err(Box::new(other)),
+        })?;
         let plain = match held {
             Some(p) => p,
             None => {
@@ -1649,17 +1626,10 @@ impl Module {
     }
 
     pub fn encrypt(&self, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<Vec<u8>> {
-        let (key, mech) = {
-            let mut st = self.state.lock();
-            let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
-            match s.op.take() {
-                Some(Operation::Encrypt { key, mech }) => (key, mech),
-                other => {
-                    s.op = other;
-                    return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no encrypt operation"));
-                }
-            }
-        };
+        let (key, mech) = self.take_op(h, "encrypt", |op| match op {
+            Operation::Encrypt { key, mech } => Ok((key, mech)),
+            other => Err(Box::new(other)),
+        })?;
         let obj = self.object_for(h, key)?;
         let public = obj.public_key()?;
         let (n, e) = rsa_parts(&public)?;
@@ -1699,20 +1669,39 @@ impl Module {
     }
 
     pub fn digest_final(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>) -> Result<Vec<u8>> {
+        let mut d = self.take_op(h, "digest", |op| match op {
+            Operation::Digest(d) => Ok(d),
+            other => Err(Box::new(other)),
+        })?;
+        if let Some(x) = last {
+            d.update(x);
+        }
+        Ok(d.finalize())
+    }
+
+    /// Takes the session's active operation out when `pick` accepts it (the operation ends
+    /// there, whatever follows); otherwise leaves it in place and answers
+    /// CKR_OPERATION_NOT_INITIALIZED for a `what` operation.
+    fn take_op<T>(
+        &self,
+        h: CK_SESSION_HANDLE,
+        what: &str,
+        pick: impl FnOnce(Operation) -> std::result::Result<T, Box<Operation>>,
+    ) -> Result<T> {
         let mut st = self.state.lock();
         let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
-        match s.op.take() {
-            Some(Operation::Digest(mut d)) => {
-                if let Some(x) = last {
-                    d.update(x);
-                }
-                Ok(d.finalize())
-            }
-            other => {
-                s.op = other;
-                Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no digest operation"))
-            }
-        }
+        let refused = match s.op.take() {
+            Some(op) => match pick(op) {
+                Ok(t) => return Ok(t),
+                Err(op) => Some(*op),
+            },
+            None => None,
+        };
+        s.op = refused;
+        Err(ckr(
+            CKR_OPERATION_NOT_INITIALIZED,
+            &format!("no {what} operation"),
+        ))
     }
 
     /// Ends the active operation (after an error the edge decides it ends).
