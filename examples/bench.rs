@@ -234,6 +234,24 @@ fn rsa_pair(s: &Session, token: bool) -> (ObjectHandle, ObjectHandle) {
         .expect("RSA key pair")
 }
 
+/// Logout then login, timed `n` times.
+fn warm_logins(s: &Session, n: usize) -> Figure {
+    time_n(n, || {
+        s.logout().expect("logout");
+        s.login(UserType::User, Some(&AuthPin::new(PIN.into())))
+            .expect("login");
+    })
+}
+
+/// The private key with this label.
+fn private_key(s: &Session, label: &str) -> ObjectHandle {
+    s.find_objects(&[
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::Label(label.into()),
+    ])
+    .expect("find")[0]
+}
+
 fn digest_info(hash: &[u8]) -> Vec<u8> {
     let mut v = hex::decode("3031300d060960864801650304020105000420").expect("prefix");
     v.extend_from_slice(hash);
@@ -288,11 +306,7 @@ fn measure_module(
 
     let p = load(path);
     let s = login(&p, None);
-    let warm = time_n(scale(50), || {
-        s.logout().expect("logout");
-        s.login(UserType::User, Some(&AuthPin::new(PIN.into())))
-            .expect("login");
-    });
+    let warm = warm_logins(&s, scale(50));
     set(t, "C_Login (warm)", |r| r.ours = Some(warm));
 
     let mut rsa_keys = Vec::new();
@@ -437,12 +451,7 @@ fn throughput(p: &Pkcs11, s: &Session, h: &[u8], secs: f64, extra: &mut BTreeMap
                     let h = &h;
                     sc.spawn(move || {
                         let ts = p.open_ro_session(slot).expect("session");
-                        let key = ts
-                            .find_objects(&[
-                                Attribute::Class(ObjectClass::PRIVATE_KEY),
-                                Attribute::Label("bench-ec".into()),
-                            ])
-                            .expect("find")[0];
+                        let key = private_key(&ts, "bench-ec");
                         let end = Instant::now() + Duration::from_secs_f64(secs);
                         let mut n = 0;
                         while Instant::now() < end {
@@ -564,12 +573,7 @@ fn child_floor_login(tcti: &str, store: &str) {
 fn child_sign(path: &str, n: usize, label: &str) {
     let p = load(Path::new(path));
     let s = login(&p, Some("bench"));
-    let key = s
-        .find_objects(&[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Label(label.into()),
-        ])
-        .expect("find")[0];
+    let key = private_key(&s, label);
     let h = Sha256::digest(b"two processes").to_vec();
     let t = Instant::now();
     for _ in 0..n {
@@ -711,20 +715,11 @@ fn measure_tpm2_pkcs11(
     {
         let p = load(&ours);
         let s = login(&p, Some("bench"));
-        let warm = time_n(scale(30), || {
-            s.logout().expect("logout");
-            s.login(UserType::User, Some(&AuthPin::new(PIN.into())))
-                .expect("login");
-        });
+        let warm = warm_logins(&s, scale(30));
         set(t, &format!("C_Login (warm){suffix}"), |r| {
             r.ours = Some(warm)
         });
-        let ec = s
-            .find_objects(&[
-                Attribute::Class(ObjectClass::PRIVATE_KEY),
-                Attribute::Label("bench-ec".into()),
-            ])
-            .expect("find")[0];
+        let ec = private_key(&s, "bench-ec");
         let h = Sha256::digest(b"benchmark").to_vec();
         let f = time_n(scale(300), || {
             s.sign(&Mechanism::Ecdsa, ec, &h).expect("ECDSA");
@@ -804,11 +799,7 @@ fn measure_tpm2_pkcs11(
     });
     let p = load(&lib);
     let s = login(&p, Some("tpm2bench"));
-    let warm = time_n(scale(20), || {
-        s.logout().expect("logout");
-        s.login(UserType::User, Some(&AuthPin::new(PIN.into())))
-            .expect("login");
-    });
+    let warm = warm_logins(&s, scale(20));
     set(t, &format!("C_Login (warm){suffix}"), |r| {
         r.tpm2_pkcs11 = Some(warm)
     });
