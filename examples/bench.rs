@@ -562,11 +562,11 @@ fn child_floor_login(tcti: &str, store: &str) {
     let st = tpmvsc::store::Store::at(store);
     let t = Instant::now();
     let (dir, record) = tpmvsc::provision::find(&st, "bench").expect("card");
-    let csk: tpmvsc::card::ObjectFile = dir.read(tpmvsc::card::CSK_FILE).expect("csk");
+    let keys = tpmvsc::provision::pin::read_keys(&dir, &record).expect("card keys");
     let auth = tpmvsc::card::pin_auth(&record.pin_salt, PIN.as_bytes());
     let mut tpm = tpmvsc::tpm::Tpm::open_tcti(tcti).expect("TPM");
     tpm.use_srk(&record.srk).expect("SRK");
-    tpm.check_auth(&csk.blob, &auth).expect("login");
+    tpm.check_pin(keys.csk_ref(), &auth).expect("login");
     println!("{}", t.elapsed().as_micros());
 }
 
@@ -593,7 +593,8 @@ fn measure_floor(
     use tpmvsc::tpm::{Tpm, templates::UserKeyKind};
     std::thread::sleep(Duration::from_millis(300)); // the module's idle release
     let (dir, record) = tpmvsc::provision::find(st, "bench").expect("card");
-    let csk: tpmvsc::card::ObjectFile = dir.read(tpmvsc::card::CSK_FILE).expect("csk");
+    let keys = tpmvsc::provision::pin::read_keys(&dir, &record).expect("card keys");
+    let csk = keys.csk_ref();
     let auth = tpmvsc::card::pin_auth(&record.pin_salt, PIN.as_bytes());
     // Cold: in a fresh process (OpenSSL and the TCTI library load there too), a new
     // connection, the SRK, a new salted session, the CSK loaded, PolicySecret.
@@ -624,13 +625,13 @@ fn measure_floor(
     // flushes it), PolicySecret.
     let f = time_n(scale(50), || {
         tpm.flush_objects();
-        tpm.check_auth(&csk.blob, &auth).expect("login")
+        tpm.check_pin(csk, &auth).expect("login")
     });
     set(t, "C_Login (warm)", |r| r.floor = Some(f));
     let mut ec = None;
     let g = time_n(scale(30), || {
         ec = Some(
-            tpm.create_user_key(&csk.blob, &auth, UserKeyKind::EccP256)
+            tpm.create_user_key(csk, &auth, UserKeyKind::EccP256)
                 .expect("EC key"),
         )
     });
@@ -638,7 +639,7 @@ fn measure_floor(
     let mut rsa = None;
     let g = time_n(scale(5), || {
         rsa = Some(
-            tpm.create_user_key(&csk.blob, &auth, UserKeyKind::Rsa2048)
+            tpm.create_user_key(csk, &auth, UserKeyKind::Rsa2048)
                 .expect("RSA key"),
         )
     });
@@ -646,14 +647,12 @@ fn measure_floor(
     let (ec_blob, _) = ec.expect("EC key");
     let (rsa_blob, rsa_pub) = rsa.expect("RSA key");
     let h = Sha256::digest(b"benchmark").to_vec();
-    let k = tpm.load_user_key(&csk.blob, &auth, &ec_blob).expect("load");
+    let k = tpm.load_user_key(csk, &auth, &ec_blob).expect("load");
     let f = time_n(scale(300), || {
         tpm.sign_ecdsa(k, &h).expect("ECDSA");
     });
     set(t, "C_Sign ECDSA P-256", |r| r.floor = Some(f));
-    let k = tpm
-        .load_user_key(&csk.blob, &auth, &rsa_blob)
-        .expect("load");
+    let k = tpm.load_user_key(csk, &auth, &rsa_blob).expect("load");
     let em = tpmvsc::mechanism::rsa::pkcs1_sign_pad(&digest_info(&h), 256).expect("pad");
     let f = time_n(scale(100), || {
         tpm.rsa_raw(k, &em, false).expect("RSA sign");

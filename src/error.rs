@@ -146,7 +146,12 @@ impl Error {
                 TpmError::AuthFail => CKR_PIN_INCORRECT,
                 TpmError::Lockout => CKR_PIN_LOCKED,
                 TpmError::Memory(_) => CKR_DEVICE_MEMORY,
-                TpmError::Cleared => CKR_TOKEN_NOT_RECOGNIZED,
+                TpmError::Cleared
+                | TpmError::SaltKeySubstituted
+                | TpmError::Revoked
+                | TpmError::CounterGone
+                | TpmError::UnexpectedObject(_) => CKR_TOKEN_NOT_RECOGNIZED,
+                TpmError::NvFull => CKR_DEVICE_MEMORY,
                 TpmError::NoTpm { .. }
                 | TpmError::Gone(_)
                 | TpmError::Policy(_)

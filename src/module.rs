@@ -16,7 +16,7 @@ use cryptoki_sys::*;
 use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
-use crate::card::{self, CSK_FILE, CardRecord, Counter, ObjectFile, PUK_FILE};
+use crate::card::{self, CardRecord, Counter, ObjectFile, PUK_FILE};
 use crate::error::{Error, Result};
 use crate::mechanism::{self, HashAlg, ec::Curve};
 use crate::object::{self, Attrs, KeyPairRequest, Object, ObjectRecord, ckr};
@@ -33,11 +33,11 @@ const IDLE_RELEASE_MS: u64 = 100;
 /// Who is logged in to a card, with what the TPM needs to use its keys.
 #[derive(Debug)]
 enum Login {
-    /// The PIN-derived authValue of the card storage key, with the CSK blob and the SRK
-    /// record read at login (keys load without touching the disk).
+    /// The PIN-derived authValue of the card storage key, with the card's keys (guard,
+    /// CSK) and the SRK record read at login (keys load without touching the disk).
     User {
         csk_auth: tpm::AuthValue,
-        csk: Blob,
+        keys: card::CardKeys,
         srk: tpm::SrkRecord,
     },
     /// The PUK (security officer).
@@ -490,15 +490,17 @@ impl Module {
     /// authValue with the CSK blob and SRK record just read.
     fn check_pin(&self, card_id: &str, pin: &[u8]) -> Result<Login> {
         let card = open_card(&self.store, card_id)?;
-        let csk: ObjectFile = card.dir.read(CSK_FILE)?;
+        let keys = card.keys()?;
         let auth = card.pin_auth(pin);
         let mut guard = self.tpm.lock();
         self.ensure_tpm(&mut guard)?;
-        let r = card.attempt_with(Counter::Pin, &mut guard, |t| t.check_auth(&csk.blob, &auth));
+        let r = card.attempt_with(Counter::Pin, &mut guard, |t| {
+            t.check_pin(keys.csk_ref(), &auth)
+        });
         self.release_if_shared(&mut guard, r.is_err());
         r.map(|()| Login::User {
             csk_auth: auth,
-            csk: csk.blob,
+            keys,
             srk: card.record.srk.clone(),
         })
     }
@@ -527,10 +529,10 @@ impl Module {
     /// The user's login state: the authValue and what loading keys needs from disk.
     fn user_login(&self, card_id: &str, csk_auth: tpm::AuthValue) -> Result<Login> {
         let (dir, record) = provision::find(&self.store, card_id)?;
-        let csk: ObjectFile = dir.read(CSK_FILE)?;
+        let keys = provision::pin::read_keys(&dir, &record)?;
         Ok(Login::User {
             csk_auth,
-            csk: csk.blob,
+            keys,
             srk: record.srk,
         })
     }
@@ -1155,11 +1157,11 @@ impl Module {
                 "the card is not formatted yet (`tpmvsc format`)",
             ));
         }
-        let csk: ObjectFile = card.0.read(CSK_FILE)?;
+        let keys = provision::pin::read_keys(&card.0, &card.1)?;
         let srk = card.1.srk.clone();
         let (blob, key) = self.tpm_do(|t| {
             t.use_srk(&srk)?;
-            t.create_user_key(&csk.blob, &csk_auth, kind)
+            t.create_user_key(keys.csk_ref(), &csk_auth, kind)
         })?;
         let pick = |t: &Attrs, list: &[CK_ATTRIBUTE_TYPE]| -> Attrs {
             list.iter()
@@ -1456,20 +1458,22 @@ impl Module {
         &self,
         slot: CK_SLOT_ID,
         blob: &Blob,
-        f: impl FnOnce(&mut Tpm, tss_esapi::handles::KeyHandle) -> std::result::Result<T, TpmError>,
+        f: impl FnOnce(&mut Tpm, tpm::KeyRef) -> std::result::Result<T, TpmError>,
     ) -> Result<T> {
-        let (csk_auth, csk, srk) = {
+        let (csk_auth, keys, srk) = {
             let st = self.state.lock();
             match st.slots.get(&slot).and_then(|s| s.login.as_ref()) {
-                Some(Login::User { csk_auth, csk, srk }) => {
-                    (csk_auth.clone(), csk.clone(), srk.clone())
-                }
+                Some(Login::User {
+                    csk_auth,
+                    keys,
+                    srk,
+                }) => (csk_auth.clone(), keys.clone(), srk.clone()),
                 _ => return Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first")),
             }
         };
         self.tpm_do(|t| {
             t.use_srk(&srk)?;
-            let k = t.load_user_key(&csk, &csk_auth, blob)?;
+            let k = t.load_user_key(keys.csk_ref(), &csk_auth, blob)?;
             f(t, k)
         })
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::tpm::{self, Tpm};
+use crate::tpm::Tpm;
 
 /// DA parameters the simulator sets: lockout after 32 failures, one forgotten every
 /// 10 minutes, 10 minutes after a wrong lockout authorization (as Windows).
@@ -123,10 +123,9 @@ pub fn launch(state_dir: &Path, daemon: bool) -> Result<Launched> {
 /// First-time set-up of a fresh simulator TPM: DA parameters, then the SRK persisted at
 /// 0x81000001.
 pub fn provision(tcti: &str, max_tries: u32, recovery: u32, lockout_recovery: u32) -> Result<()> {
-    tpm::raw::set_da_parameters(tcti, &[], max_tries, recovery, lockout_recovery)?;
     let mut t = Tpm::open_tcti(tcti)?;
-    let srk = t.choose_srk()?;
-    t.persist_srk(&srk)?;
+    t.set_da_parameters(&[], max_tries, recovery, lockout_recovery)?;
+    t.persist_srk()?;
     Ok(())
 }
 

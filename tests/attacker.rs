@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use tpmvsc::card::{
-    self, ADMIN_FILE, AdminFile, CARD_FILE, CSK_FILE, CardRecord, ObjectFile, PUK_FILE,
+    self, ADMIN_FILE, AdminFile, CARD_FILE, CardKeys, CardRecord, ObjectFile, PUK_FILE,
 };
 use tpmvsc::tpm::{Authorizer, Blob, Tpm, TpmError, policy, templates};
 
@@ -18,7 +18,7 @@ const ADMIN_KEY: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928";
 /// What an attacker reads from a card directory.
 struct Loot {
     record: CardRecord,
-    csk: Blob,
+    keys: CardKeys,
     puk: Option<Blob>,
     admin: Option<Blob>,
 }
@@ -26,7 +26,7 @@ struct Loot {
 fn loot(store: &TestStore, card: &str) -> Loot {
     let s = store.store();
     let (dir, record) = tpmvsc::provision::find(&s, card).expect("finding the card");
-    let csk: ObjectFile = dir.read(CSK_FILE).expect("csk.json");
+    let keys = tpmvsc::provision::pin::read_keys(&dir, &record).expect("the card's keys");
     let puk = dir
         .has(PUK_FILE)
         .then(|| dir.read::<ObjectFile>(PUK_FILE).expect("puk.json").blob);
@@ -35,7 +35,7 @@ fn loot(store: &TestStore, card: &str) -> Loot {
         .then(|| dir.read::<AdminFile>(ADMIN_FILE).expect("admin.json").blob);
     Loot {
         record,
-        csk: csk.blob,
+        keys,
         puk,
         admin,
     }
@@ -109,7 +109,7 @@ fn without_pin_puk_or_admin_key_nobody_sets_a_new_pin() {
         let mut tpm = open(&tcti, &p.record);
         let wrong = card::pin_auth(&p.record.pin_salt, b"12345678");
         let r = tpm.change_csk_auth(
-            &p.csk,
+            p.keys.csk_ref(),
             &p.record.branches(),
             Authorizer::Pin(&wrong),
             &new_auth,
@@ -120,7 +120,7 @@ fn without_pin_puk_or_admin_key_nobody_sets_a_new_pin() {
             "(a) PIN branch, guessed PIN"
         );
         let r = tpm.change_csk_auth(
-            &a.csk,
+            a.keys.csk_ref(),
             &a.record.branches(),
             Authorizer::Pin(&wrong),
             &new_auth,
@@ -140,7 +140,7 @@ fn without_pin_puk_or_admin_key_nobody_sets_a_new_pin() {
             auth: &guessed,
             is_puk: true,
         };
-        let r = tpm.change_csk_auth(&p.csk, &p.record.branches(), how, &new_auth);
+        let r = tpm.change_csk_auth(p.keys.csk_ref(), &p.record.branches(), how, &new_auth);
         assert_eq!(
             r.err(),
             Some(TpmError::AuthFail),
@@ -157,7 +157,7 @@ fn without_pin_puk_or_admin_key_nobody_sets_a_new_pin() {
             auth: &x,
             is_puk: false,
         };
-        let r = tpm.change_csk_auth(&a.csk, &a.record.branches(), how, &new_auth);
+        let r = tpm.change_csk_auth(a.keys.csk_ref(), &a.record.branches(), how, &new_auth);
         assert_eq!(
             r.err(),
             Some(TpmError::AuthFail),
@@ -169,7 +169,7 @@ fn without_pin_puk_or_admin_key_nobody_sets_a_new_pin() {
             auth: &x,
             is_puk: false,
         };
-        let r = tpm.change_csk_auth(&p.csk, &p.record.branches(), how, &new_auth);
+        let r = tpm.change_csk_auth(p.keys.csk_ref(), &p.record.branches(), how, &new_auth);
         assert_eq!(
             r.err(),
             Some(TpmError::AuthFail),
@@ -202,12 +202,12 @@ fn without_pin_puk_or_admin_key_nobody_sets_a_new_pin() {
                 auth: &known,
                 is_puk,
             };
-            let r = tpm.change_csk_auth(&p.csk, &p.record.branches(), how, &new_auth);
+            let r = tpm.change_csk_auth(p.keys.csk_ref(), &p.record.branches(), how, &new_auth);
             assert!(
                 r.is_err(),
                 "(d) attacker object, real branches (PUK card, is_puk {is_puk}): {r:?}"
             );
-            let r = tpm.change_csk_auth(&a.csk, &a.record.branches(), how, &new_auth);
+            let r = tpm.change_csk_auth(a.keys.csk_ref(), &a.record.branches(), how, &new_auth);
             assert!(
                 r.is_err(),
                 "(d) attacker object, real branches (admin card, is_puk {is_puk}): {r:?}"
@@ -221,12 +221,12 @@ fn without_pin_puk_or_admin_key_nobody_sets_a_new_pin() {
             is_puk: true,
         };
         let forged = policy::branches(Some(&fake.name()), None);
-        let r = tpm.change_csk_auth(&p.csk, &forged, how, &new_auth);
+        let r = tpm.change_csk_auth(p.keys.csk_ref(), &forged, how, &new_auth);
         assert!(
             matches!(r, Err(TpmError::Policy(_))),
             "(e) forged PUK branch on the PUK card: {r:?}"
         );
-        let r = tpm.change_csk_auth(&a.csk, &forged, how, &new_auth);
+        let r = tpm.change_csk_auth(a.keys.csk_ref(), &forged, how, &new_auth);
         assert!(
             matches!(r, Err(TpmError::Policy(_))),
             "(e) forged PUK branch on the admin card: {r:?}"
@@ -237,7 +237,7 @@ fn without_pin_puk_or_admin_key_nobody_sets_a_new_pin() {
             is_puk: false,
         };
         let forged = policy::branches(None, Some(&fake.name()));
-        let r = tpm.change_csk_auth(&a.csk, &forged, how, &new_auth);
+        let r = tpm.change_csk_auth(a.keys.csk_ref(), &forged, how, &new_auth);
         assert!(
             matches!(r, Err(TpmError::Policy(_))),
             "(e) forged admin branch on the admin card: {r:?}"
@@ -277,20 +277,29 @@ fn without_pin_puk_or_admin_key_nobody_sets_a_new_pin() {
             out.code, 0,
             "(f) unblock through a tampered store: {out:#?}"
         );
-        eprintln!("(f) tampered unblock: {out:?}");
+        assert!(
+            out.stderr.contains("altered"),
+            "(f) the refusal says the card's files were altered: {out:#?}"
+        );
     }
     // The refused unblock left the card's CSK as it was.
     assert_eq!(
-        loot(&store, "p").csk,
-        p.csk,
+        loot(&store, "p").keys.csk,
+        p.keys.csk,
         "(f) card p's CSK blob is unchanged"
     );
-    check_pin(&store, &tcti, "p", PIN).expect("(f) the original PIN still works");
+    // While card.json names the attacker's object, the CSK no longer matches the policy
+    // the record implies: the card is refused as altered before any secret is sent.
+    assert_eq!(
+        check_pin(&store, &tcti, "p", PIN),
+        Err(TpmError::UnexpectedObject("card storage key (csk.json)")),
+        "(f) the tampered record is refused"
+    );
     {
         let mut tpm = open(&tcti, &p.record);
         assert_eq!(
-            tpm.check_auth(
-                &p.csk,
+            tpm.check_pin(
+                p.keys.csk_ref(),
                 &card::pin_auth(&p.record.pin_salt, b"Attacker-pin-1")
             ),
             Err(TpmError::AuthFail),
@@ -302,19 +311,20 @@ fn without_pin_puk_or_admin_key_nobody_sets_a_new_pin() {
     // the attacker's values does.
     let mut tpm = open(&tcti, &p.record);
     for (name, l) in [("p", &p), ("a", &a)] {
-        tpm.check_auth(&l.csk, &card::pin_auth(&l.record.pin_salt, PIN.as_bytes()))
-            .unwrap_or_else(|e| {
-                panic!("card {name}: the original PIN no longer opens the CSK: {e}")
-            });
+        tpm.check_pin(
+            l.keys.csk_ref(),
+            &card::pin_auth(&l.record.pin_salt, PIN.as_bytes()),
+        )
+        .unwrap_or_else(|e| panic!("card {name}: the original PIN no longer opens the CSK: {e}"));
         assert_eq!(
-            tpm.check_auth(&l.csk, &new_auth),
+            tpm.check_pin(l.keys.csk_ref(), &new_auth),
             Err(TpmError::AuthFail),
             "card {name}: the attacker's authValue"
         );
         for guess in ["12345678", "Attacker-pin-1", "attacker-puk-1", PUK] {
             assert_eq!(
-                tpm.check_auth(
-                    &l.csk,
+                tpm.check_pin(
+                    l.keys.csk_ref(),
                     &card::pin_auth(&l.record.pin_salt, guess.as_bytes())
                 ),
                 Err(TpmError::AuthFail),
@@ -325,8 +335,8 @@ fn without_pin_puk_or_admin_key_nobody_sets_a_new_pin() {
     drop(tpm);
     // The on-disk CSK of the untouched card is the one we checked.
     assert_eq!(
-        loot(&store, "a").csk,
-        a.csk,
+        loot(&store, "a").keys.csk,
+        a.keys.csk,
         "card a's CSK blob is unchanged"
     );
     check_pin(&store, &tcti, "a", PIN).expect("card a: the original PIN");

@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use common::*;
-use tpmvsc::tpm::{Tpm, TpmError, raw};
+use tpmvsc::tpm::{Tpm, TpmError};
 
 /// A freshly hardened swtpm: its store, CLI and lockout auth file.
 struct Hardened {
@@ -59,7 +59,8 @@ fn on_an_unhardened_tpm_anyone_switches_the_retry_limit_off_and_tpmvsc_says_so()
     assert_eq!(s["lockout_auth_set"], false, "{s:#}");
 
     // An attacker with TPM access and no secret at all.
-    raw::set_da_parameters(&swtpm.tcti(), &[], 100_000, 1, 1)
+    Tpm::open_tcti(&swtpm.tcti())
+        .and_then(|mut t| t.set_da_parameters(&[], 100_000, 1, 1))
         .expect("the empty lockout auth lets anyone change the DA parameters");
     let s = tpm_status(&cli);
     assert_eq!(s["max_tries"], 100_000, "{s:#}");
@@ -130,7 +131,9 @@ fn harden_writes_a_private_lockout_auth_sets_32_tries_and_runs_once() {
     assert_eq!(da_settings(&tpm_status(&cli)), da_settings(&s));
     // The file still holds the TPM's lockout authorization (proved without a wrong try).
     let auth = hex::decode(digits).expect("hex");
-    raw::reset_lockout(&swtpm.tcti(), &auth).expect("the file's auth resets the DA counter");
+    Tpm::open_tcti(&swtpm.tcti())
+        .and_then(|mut t| t.reset_lockout(&auth))
+        .expect("the file's auth resets the DA counter");
 }
 
 #[test]
@@ -142,7 +145,7 @@ fn without_the_lockout_auth_nobody_resets_the_da_counter() {
         .expect_code(3, "a wrong PIN");
     assert_eq!(da_counter(&h.swtpm.tcti()), 1);
     assert_eq!(
-        raw::reset_lockout(&h.swtpm.tcti(), &[]),
+        Tpm::open_tcti(&h.swtpm.tcti()).and_then(|mut t| t.reset_lockout(&[])),
         Err(TpmError::AuthFail),
         "DictionaryAttackLockReset with the empty auth"
     );
@@ -160,7 +163,7 @@ fn without_the_lockout_auth_nobody_changes_the_da_parameters() {
     let h = hardened();
     let before = tpm_status(&h.cli);
     assert_eq!(
-        raw::set_da_parameters(&h.swtpm.tcti(), &[], 100_000, 1, 1),
+        Tpm::open_tcti(&h.swtpm.tcti()).and_then(|mut t| t.set_da_parameters(&[], 100_000, 1, 1)),
         Err(TpmError::AuthFail),
         "DictionaryAttackParameters with the empty auth"
     );
@@ -229,7 +232,9 @@ fn with_the_lockout_auth_the_counter_is_reset_but_the_tpm_is_not_cleared() {
         .check_pin("c", DEFAULT_PIN)
         .ok("the card still works: the TPM was not cleared");
     // The right authorization still works (no wrong one was sent so far).
-    raw::reset_lockout(&h.swtpm.tcti(), &auth).expect("DictionaryAttackLockReset with the auth");
+    Tpm::open_tcti(&h.swtpm.tcti())
+        .and_then(|mut t| t.reset_lockout(&auth))
+        .expect("DictionaryAttackLockReset with the auth");
 
     // Last: a wrong file is refused, and the message says how long the hierarchy is
     // blocked now (the lockout recovery time).

@@ -387,21 +387,22 @@ fn user_keys_do_not_load_or_sign_under_a_planted_parent() {
     };
     p.finalize().expect("C_Finalize");
 
-    // The attacker: a storage key of their own under the card's SRK, with the card's
-    // template and policy and an authValue they know, written over csk.json.
+    // The attacker: a storage key of their own under the card's guard (its policy needs
+    // no secret, only the counter's value), with the card's template and policy and an
+    // authValue they know, written over csk.json.
     let (dir, record) = tpmvsc::provision::find(&w.store.store(), "t").expect("finding the card");
     let csk_path = dir.file(CSK_FILE);
     let real_csk = std::fs::read(&csk_path).expect("reading csk.json");
-    let policy = tpmvsc::tpm::policy::auth_policy(&record.branches());
+    let keys = tpmvsc::provision::pin::read_keys(&dir, &record).expect("the card's keys");
     let planted = {
         let mut tpm = Tpm::open_tcti(&w.swtpm.tcti()).expect("the attacker opens the TPM");
         tpm.use_srk(&record.srk).expect("the card's SRK");
-        tpm.create_under_srk(
-            tpmvsc::tpm::templates::card_storage_key(&policy).expect("CSK template"),
+        tpm.create_csk(
+            keys.guard.as_ref(),
+            &record.csk_policy(),
             &pin_auth(&record.pin_salt, ATTACKER_PIN.as_bytes()),
-            None,
         )
-        .expect("the attacker's storage key")
+        .expect("the attacker's storage key under the card's guard")
     };
     let planted_file = ObjectFile { blob: planted };
     // Written as the store writes its records (versioned JSON), as an attacker would.

@@ -28,11 +28,11 @@ fn pin_check_helper_for_the_resource_manager_tests() {
     );
     let s = tpmvsc::store::Store::at(store);
     let (dir, record) = tpmvsc::provision::find(&s, card).expect("card");
-    let csk: tpmvsc::card::ObjectFile = dir.read(tpmvsc::card::CSK_FILE).expect("csk.json");
+    let keys = tpmvsc::provision::pin::read_keys(&dir, &record).expect("the card's keys");
     let auth = tpmvsc::card::pin_auth(&record.pin_salt, pin.as_bytes());
     let result = tpmvsc::tpm::Tpm::open_tcti(tcti).and_then(|mut t| {
         t.use_srk(&record.srk)?;
-        t.check_auth(&csk.blob, &auth)
+        t.check_pin(keys.csk_ref(), &auth)
     });
     println!("PIN-CHECK-RESULT={result:?}");
 }

@@ -422,7 +422,7 @@ enum SimAction {
 }
 
 fn main() -> ExitCode {
-    tpm::raw::quiet_tss_logging_for_cli();
+    tpm::quiet_tss_logging_for_cli();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -472,6 +472,17 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     let store = Store::open()?;
+    let uses_cards = !matches!(
+        cli.command,
+        Cmd::Simulator { .. }
+            | Cmd::Install { .. }
+            | Cmd::Admin {
+                action: AdminCmd::Response { .. }
+            }
+    );
+    if uses_cards && let Err(e) = provision::recover::recover(&store) {
+        eprintln!("tpmvsc: warning: an interrupted operation could not be finished yet: {e}");
+    }
     match cli.command {
         Cmd::Create(a) => create(&store, a),
         Cmd::Destroy { card, yes } => {

@@ -17,7 +17,7 @@ use tpmvsc::store::Store;
 use zeroize::Zeroizing;
 
 fn main() -> ExitCode {
-    tpmvsc::tpm::raw::quiet_tss_logging_for_cli();
+    tpmvsc::tpm::quiet_tss_logging_for_cli();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = winsyntax::parse(&args).and_then(|cmd| match cmd {
         WinCommand::Help(verb) => {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use crate::tpm::{Blob, SrkRecord, hex_bytes};
+use crate::tpm::{Blob, CskRef, Guard, NvCounter, SrkRecord, hex_bytes};
 pub use policy::PinPolicy;
 
 /// File names inside a card directory.
@@ -16,6 +16,8 @@ pub const COUNTERS_FILE: &str = "counters.json";
 pub const CSK_FILE: &str = "csk.json";
 pub const PUK_FILE: &str = "puk.json";
 pub const ADMIN_FILE: &str = "admin.json";
+/// The guard key between the SRK and the CSK (revocation, DESIGN.md §2).
+pub const GUARD_FILE: &str = "guard.json";
 
 /// The default PIN and PUK of Windows virtual smart cards.
 pub const DEFAULT_PIN: &str = "12345678";
@@ -68,6 +70,11 @@ pub struct CardRecord {
     pub puk_name: Option<Vec<u8>>,
     #[serde(default, with = "hex_opt")]
     pub admin_name: Option<Vec<u8>>,
+    /// The card's counter in the TPM and the value its guard key was made for. `None`
+    /// for a card made before revocation existed: its CSK sits directly under the SRK
+    /// and old copies of its files cannot be revoked (`format` adds a counter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<NvCounter>,
 }
 
 impl CardRecord {
@@ -82,6 +89,11 @@ impl CardRecord {
     /// The CSK policy branches, in the order they were OR-ed at creation.
     pub fn branches(&self) -> Vec<crate::tpm::policy::Branch> {
         crate::tpm::policy::branches(self.puk_name.as_deref(), self.admin_name.as_deref())
+    }
+
+    /// The CSK's authPolicy (the branches OR-ed, DESIGN.md §2).
+    pub fn csk_policy(&self) -> [u8; 32] {
+        crate::tpm::policy::auth_policy(&self.branches())
     }
 
     /// `ROOT\SMARTCARDREADER\000n`, the Windows device instance ID.
@@ -150,7 +162,27 @@ impl Counters {
     }
 }
 
-/// `csk.json`, `puk.json`: one TPM-wrapped object.
+/// A card's keys in the TPM as its files hold them: the guard (with the counter it
+/// checks), the CSK, and the CSK's expected policy.
+#[derive(Debug, Clone)]
+pub struct CardKeys {
+    pub guard: Option<Guard>,
+    pub csk: Blob,
+    pub policy: [u8; 32],
+}
+
+impl CardKeys {
+    /// What the TPM layer needs to load the CSK.
+    pub fn csk_ref(&self) -> CskRef<'_> {
+        CskRef {
+            guard: self.guard.as_ref(),
+            csk: &self.csk,
+            policy: self.policy,
+        }
+    }
+}
+
+/// `csk.json`, `puk.json`, `guard.json`: one TPM-wrapped object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObjectFile {
     pub blob: Blob,

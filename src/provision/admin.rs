@@ -273,7 +273,7 @@ pub fn respond(
             tpm.check_auth(&file.blob, x.as_slice())
         }),
         AdminAction::Unblock { new_pin } => {
-            let csk = card.csk()?;
+            let keys = card.keys()?;
             let fresh = card.pin_auth(new_pin);
             let branches = card.record.branches();
             let blob = card.attempt(Counter::Admin, |tpm| {
@@ -282,7 +282,7 @@ pub fn respond(
                     auth: x.as_slice(),
                     is_puk: false,
                 };
-                tpm.change_csk_auth(&csk.blob, &branches, how, &fresh)
+                tpm.change_csk_auth(keys.csk_ref(), &branches, how, &fresh)
             })?;
             card.replace_csk(blob)?;
             card.reset_counter(Counter::Pin)

@@ -14,7 +14,7 @@ use x509_cert::name::Name;
 use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq};
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
-use crate::card::{CSK_FILE, Counter, ObjectFile};
+use crate::card::Counter;
 use crate::error::{Error, Result};
 use crate::mechanism::{self, HashAlg};
 use crate::object::{self, KeyPairRequest, Object, ObjectRecord, ckr};
@@ -72,9 +72,11 @@ pub fn keygen(
             "the card holds 30 keys, the most it can",
         ));
     }
-    let csk: ObjectFile = card.dir.read(CSK_FILE)?;
+    let keys = card.keys()?;
     let auth = card.pin_auth(pin);
-    let (blob, key) = card.attempt(Counter::Pin, |t| t.create_user_key(&csk.blob, &auth, kind))?;
+    let (blob, key) = card.attempt(Counter::Pin, |t| {
+        t.create_user_key(keys.csk_ref(), &auth, kind)
+    })?;
     let mech = match kind {
         UserKeyKind::Rsa2048 | UserKeyKind::Rsa3072 => CKM_RSA_PKCS_KEY_PAIR_GEN,
         UserKeyKind::EccP256 | UserKeyKind::EccP384 => CKM_EC_KEY_PAIR_GEN,
@@ -392,7 +394,7 @@ fn sign_inside(
         .blob
         .clone()
         .ok_or_else(|| ckr(CKR_KEY_HANDLE_INVALID, "not a TPM key"))?;
-    let csk: ObjectFile = card.dir.read(CSK_FILE)?;
+    let keys = card.keys()?;
     let auth = card.pin_auth(pin);
     match public {
         PublicKey::Ecc { bits, .. } => {
@@ -403,7 +405,7 @@ fn sign_inside(
             };
             let digest = mechanism::digest::digest(hash, tbs);
             let (r, s) = card.attempt(Counter::Pin, |t| {
-                let k = t.load_user_key(&csk.blob, &auth, &blob)?;
+                let k = t.load_user_key(keys.csk_ref(), &auth, &blob)?;
                 t.sign_ecdsa(k, &digest)
             })?;
             let curve = if *bits == 256 {
@@ -438,7 +440,7 @@ fn sign_inside(
                 modulus.len(),
             )?;
             let sig = card.attempt(Counter::Pin, |t| {
-                let k = t.load_user_key(&csk.blob, &auth, &blob)?;
+                let k = t.load_user_key(keys.csk_ref(), &auth, &blob)?;
                 t.rsa_raw(k, &em, false)
             })?;
             let mut padded = vec![0u8; modulus.len().saturating_sub(sig.len())];

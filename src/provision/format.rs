@@ -1,20 +1,22 @@
 //! Format / reformat (DESIGN.md §2–§3): a new card storage key with a new PIN, so every
-//! key and object under the old one is gone and old copies of the store stop working.
-//! Authorized with the PUK or an administrator's response; the card ID stays unless a
-//! new one is given. Every file is written into a hidden directory that replaces the
-//! card's in one atomic exchange.
+//! key and object under the old one is gone, and the card's counter moves on so that the
+//! TPM refuses every old copy of the card's files. Authorized with the PUK or an
+//! administrator's response; the card ID stays. Crash order: the new card is written into
+//! a hidden directory (its guard bound to the counter's next value), then the counter is
+//! incremented, then the directories are exchanged in one rename; `recover` finishes or
+//! rolls back an interrupted format by the counter's value.
 
 use zeroize::Zeroizing;
 
 use crate::card::{
-    self, ADMIN_FILE, AdminFile, CARD_FILE, COUNTERS_FILE, CSK_FILE, Counter, Counters, ObjectFile,
-    PUK_FILE, PinPolicy,
+    self, ADMIN_FILE, AdminFile, CARD_FILE, COUNTERS_FILE, CSK_FILE, CardRecord, Counter, Counters,
+    GUARD_FILE, ObjectFile, PUK_FILE, PinPolicy,
 };
 use crate::error::{Error, Result};
-use crate::provision::pin::open_card;
-use crate::provision::{CardSummary, admin, random_bytes, summarize};
-use crate::store::Store;
-use crate::tpm::{self, Tpm, templates};
+use crate::provision::pin::{OpenCard, card_error, open_card};
+use crate::provision::{CardSummary, admin, random_bytes, recover, summarize, uuid_bytes};
+use crate::store::{NewCard, Store};
+use crate::tpm::{NvCounter, Tpm, TpmError, templates};
 
 /// What authorizes a format.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +51,8 @@ pub fn format_with(
     pin_known: bool,
 ) -> Result<CardSummary> {
     let store_lock = store.lock()?;
+    // An earlier interrupted format of this card may hold its only working copy.
+    recover::recover_locked(store, &store_lock, &mut None)?;
     let card = open_card(store, card_ref)?;
     if pin_known {
         card.record.pin_policy.check("new PIN", new_pin)?;
@@ -83,9 +87,75 @@ pub fn format_with(
     }
 
     let mut tpm = Tpm::open()?;
-    tpm.use_srk(&record.srk)?;
+    tpm.use_srk(&record.srk)
+        .map_err(|e| card_error(&record.name, e))?;
+    // The counter the new card is bound to: one past the counter's value, so that the
+    // increment below revokes the old card; a card made without a counter gets one.
+    let (counter, increment) = match record.counter {
+        Some(c) => {
+            let value = tpm
+                .counter_read(c.index)
+                .map_err(|e| card_error(&record.name, e))?;
+            if value > c.bound {
+                return Err(card_error(&record.name, TpmError::Revoked));
+            }
+            (
+                NvCounter {
+                    index: c.index,
+                    bound: value + 1,
+                },
+                true,
+            )
+        }
+        None => (tpm.counter_define(&uuid_bytes(&record.card_id))?, false),
+    };
     let new = store.begin_replacement(&store_lock, &card.dir)?;
-    if let Some(puk) = &puk_secret {
+    let written = write_new_card(
+        &mut tpm,
+        &card,
+        &new,
+        &mut record,
+        counter,
+        puk_secret.as_ref().map(|p| p.as_slice()),
+        admin_secret.as_ref().map(|x| x.as_slice()),
+        new_pin,
+        pin_known,
+    );
+    if let Err(e) = written {
+        if !increment {
+            let _ = tpm.counter_undefine(counter.index);
+        }
+        let _ = store.discard(&store_lock, &new.as_card_dir());
+        return Err(e);
+    }
+    // From here the new card works and, once the counter moves, the old one does not: a
+    // crash in between leaves the old card working; after it, the next command swaps the
+    // new one in (`recover`).
+    if increment {
+        tpm.counter_increment(counter.index)?;
+    }
+    drop(tpm);
+    let dir = new.commit_replacing()?;
+    drop(card);
+    drop(store_lock);
+    summarize(&dir, &record)
+}
+
+/// Makes the new card's objects (PUK and admin objects when their secrets are at hand,
+/// the guard for `counter`, the CSK under it) and writes every file into `new`.
+#[allow(clippy::too_many_arguments)]
+fn write_new_card(
+    tpm: &mut Tpm,
+    card: &OpenCard,
+    new: &NewCard,
+    record: &mut CardRecord,
+    counter: NvCounter,
+    puk_secret: Option<&[u8]>,
+    admin_secret: Option<&[u8]>,
+    new_pin: &[u8],
+    pin_known: bool,
+) -> Result<()> {
+    if let Some(puk) = puk_secret {
         record.puk_salt = random_bytes(32)?.to_vec();
         let a = card::pin_auth(&record.puk_salt, puk);
         let blob =
@@ -95,13 +165,10 @@ pub fn format_with(
     } else if record.has_puk {
         new.write(PUK_FILE, &card.dir.read::<ObjectFile>(PUK_FILE)?)?;
     }
-    if let Some(x) = &admin_secret {
+    if let Some(x) = admin_secret {
         let old: AdminFile = card.dir.read(ADMIN_FILE)?;
-        let blob = tpm.create_under_srk(
-            templates::sealed_secret()?,
-            x.as_slice(),
-            Some(&random_bytes(16)?),
-        )?;
+        let blob =
+            tpm.create_under_srk(templates::sealed_secret()?, x, Some(&random_bytes(16)?))?;
         record.admin_name = Some(blob.name());
         new.write(
             ADMIN_FILE,
@@ -114,19 +181,16 @@ pub fn format_with(
         new.write(ADMIN_FILE, &card.dir.read::<AdminFile>(ADMIN_FILE)?)?;
     }
     record.pin_salt = random_bytes(32)?.to_vec();
-    let policy = tpm::policy::auth_policy(&record.branches());
+    let guard = tpm.create_guard(counter)?;
     let pin_auth = card::pin_auth(&record.pin_salt, new_pin);
-    let csk = tpm.create_under_srk(templates::card_storage_key(&policy)?, &pin_auth, None)?;
-    drop(tpm);
+    let csk = tpm.create_csk(Some(&guard), &record.csk_policy(), &pin_auth)?;
     record.formatted = true;
     record.pin_initialized = pin_known;
+    record.counter = Some(counter);
+    new.write(GUARD_FILE, &ObjectFile { blob: guard.blob })?;
     new.write(CSK_FILE, &ObjectFile { blob: csk })?;
     let mut counters: Counters = card.dir.read(COUNTERS_FILE)?;
     counters.pin_tries_left = record.pin_tries;
     new.write(COUNTERS_FILE, &counters)?;
-    new.write(CARD_FILE, &record)?;
-    let dir = new.commit_replacing()?;
-    drop(card);
-    drop(store_lock);
-    summarize(&dir, &record)
+    new.write(CARD_FILE, &*record)
 }

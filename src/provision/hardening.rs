@@ -43,14 +43,13 @@ pub fn harden(auth_file: &Path) -> Result<HardenOutcome> {
             return Ok(HardenOutcome::AlreadyHardened);
         }
     }
-    tpm::raw::set_da_parameters(
-        &tcti,
+    let mut t = Tpm::open_tcti(&tcti)?;
+    t.set_da_parameters(
         &[],
         DA_MAX_TRIES,
         DA_RECOVERY_SECS,
         DA_LOCKOUT_RECOVERY_SECS,
     )?;
-    let mut t = Tpm::open_tcti(&tcti)?;
     t.clear_control(&[], true)?;
     let mut raw = Zeroizing::new([0u8; 32]);
     getrandom::fill(raw.as_mut_slice()).map_err(|e| Error::Usage(format!("no randomness: {e}")))?;
@@ -80,7 +79,7 @@ pub fn read_lockout_auth(path: &Path) -> Result<Secret> {
 
 /// Resets the TPM's DA counter and lockout with the lockout authorization.
 pub fn clear_lockout(auth: &[u8]) -> Result<()> {
-    match tpm::raw::reset_lockout(&tpm::configured_tcti(), auth) {
+    match Tpm::open().and_then(|mut t| t.reset_lockout(auth)) {
         Ok(()) => Ok(()),
         Err(TpmError::AuthFail) | Err(TpmError::Lockout) => {
             let secs = Tpm::open()

@@ -6,6 +6,7 @@ pub mod enroll;
 pub mod format;
 pub mod hardening;
 pub mod pin;
+pub mod recover;
 pub mod winsyntax;
 
 pub use pin::{change_pin, change_puk, unblock_with_puk, verify_pin};
@@ -17,7 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::card::{
     self, ADMIN_FILE, AdminFile, AdminMode, CARD_FILE, COUNTERS_FILE, CSK_FILE, CardRecord,
-    Counters, MAX_CARDS, ObjectFile, PUK_FILE, PinPolicy,
+    Counters, GUARD_FILE, MAX_CARDS, ObjectFile, PUK_FILE, PinPolicy,
 };
 use crate::error::{Error, Result};
 use crate::store::{CardDir, Store};
@@ -95,8 +96,9 @@ pub struct CardSummary {
 }
 
 /// Creates a card: TPM objects first, then the card directory appears in one rename, so a
-/// crash at any point leaves either no card or a complete one. `progress` hears about
-/// each slow step, and warnings (lines starting with "warning:").
+/// crash at any point leaves either no card or a complete one (an interrupted create's
+/// counter is freed by the next command, [`recover`]). `progress` hears about each slow
+/// step, and warnings (lines starting with "warning:").
 pub fn create(
     store: &Store,
     req: CreateRequest,
@@ -121,7 +123,9 @@ pub fn create(
     };
 
     let lock = store.lock()?;
-    store.clean_leftovers(&lock)?;
+    progress("connecting to the TPM");
+    let mut tpm = Some(Tpm::open()?);
+    recover::recover_locked(store, &lock, &mut tpm)?;
     let existing = scan(store)?;
     if existing.len() >= MAX_CARDS {
         return Err(Error::TooManyCards { max: MAX_CARDS });
@@ -146,8 +150,10 @@ pub fn create(
         .collect();
     let instance = (0..).find(|n| !used.contains(n)).unwrap_or(0);
 
-    progress("connecting to the TPM");
-    let mut tpm = Tpm::open()?;
+    let mut tpm = match tpm {
+        Some(t) => t,
+        None => Tpm::open()?,
+    };
     let simulated = tpm.info()?.simulated;
     let da = tpm.da_status()?;
     if da.max_tries < req.pin_tries {
@@ -164,9 +170,93 @@ pub fn create(
         );
     }
     let srk = tpm.choose_srk()?;
+    let new = store.begin_card(&lock, &card_id)?;
+    progress("defining the card's counter in the TPM");
+    let counter = tpm.counter_define(uuid_bytes(&card_id).as_slice())?;
+    // Written first, so that a create interrupted from here on frees the counter.
+    let made = new
+        .write(recover::PENDING_COUNTER_FILE, &counter)
+        .and_then(|()| make_card_objects(&mut tpm, &req, counter, progress));
+    let objects = match made {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = tpm.counter_undefine(counter.index);
+            let _ = store.discard(&lock, &new.as_card_dir());
+            return Err(e);
+        }
+    };
+    drop(tpm);
+
+    let record = CardRecord {
+        name: req.name.clone(),
+        card_id: card_id.clone(),
+        instance,
+        created_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        formatted: req.format,
+        simulated,
+        pin_policy: req.pin_policy.clone(),
+        pin_tries: req.pin_tries,
+        puk_tries: req.puk_tries,
+        has_puk: objects.puk.is_some(),
+        admin: if objects.admin.is_some() {
+            AdminMode::Managed
+        } else {
+            AdminMode::Random
+        },
+        default_admin_key: matches!(&req.admin, AdminKeySpec::Key(k) if k.is_default()),
+        pin_salt: objects.pin_salt.to_vec(),
+        puk_salt: objects.puk_salt.to_vec(),
+        srk,
+        pin_initialized: true,
+        puk_name: objects.puk.as_ref().map(tpm::Blob::name),
+        admin_name: objects.admin.as_ref().map(|a| a.blob.name()),
+        counter: Some(counter),
+    };
+    progress("writing the card");
+    new.write(
+        GUARD_FILE,
+        &ObjectFile {
+            blob: objects.guard.blob,
+        },
+    )?;
+    new.write(CSK_FILE, &ObjectFile { blob: objects.csk })?;
+    if let Some(blob) = objects.puk {
+        new.write(PUK_FILE, &ObjectFile { blob })?;
+    }
+    if let Some(a) = &objects.admin {
+        new.write(ADMIN_FILE, a)?;
+    }
+    new.write(COUNTERS_FILE, &Counters::full(&record))?;
+    new.write(CARD_FILE, &record)?;
+    new.remove(recover::PENDING_COUNTER_FILE)?;
+    let dir = new.commit()?;
+    drop(lock);
+    summarize(&dir, &record)
+}
+
+/// The TPM objects of a new card.
+struct CardObjects {
+    pin_salt: Zeroizing<Vec<u8>>,
+    puk_salt: Zeroizing<Vec<u8>>,
+    puk: Option<tpm::Blob>,
+    admin: Option<AdminFile>,
+    guard: tpm::Guard,
+    csk: tpm::Blob,
+}
+
+/// Makes a new card's PUK and admin objects, its guard for `counter` and its card storage
+/// key under the guard.
+fn make_card_objects(
+    tpm: &mut Tpm,
+    req: &CreateRequest,
+    counter: tpm::NvCounter,
+    progress: &mut dyn FnMut(&str),
+) -> Result<CardObjects> {
     let pin_salt = random_bytes(32)?;
     let puk_salt = random_bytes(32)?;
-
     let puk = match &req.puk {
         Some(p) => {
             progress("creating the PUK object");
@@ -200,51 +290,22 @@ pub fn create(
     let branches = tpm::policy::branches(puk_name.as_deref(), admin_name.as_deref());
     let policy = tpm::policy::auth_policy(&branches);
     progress("creating the card storage key");
+    let guard = tpm.create_guard(counter)?;
     let pin_auth = card::pin_auth(&pin_salt, &req.pin);
-    let csk = tpm.create_under_srk(templates::card_storage_key(&policy)?, &pin_auth, None)?;
-    drop(tpm);
+    let csk = tpm.create_csk(Some(&guard), &policy, &pin_auth)?;
+    Ok(CardObjects {
+        pin_salt,
+        puk_salt,
+        puk,
+        admin,
+        guard,
+        csk,
+    })
+}
 
-    let record = CardRecord {
-        name: req.name.clone(),
-        card_id: card_id.clone(),
-        instance,
-        created_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        formatted: req.format,
-        simulated,
-        pin_policy: req.pin_policy.clone(),
-        pin_tries: req.pin_tries,
-        puk_tries: req.puk_tries,
-        has_puk: puk.is_some(),
-        admin: if admin.is_some() {
-            AdminMode::Managed
-        } else {
-            AdminMode::Random
-        },
-        default_admin_key: matches!(&req.admin, AdminKeySpec::Key(k) if k.is_default()),
-        pin_salt: pin_salt.to_vec(),
-        puk_salt: puk_salt.to_vec(),
-        srk,
-        pin_initialized: true,
-        puk_name,
-        admin_name,
-    };
-    progress("writing the card");
-    let new = store.begin_card(&lock, &card_id)?;
-    new.write(CSK_FILE, &ObjectFile { blob: csk })?;
-    if let Some(blob) = puk {
-        new.write(PUK_FILE, &ObjectFile { blob })?;
-    }
-    if let Some(a) = &admin {
-        new.write(ADMIN_FILE, a)?;
-    }
-    new.write(COUNTERS_FILE, &Counters::full(&record))?;
-    new.write(CARD_FILE, &record)?;
-    let dir = new.commit()?;
-    drop(lock);
-    summarize(&dir, &record)
+/// The 16 bytes of a card ID (a GUID); seeds the choice of its counter's NV index.
+pub(crate) fn uuid_bytes(card_id: &str) -> [u8; 16] {
+    uuid::Uuid::parse_str(card_id).map_or([0; 16], |u| *u.as_bytes())
 }
 
 /// Every card of the store, by instance number; damaged cards are listed as such.
@@ -301,10 +362,14 @@ pub fn find(store: &Store, card_ref: &str) -> Result<(CardDir, CardRecord)> {
     found.ok_or_else(|| Error::CardNotFound(wanted.to_string()))
 }
 
-/// Destroys a card: its directory disappears in one rename, then its files are deleted.
-/// Works on damaged cards named by card ID too. Unrecoverable.
+/// Destroys a card and revokes every copy of it (DESIGN.md §2): the card's counter in the
+/// TPM is incremented (the TPM then refuses its keys, whatever files still exist), the
+/// directory disappears in one rename, the counter's NV index is freed and the files are
+/// deleted. Works on damaged cards named by card ID too. Unrecoverable.
 pub fn destroy(store: &Store, card_ref: &str) -> Result<String> {
     let lock = store.lock()?;
+    let mut tpm = None;
+    recover::recover_locked(store, &lock, &mut tpm)?;
     let cards = scan(store)?;
     let wanted = card_ref.trim();
     let hit = cards.iter().find(|c| {
@@ -320,9 +385,35 @@ pub fn destroy(store: &Store, card_ref: &str) -> Result<String> {
         Ok(r) => format!("{} ({})", r.name, r.card_id),
         Err(_) => card.dir.id().to_string(),
     };
-    store.remove_card(&lock, &card.dir)?;
-    store.clean_leftovers(&lock)?;
+    let _card_lock = store.lock_card(&card.dir)?;
+    let counter = card.record.as_ref().ok().and_then(|r| r.counter);
+    if let Some(c) = counter {
+        let t = recover::connect(&mut tpm).map_err(|e| revoke_failed(&label, e))?;
+        match t.counter_increment(c.index) {
+            Ok(_) | Err(tpm::TpmError::CounterGone) => {}
+            Err(e) => return Err(revoke_failed(&label, e.into())),
+        }
+    }
+    let hidden = store.hide_card(&lock, &card.dir)?;
+    if let (Some(c), Some(t)) = (counter, tpm.as_mut()) {
+        match t.counter_undefine(c.index) {
+            Ok(()) | Err(tpm::TpmError::CounterGone) => {}
+            // Revoked already; the next command frees the index (the files stay hidden).
+            Err(_) => return Ok(label),
+        }
+    }
+    store.discard(&lock, &hidden)?;
     Ok(label)
+}
+
+fn revoke_failed(label: &str, e: Error) -> Error {
+    Error::CardUnusable {
+        name: label.to_string(),
+        reason: format!(
+            "not destroyed: its counter in the TPM could not be incremented, so copies of its \
+             files would keep working ({e})"
+        ),
+    }
 }
 
 // ----- helpers -----

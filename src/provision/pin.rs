@@ -3,11 +3,12 @@
 //! only give PKCS#11 its PIN flags and block the card in software.
 
 use crate::card::{
-    self, COUNTERS_FILE, CSK_FILE, CardRecord, Counter, Counters, ObjectFile, PUK_FILE, PinPolicy,
+    self, COUNTERS_FILE, CSK_FILE, CardKeys, CardRecord, Counter, Counters, GUARD_FILE, ObjectFile,
+    PUK_FILE, PinPolicy,
 };
 use crate::error::{Error, Result};
 use crate::store::{CardDir, LockGuard, Store};
-use crate::tpm::{Authorizer, Tpm, TpmError};
+use crate::tpm::{Authorizer, Guard, Tpm, TpmError};
 
 /// A card opened for an update: directory checked private, its lock held.
 #[derive(Debug)]
@@ -81,13 +82,7 @@ impl OpenCard {
             Err(TpmError::AuthFail) => Err(wrong(which, counters.left(which))),
             Err(other) => {
                 self.dir.write(COUNTERS_FILE, &before, false)?;
-                Err(match other {
-                    TpmError::Cleared => Error::CardUnusable {
-                        name: self.record.name.clone(),
-                        reason: other.to_string(),
-                    },
-                    e => e.into(),
-                })
+                Err(card_error(&self.record.name, other))
             }
         }
     }
@@ -128,6 +123,11 @@ impl OpenCard {
         self.dir.read(CSK_FILE)
     }
 
+    /// The card's keys as its files hold them (guard, CSK, expected CSK policy).
+    pub fn keys(&self) -> Result<CardKeys> {
+        read_keys(&self.dir, &self.record)
+    }
+
     /// Writes a new CSK blob (durably: the old blob must not survive a PIN change).
     pub fn replace_csk(&self, blob: crate::tpm::Blob) -> Result<()> {
         self.dir.write(CSK_FILE, &ObjectFile { blob }, true)
@@ -144,12 +144,49 @@ impl OpenCard {
     }
 }
 
-/// Checks a PIN with the TPM (PolicySecret on the card storage key in a salted session).
+/// The card's keys as the files in `dir` hold them.
+pub fn read_keys(dir: &CardDir, record: &CardRecord) -> Result<CardKeys> {
+    let csk: ObjectFile = dir.read(CSK_FILE)?;
+    let guard = match record.counter {
+        Some(counter) => {
+            let g: ObjectFile = dir.read(GUARD_FILE)?;
+            Some(Guard {
+                blob: g.blob,
+                counter,
+            })
+        }
+        None => None,
+    };
+    Ok(CardKeys {
+        guard,
+        csk: csk.blob,
+        policy: record.csk_policy(),
+    })
+}
+
+/// What a TPM failure means for the card `name`: the TPM refusing the card as a whole
+/// (cleared, revoked, altered files, substituted salt key) makes the card unusable.
+pub fn card_error(name: &str, e: TpmError) -> Error {
+    match e {
+        TpmError::Cleared
+        | TpmError::SaltKeySubstituted
+        | TpmError::Revoked
+        | TpmError::CounterGone
+        | TpmError::UnexpectedObject(_) => Error::CardUnusable {
+            name: name.to_string(),
+            reason: e.to_string(),
+        },
+        other => other.into(),
+    }
+}
+
+/// Checks a PIN with the TPM: the card storage key, loaded through its guard, authorizes
+/// a command with the PIN-derived authValue in a salted session.
 pub fn verify_pin(store: &Store, card_ref: &str, pin: &[u8]) -> Result<()> {
     let card = open_card(store, card_ref)?;
-    let csk = card.csk()?;
+    let keys = card.keys()?;
     let auth = card.pin_auth(pin);
-    card.attempt(Counter::Pin, |tpm| tpm.check_auth(&csk.blob, &auth))
+    card.attempt(Counter::Pin, |tpm| tpm.check_pin(keys.csk_ref(), &auth))
 }
 
 /// Changes the PIN knowing the current one: one `ObjectChangeAuth` on the CSK through the
@@ -158,11 +195,11 @@ pub fn verify_pin(store: &Store, card_ref: &str, pin: &[u8]) -> Result<()> {
 pub fn change_pin(store: &Store, card_ref: &str, current: &[u8], new: &[u8]) -> Result<()> {
     let card = open_card(store, card_ref)?;
     card.record.pin_policy.check("new PIN", new)?;
-    let csk = card.csk()?;
+    let keys = card.keys()?;
     let (old, fresh) = (card.pin_auth(current), card.pin_auth(new));
     let branches = card.record.branches();
     let blob = card.attempt(Counter::Pin, |tpm| {
-        tpm.change_csk_auth(&csk.blob, &branches, Authorizer::Pin(&old), &fresh)
+        tpm.change_csk_auth(keys.csk_ref(), &branches, Authorizer::Pin(&old), &fresh)
     })?;
     card.replace_csk(blob)
 }
@@ -174,7 +211,7 @@ pub fn unblock_with_puk(store: &Store, card_ref: &str, puk: &[u8], new_pin: &[u8
         return Err(Error::NoPuk(card.record.name.clone()));
     }
     card.record.pin_policy.check("new PIN", new_pin)?;
-    let csk = card.csk()?;
+    let keys = card.keys()?;
     let puk_obj: ObjectFile = card.dir.read(PUK_FILE)?;
     let (puk_auth, fresh) = (card.puk_auth(puk), card.pin_auth(new_pin));
     let branches = card.record.branches();
@@ -184,7 +221,7 @@ pub fn unblock_with_puk(store: &Store, card_ref: &str, puk: &[u8], new_pin: &[u8
             auth: &puk_auth,
             is_puk: true,
         };
-        tpm.change_csk_auth(&csk.blob, &branches, how, &fresh)
+        tpm.change_csk_auth(keys.csk_ref(), &branches, how, &fresh)
     })?;
     card.replace_csk(blob)?;
     if !card.record.pin_initialized {

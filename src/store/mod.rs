@@ -7,8 +7,9 @@
 //!
 //! ```text
 //! cards/<card-id>/        one complete card (0700)
-//! cards/.new-<card-id>/   a card being created; never shown, removed by the next create
-//! cards/.del-<card-id>/   a card being destroyed; removed by the next create or destroy
+//! cards/.new-<card-id>/   a card being created or formatted; never shown
+//! cards/.del-<card-id>/   a card being destroyed; never shown
+//!                         (both resolved by the next command: `provision::recover`)
 //! locks/                  store.lock and <card-id>.lock
 //! simulator/              the simulator's TPM state (tpmvsc simulator)
 //! ```
@@ -130,33 +131,51 @@ impl Store {
         })
     }
 
-    /// Leftovers of interrupted creations and destructions (hidden directories).
-    pub fn leftovers(&self) -> Result<Vec<PathBuf>> {
+    /// Leftovers of interrupted creations, formats and destructions (hidden
+    /// directories), each with what it was. Deciding what to do with one needs the TPM
+    /// (the card's counter), so that is the provisioning layer's job.
+    pub fn leftovers(&self) -> Result<Vec<Leftover>> {
         let dir = self.cards_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::io(&dir, e)),
         };
-        Ok(entries
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                let n = e.file_name();
-                let n = n.to_string_lossy();
-                n.starts_with(NEW_PREFIX) || n.starts_with(DEL_PREFIX)
-            })
-            .map(|e| e.path())
-            .collect())
+        let mut out = Vec::new();
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let (id, new) = if let Some(id) = name.strip_prefix(NEW_PREFIX) {
+                (id.to_string(), true)
+            } else if let Some(id) = name.strip_prefix(DEL_PREFIX) {
+                (id.to_string(), false)
+            } else {
+                continue;
+            };
+            let hidden = CardDir {
+                path: entry.path(),
+                id: id.clone(),
+            };
+            out.push(match (new, self.card(&id)) {
+                (true, Some(live)) => Leftover::Replacement { hidden, live },
+                (true, None) => Leftover::Creation(hidden),
+                (false, _) => Leftover::Destruction(hidden),
+            });
+        }
+        Ok(out)
     }
 
-    /// Removes leftovers of interrupted creations and destructions. Needs the store lock
-    /// (no creation can be under way then). Returns how many were removed.
-    pub fn clean_leftovers(&self, _lock: &LockGuard) -> Result<usize> {
-        let list = self.leftovers()?;
-        for p in &list {
-            fs::remove_dir_all(p).map_err(|e| Error::io(p, e))?;
-        }
-        Ok(list.len())
+    /// Deletes a leftover directory. Needs the store lock.
+    pub fn discard(&self, _lock: &LockGuard, hidden: &CardDir) -> Result<()> {
+        fs::remove_dir_all(&hidden.path).map_err(|e| Error::io(&hidden.path, e))?;
+        atomic::sync_dir(&self.cards_dir())
+    }
+
+    /// Finishes an interrupted replacement: the hidden new card is swapped in for the
+    /// live one in one exchange, then the old files are deleted. Needs the store lock.
+    pub fn swap_in(&self, _lock: &LockGuard, hidden: &CardDir, live: &CardDir) -> Result<()> {
+        exchange(&hidden.path, &live.path)?;
+        atomic::sync_dir(&self.cards_dir())?;
+        fs::remove_dir_all(&hidden.path).map_err(|e| Error::io(&hidden.path, e))
     }
 
     /// Starts a new card directory (hidden until committed). Needs the store lock.
@@ -182,11 +201,15 @@ impl Store {
 
     /// Starts a replacement of a card's whole directory (format): the new files go into a
     /// hidden directory that [`NewCard::commit_replacing`] swaps in with one atomic
-    /// exchange. Needs the store lock.
+    /// exchange. Needs the store lock. An earlier interrupted replacement must have been
+    /// resolved first (it may hold the only working copy of the card).
     pub fn begin_replacement(&self, lock: &LockGuard, card: &CardDir) -> Result<NewCard> {
         let tmp = self.cards_dir().join(format!("{NEW_PREFIX}{}", card.id));
         if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            return Err(Error::corrupt(
+                &tmp,
+                "an interrupted format of this card is still unresolved; run the command again",
+            ));
         }
         let _ = lock;
         make_private_dir(&tmp)?;
@@ -197,16 +220,19 @@ impl Store {
         })
     }
 
-    /// Removes a card: one rename makes it disappear, then its files are deleted. Needs
-    /// the store lock.
-    pub fn remove_card(&self, _lock: &LockGuard, card: &CardDir) -> Result<()> {
+    /// Hides a card being destroyed: one rename makes it disappear from every listing;
+    /// its files stay readable under the returned directory until [`Store::discard`].
+    /// Needs the store lock.
+    pub fn hide_card(&self, _lock: &LockGuard, card: &CardDir) -> Result<CardDir> {
         let doomed = self.cards_dir().join(format!("{DEL_PREFIX}{}", card.id));
         fs::rename(&card.path, &doomed).map_err(|e| Error::io(&card.path, e))?;
         atomic::sync_dir(&self.cards_dir())?;
-        fs::remove_dir_all(&doomed).map_err(|e| Error::io(&doomed, e))?;
         let lock = self.locks_dir().join(format!("{}.lock", card.id));
         let _ = fs::remove_file(lock);
-        Ok(())
+        Ok(CardDir {
+            path: doomed,
+            id: card.id.clone(),
+        })
     }
 
     /// Takes the lock of one card (for updates of its files).
@@ -272,6 +298,12 @@ impl NewCard {
         atomic::write_record(&self.tmp.join(name), value, true)
     }
 
+    /// Removes a file from the new card (one that only mattered while it was built).
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let p = self.tmp.join(name);
+        fs::remove_file(&p).map_err(|e| Error::io(&p, e))
+    }
+
     /// Makes the card visible in one rename. Until then nothing lists it.
     pub fn commit(self) -> Result<CardDir> {
         atomic::sync_dir(&self.tmp)?;
@@ -288,14 +320,7 @@ impl NewCard {
     /// (a crash leaves the old or the new card, whole), then deletes the old files.
     pub fn commit_replacing(self) -> Result<CardDir> {
         atomic::sync_dir(&self.tmp)?;
-        rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            &self.tmp,
-            rustix::fs::CWD,
-            &self.final_path,
-            rustix::fs::RenameFlags::EXCHANGE,
-        )
-        .map_err(|e| Error::io(&self.final_path, std::io::Error::from(e)))?;
+        exchange(&self.tmp, &self.final_path)?;
         let parent = self.final_path.parent().unwrap_or(Path::new("/"));
         atomic::sync_dir(parent)?;
         // The old card now sits at the hidden path.
@@ -310,6 +335,38 @@ impl NewCard {
     pub fn path(&self) -> &Path {
         &self.tmp
     }
+
+    /// The hidden directory as a card directory (to read back what was written).
+    pub fn as_card_dir(&self) -> CardDir {
+        CardDir {
+            path: self.tmp.clone(),
+            id: self.id.clone(),
+        }
+    }
+}
+
+/// A hidden directory left by an interrupted operation.
+#[derive(Debug)]
+pub enum Leftover {
+    /// `.new-<id>` beside the live card `<id>`: an interrupted format — either half may be
+    /// the one that works (the card's counter in the TPM tells).
+    Replacement { hidden: CardDir, live: CardDir },
+    /// `.new-<id>` with no live card: an interrupted create.
+    Creation(CardDir),
+    /// `.del-<id>`: an interrupted destroy.
+    Destruction(CardDir),
+}
+
+/// Exchanges two directories in one `renameat2(RENAME_EXCHANGE)`.
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        a,
+        rustix::fs::CWD,
+        b,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .map_err(|e| Error::io(b, std::io::Error::from(e)))
 }
 
 fn read_record<T: DeserializeOwned>(path: &Path) -> Result<T> {
@@ -379,14 +436,32 @@ mod tests {
         new.write("card.json", &serde_json::json!({"x": 1}))
             .unwrap();
         assert!(store.cards().unwrap().is_empty());
-        assert_eq!(store.leftovers().unwrap().len(), 1);
+        assert!(matches!(
+            store.leftovers().unwrap().as_slice(),
+            [Leftover::Creation(_)]
+        ));
         let card = new.commit().unwrap();
         assert_eq!(store.cards().unwrap().len(), 1);
         card.check_private().unwrap();
-        let _ = store.begin_card(&lock, "def").unwrap();
-        assert_eq!(store.clean_leftovers(&lock).unwrap(), 1);
-        store.remove_card(&lock, &card).unwrap();
+        let other = store.begin_card(&lock, "def").unwrap().as_card_dir();
+        store.discard(&lock, &other).unwrap();
+        let replacement = store.begin_replacement(&lock, &card).unwrap();
+        assert!(matches!(
+            store.leftovers().unwrap().as_slice(),
+            [Leftover::Replacement { .. }]
+        ));
+        assert!(
+            store.begin_replacement(&lock, &card).is_err(),
+            "an unresolved replacement is never deleted blindly"
+        );
+        store.discard(&lock, &replacement.as_card_dir()).unwrap();
+        let hidden = store.hide_card(&lock, &card).unwrap();
         assert!(store.cards().unwrap().is_empty());
+        assert!(matches!(
+            store.leftovers().unwrap().as_slice(),
+            [Leftover::Destruction(_)]
+        ));
+        store.discard(&lock, &hidden).unwrap();
         assert!(store.leftovers().unwrap().is_empty());
     }
 

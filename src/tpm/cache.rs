@@ -4,11 +4,10 @@
 //! stay in memory, never on disk.
 
 use sha2::{Digest as _, Sha256};
-use tss_esapi::handles::KeyHandle;
-use tss_esapi::utils::TpmsContext;
 use zeroize::Zeroizing;
 
 use super::Blob;
+use super::esys::{SavedContext, Tr};
 
 /// Identity of a cached object: the hash of its blob.
 pub(crate) type ObjectId = [u8; 32];
@@ -17,9 +16,9 @@ pub(crate) type ObjectId = [u8; 32];
 #[derive(Debug)]
 pub(crate) enum Residence {
     /// In the TPM under this handle.
-    Loaded(KeyHandle),
+    Loaded(Tr),
     /// Saved out of the TPM; `ContextLoad` brings it back.
-    Saved(TpmsContext),
+    Saved(SavedContext),
 }
 
 #[derive(Debug)]
@@ -69,12 +68,7 @@ impl ObjectCache {
         Some(e)
     }
 
-    pub(crate) fn insert(
-        &mut self,
-        id: ObjectId,
-        handle: KeyHandle,
-        auth: Option<Zeroizing<Vec<u8>>>,
-    ) {
+    pub(crate) fn insert(&mut self, id: ObjectId, handle: Tr, auth: Option<Zeroizing<Vec<u8>>>) {
         self.clock += 1;
         self.entries.retain(|e| e.id != id);
         self.entries.push(Entry {
@@ -110,7 +104,7 @@ impl ObjectCache {
     }
 
     /// The least recently used loaded object other than those in `keep`.
-    pub(crate) fn victim(&self, keep: &[ObjectId]) -> Option<(ObjectId, KeyHandle)> {
+    pub(crate) fn victim(&self, keep: &[ObjectId]) -> Option<(ObjectId, Tr)> {
         self.entries
             .iter()
             .filter(|e| !keep.contains(&e.id))
@@ -122,13 +116,13 @@ impl ObjectCache {
             .map(|(_, id, h)| (id, h))
     }
 
-    pub(crate) fn mark_saved(&mut self, id: &ObjectId, ctx: TpmsContext) {
+    pub(crate) fn mark_saved(&mut self, id: &ObjectId, ctx: SavedContext) {
         if let Some(e) = self.entries.iter_mut().find(|e| &e.id == id) {
             e.residence = Residence::Saved(ctx);
         }
     }
 
-    pub(crate) fn mark_loaded(&mut self, id: &ObjectId, handle: KeyHandle) {
+    pub(crate) fn mark_loaded(&mut self, id: &ObjectId, handle: Tr) {
         if let Some(e) = self.entries.iter_mut().find(|e| &e.id == id) {
             e.residence = Residence::Loaded(handle);
         }

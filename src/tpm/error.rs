@@ -23,6 +23,19 @@ pub enum TpmError {
     Policy(u32),
     /// The SRK the card was made under is gone: the TPM was cleared.
     Cleared,
+    /// The card's record names the key at 0x81000001, which is not this TPM's storage
+    /// root key: someone put a salt key of their own there (DESIGN.md §2).
+    SaltKeySubstituted,
+    /// The card's counter has moved past its guard's bound: this copy of the card was
+    /// formatted or destroyed since.
+    Revoked,
+    /// The card's counter NV index is gone (the card was destroyed, or someone with the
+    /// owner authorization undefined it).
+    CounterGone,
+    /// The TPM has no NV space left for a card's counter (TPM_RC_NV_SPACE).
+    NvFull,
+    /// An object read from the store is not what tpmvsc made (attributes, policy).
+    UnexpectedObject(&'static str),
     /// The TPM is busy; the command may be retried (RETRY, YIELDED, TESTING).
     Busy(u32),
     /// The TPM ran out of object or session slots.
@@ -46,6 +59,23 @@ impl TpmError {
             TpmError::Lockout => Some(0x921),
             _ => None,
         }
+    }
+}
+
+impl TpmError {
+    /// TPM_RC_HANDLE: the persistent object or NV index does not exist.
+    pub(crate) fn is_missing_handle(&self) -> bool {
+        matches!(self, TpmError::Other { code, .. } if code & 0x80 != 0 && code & 0x3f == 0x0B)
+    }
+
+    /// TPM_RC_NV_DEFINED: the NV index exists already.
+    pub(crate) fn is_nv_defined(&self) -> bool {
+        matches!(self, TpmError::Other { code, .. } if code & 0xfff == 0x14C)
+    }
+
+    /// TPM_RC_NV_SPACE: no room for another NV index.
+    pub(crate) fn is_nv_space(&self) -> bool {
+        matches!(self, TpmError::Other { code, .. } if code & 0xfff == 0x14B)
     }
 }
 
@@ -125,6 +155,33 @@ impl fmt::Display for TpmError {
                 f,
                 "the TPM was cleared since this card was made (its storage root key is gone); \
                  the card cannot be used any more: destroy it and create a new one"
+            ),
+            TpmError::SaltKeySubstituted => write!(
+                f,
+                "the key at 0x81000001 is not this TPM's storage root key, and the card's record \
+                 names it: someone substituted the key secrets are encrypted to (to read the PIN \
+                 off the TPM bus). Nothing secret was sent. Remove that key (`tpm2_evictcontrol \
+                 -C o -c 0x81000001`) and restore the card's files from a trusted copy"
+            ),
+            TpmError::Revoked => write!(
+                f,
+                "this copy of the card was revoked: the card was formatted or destroyed since \
+                 these files were written, and the TPM refuses its keys"
+            ),
+            TpmError::CounterGone => write!(
+                f,
+                "the card's counter in the TPM is gone (the card was destroyed, or someone with \
+                 the owner authorization removed it); the card cannot be used any more"
+            ),
+            TpmError::NvFull => write!(
+                f,
+                "the TPM has no NV memory left for the card's counter; destroy an unused card \
+                 (or remove unused NV indices) and try again"
+            ),
+            TpmError::UnexpectedObject(what) => write!(
+                f,
+                "the card's {what} is not an object tpmvsc made for this card (its attributes or \
+                 policy differ): the card's files were altered; nothing secret was sent"
             ),
             TpmError::Busy(c) => write!(f, "the TPM stayed busy ({c:#x}); try again"),
             TpmError::Memory(c) => write!(f, "the TPM is out of object or session memory ({c:#x})"),

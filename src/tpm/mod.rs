@@ -1,43 +1,43 @@
-//! The TPM: one tss-esapi `Context`, opened on demand, and the few operations cards need.
+//! The TPM: one ESYS connection, opened on demand, and the operations cards need.
 //!
 //! This module knows blobs, auth values and policies, not cards (CONVENTIONS.md §1). It is
-//! the only place that uses `tss_esapi` (with `raw.rs` for the calls tss-esapi lacks).
-//! Rules kept here (DESIGN.md §2): every session that carries a nonempty authValue is an
-//! HMAC session salted to the SRK, after the SRK's Name was checked against the card's
-//! record; secrets sent to the TPM ride in that session with parameter encryption.
+//! the only place that talks to libtss2 (`esys.rs`). Rules kept here (DESIGN.md §2):
+//! every session that carries a nonempty authValue is an HMAC session salted to the SRK
+//! this TPM just proved to be its own (`srk.rs`); secrets sent to the TPM ride in that
+//! session with parameter encryption; an object read from the store is checked against
+//! the template it must have been made from before a secret is sent to it.
+//!
+//! Files: `srk.rs` (the proved storage root key and the salted session), `card_keys.rs`
+//! (a card's counter, guard key and storage key; PIN, PUK and admin objects; user keys),
+//! `hierarchy.rs` (lockout hierarchy and dictionary attack), `cache.rs` (loaded objects),
+//! `esys.rs` (the C boundary).
 
 pub mod cache;
+mod card_keys;
 pub mod error;
+mod esys;
+mod hierarchy;
 pub mod lock;
 pub mod policy;
-pub mod raw;
+mod srk;
 pub mod templates;
 
-use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use tss_esapi::Context;
-use tss_esapi::attributes::SessionAttributesBuilder;
-use tss_esapi::constants::{CapabilityType, CommandCode, PropertyTag, SessionType};
-use tss_esapi::handles::{AuthHandle, KeyHandle, ObjectHandle, PersistentTpmHandle, TpmHandle};
-use tss_esapi::interface_types::algorithm::HashingAlgorithm;
-use tss_esapi::interface_types::dynamic_handles::Persistent;
-use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
-use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
-use tss_esapi::structures::{
-    Auth, CapabilityData, Digest, DigestList, Nonce, Private, Public, SensitiveData,
-    SymmetricDefinition,
-};
-use tss_esapi::tcti_ldr::TctiNameConf;
-use tss_esapi::traits::{Marshall, UnMarshall};
+use tss_esapi::structures::Public;
+use tss_esapi::traits::UnMarshall;
 use zeroize::Zeroizing;
 
 use cache::{Entry, ObjectCache, ObjectId, Residence};
+pub use card_keys::{CskRef, Guard, NvCounter};
 pub use error::TpmError;
 use error::classify;
+pub use esys::quiet_tss_logging_for_cli;
+use esys::{Esys, PW, SESSION_CONTINUE, SESSION_DECRYPT, SESSION_ENCRYPT, Sessions, Tr};
 pub use lock::{TpmLock, lock_dir};
+pub use srk::SrkStatus;
 
 /// Environment variable naming the TCTI.
 pub const TCTI_ENV: &str = "TPMVSC_TCTI";
@@ -83,13 +83,15 @@ pub enum Authorizer<'a> {
     },
 }
 
-/// What a card records about the SRK it was made under (DESIGN.md §2).
+/// What a card records about the SRK it was made under (DESIGN.md §2). Only used to tell
+/// "this TPM was cleared" apart: the salt key is always the one the TPM proves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SrkRecord {
-    /// Marshalled TPMT_PUBLIC the primary is (re)created from.
+    /// Marshalled TPMT_PUBLIC of the standard SRK template.
     #[serde(with = "hex_bytes")]
     pub template: Vec<u8>,
-    /// Its Name; a different Name means the TPM was cleared.
+    /// The SRK's Name when the card was made; a different proved Name means the TPM was
+    /// cleared (or the record altered).
     #[serde(with = "hex_bytes")]
     pub name: Vec<u8>,
 }
@@ -100,6 +102,10 @@ pub type AuthValue = Zeroizing<Vec<u8>>;
 /// Objects context-saved from a connection that was given up (see [`Tpm::save_objects`]).
 #[derive(Debug, Default)]
 pub struct SavedObjects(Vec<cache::Entry>);
+
+/// A loaded user key, valid on the connection that loaded it until the next cache change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRef(Tr);
 
 /// The public half of a user key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,11 +118,8 @@ pub enum PublicKey {
 
 /// The public key in a marshalled TPMT_PUBLIC.
 pub fn public_key_of(public: &[u8]) -> Result<PublicKey, TpmError> {
-    public_key(&Public::unmarshall(public).map_err(classify)?)
-}
-
-fn public_key(public: &Public) -> Result<PublicKey, TpmError> {
-    match public {
+    let public = Public::unmarshall(public).map_err(classify)?;
+    match &public {
         Public::Rsa {
             parameters, unique, ..
         } => {
@@ -192,19 +195,32 @@ pub struct TpmInfo {
     pub simulated: bool,
 }
 
-/// An open TPM connection with its SRK, salted session and object cache.
+/// TPM_PT values read in one GetCapability each.
+const PT_MANUFACTURER: u32 = 0x105;
+const PT_VENDOR_STRING_1: u32 = 0x106;
+const PT_FIRMWARE_VERSION_1: u32 = 0x10B;
+const PT_FIRMWARE_VERSION_2: u32 = 0x10C;
+const PT_PERMANENT: u32 = 0x200;
+const PT_LOCKOUT_COUNTER: u32 = 0x20E;
+const PT_MAX_AUTH_FAIL: u32 = 0x20F;
+const PT_LOCKOUT_INTERVAL: u32 = 0x210;
+const PT_LOCKOUT_RECOVERY: u32 = 0x211;
+
+/// An open TPM connection with its proved SRK, salted session and object cache.
 #[derive(Debug)]
 pub struct Tpm {
-    ctx: Context,
+    esys: Esys,
     tcti: String,
     /// Held while this connection is open when no resource manager isolates processes.
     lock: Option<TpmLock>,
     /// When the connection (and the lock) was taken.
-    opened: std::time::Instant,
-    srk: Option<(KeyHandle, Vec<u8>)>,
-    /// The SRK was created here (flush it) rather than found persistent (just close it).
-    srk_transient: bool,
-    salted: Option<AuthSession>,
+    opened: Instant,
+    srk: Option<srk::Srk>,
+    salted: Option<Tr>,
+    /// ESYS handles of NV indices (card counters) read on this connection.
+    nv: Vec<(u32, Tr)>,
+    /// Manufacturer and firmware facts: fixed for the TPM, read once per connection.
+    info: Option<TpmInfo>,
     cache: ObjectCache,
 }
 
@@ -218,10 +234,6 @@ impl Tpm {
     /// cross-process lock file is taken first and objects a killed process left loaded are
     /// flushed (DESIGN.md §6).
     pub fn open_tcti(tcti: &str) -> Result<Tpm, TpmError> {
-        let conf = TctiNameConf::from_str(tcti).map_err(|e| TpmError::NoTpm {
-            tcti: tcti.to_string(),
-            why: format!("not a TCTI configuration: {e}"),
-        })?;
         if let Some(path) = tcti.strip_prefix("device:")
             && !std::path::Path::new(path).exists()
         {
@@ -236,18 +248,16 @@ impl Tpm {
         } else {
             None
         };
-        let ctx = Context::new(conf).map_err(|e| TpmError::NoTpm {
-            tcti: tcti.to_string(),
-            why: format!("cannot connect: {}", classify(e)),
-        })?;
+        let esys = Esys::open(tcti)?;
         let mut tpm = Tpm {
-            ctx,
+            esys,
             tcti: tcti.to_string(),
             lock,
-            opened: std::time::Instant::now(),
+            opened: Instant::now(),
             srk: None,
-            srk_transient: false,
             salted: None,
+            nv: Vec::new(),
+            info: None,
             cache: ObjectCache::new(DEFAULT_CACHE_SLOTS),
         };
         if shared {
@@ -262,26 +272,15 @@ impl Tpm {
     fn flush_stale(&mut self) -> Result<(), TpmError> {
         // Transient objects, then loaded sessions (sessions are never context-saved here).
         for first in [0x8000_0000u32, 0x0200_0000] {
-            let (data, _) =
-                self.retry(|ctx| ctx.get_capability(CapabilityType::Handles, first, 64))?;
-            let CapabilityData::Handles(list) = data else {
-                continue;
-            };
-            for h in list.into_inner() {
-                let raw = u32::from(h);
+            let list = self.retry(|e| e.handles(first, 64))?;
+            for raw in list {
                 // TPM_HT_LOADED_SESSION lists HMAC (0x02) and policy (0x03) sessions.
                 let kind = raw >> 24;
                 if kind != first >> 24 && !(first >> 24 == 0x02 && kind == 0x03) {
                     continue;
                 }
-                let Ok(th) = TpmHandle::try_from(raw) else {
-                    continue;
-                };
-                if let Ok(oh) = self
-                    .ctx
-                    .execute_without_session(|c| c.tr_from_tpm_public(th))
-                {
-                    let _ = self.ctx.flush_context(oh);
+                if let Ok(tr) = self.esys.tr_for(raw) {
+                    let _ = self.esys.flush(tr);
                 }
             }
         }
@@ -311,29 +310,30 @@ impl Tpm {
         self.cache.set_capacity(slots);
     }
 
+    /// TPM commands this connection has sent (the benchmark counts them per operation).
+    pub fn commands_sent(&self) -> u64 {
+        self.esys.commands_sent()
+    }
+
     /// Manufacturer, vendor and firmware strings; `simulated` for swtpm/libtpms and the
-    /// Microsoft simulator.
+    /// Microsoft simulator. One GetCapability, once per connection.
     pub fn info(&mut self) -> Result<TpmInfo, TpmError> {
-        let word = |v: Option<u32>| -> String {
-            v.unwrap_or(0)
-                .to_be_bytes()
+        if let Some(i) = &self.info {
+            return Ok(i.clone());
+        }
+        let props = self.retry(|e| e.properties(PT_MANUFACTURER, 8))?;
+        let get = |tag: u32| props.iter().find(|(p, _)| *p == tag).map_or(0, |(_, v)| *v);
+        let word = |v: u32| -> String {
+            v.to_be_bytes()
                 .iter()
                 .filter(|b| **b != 0)
                 .map(|b| char::from(*b))
                 .collect()
         };
-        let manufacturer = word(self.property(PropertyTag::Manufacturer)?);
-        let mut vendor = String::new();
-        for tag in [
-            PropertyTag::VendorString1,
-            PropertyTag::VendorString2,
-            PropertyTag::VendorString3,
-            PropertyTag::VendorString4,
-        ] {
-            vendor.push_str(&word(self.property(tag)?));
-        }
-        let fw1 = self.property(PropertyTag::FirmwareVersion1)?.unwrap_or(0);
-        let fw2 = self.property(PropertyTag::FirmwareVersion2)?.unwrap_or(0);
+        let manufacturer = word(get(PT_MANUFACTURER));
+        let vendor: String = (0..4).map(|i| word(get(PT_VENDOR_STRING_1 + i))).collect();
+        let fw1 = get(PT_FIRMWARE_VERSION_1);
+        let fw2 = get(PT_FIRMWARE_VERSION_2);
         let firmware = format!(
             "{}.{}.{}.{}",
             fw1 >> 16,
@@ -345,22 +345,26 @@ impl Tpm {
         let simulated = is_simulator_tcti(&self.tcti)
             || vendor.replace(' ', "").contains("SWTPM")
             || manufacturer.trim() == "IBM" && vendor.starts_with("SW");
-        Ok(TpmInfo {
+        let info = TpmInfo {
             manufacturer: manufacturer.trim().to_string(),
             vendor,
             firmware,
             simulated,
-        })
+        };
+        self.info = Some(info.clone());
+        Ok(info)
     }
 
-    /// The TPM's dictionary-attack state.
+    /// The TPM's dictionary-attack state (one GetCapability).
     pub fn da_status(&mut self) -> Result<DaStatus, TpmError> {
-        let permanent = self.property(PropertyTag::Permanent)?.unwrap_or(0);
+        let props = self.retry(|e| e.properties(PT_PERMANENT, 0x12))?;
+        let get = |tag: u32| props.iter().find(|(p, _)| *p == tag).map_or(0, |(_, v)| *v);
+        let permanent = get(PT_PERMANENT);
         Ok(DaStatus {
-            counter: self.property(PropertyTag::LockoutCounter)?.unwrap_or(0),
-            max_tries: self.property(PropertyTag::MaxAuthFail)?.unwrap_or(0),
-            recovery_time: self.property(PropertyTag::LockoutInterval)?.unwrap_or(0),
-            lockout_recovery: self.property(PropertyTag::LockoutRecovery)?.unwrap_or(0),
+            counter: get(PT_LOCKOUT_COUNTER),
+            max_tries: get(PT_MAX_AUTH_FAIL),
+            recovery_time: get(PT_LOCKOUT_INTERVAL),
+            lockout_recovery: get(PT_LOCKOUT_RECOVERY),
             // TPMA_PERMANENT: lockoutAuthSet = bit 2, inLockout = bit 9.
             lockout_auth_set: permanent & (1 << 2) != 0,
             in_lockout: permanent & (1 << 9) != 0,
@@ -371,335 +375,31 @@ impl Tpm {
     pub fn random(&mut self, n: usize) -> Result<Zeroizing<Vec<u8>>, TpmError> {
         let mut out = Zeroizing::new(Vec::with_capacity(n));
         while out.len() < n {
-            let want = (n - out.len()).min(32);
-            let d = self.retry(|ctx| ctx.execute_without_session(|c| c.get_random(want)))?;
-            out.extend_from_slice(d.value());
+            let want = u16::try_from((n - out.len()).min(32)).unwrap_or(32);
+            let d = self.retry(|e| e.get_random(want))?;
+            out.extend_from_slice(&d);
         }
         Ok(out)
     }
 
-    /// Picks the SRK for a new card: the standard ECC P-256 primary (TCG template). The
-    /// persistent key at 0x81000001 serves when it is that primary (its Name matches);
-    /// a primary's public area cannot serve as a template (its `unique` field is an
-    /// input to key derivation), so any other key there is left alone.
-    pub fn choose_srk(&mut self) -> Result<SrkRecord, TpmError> {
-        let template = templates::srk()?.marshall().map_err(classify)?;
-        let record = SrkRecord {
-            name: self.primary_name(&template)?,
-            template,
-        };
-        self.use_srk(&record)?;
-        Ok(record)
-    }
-
-    /// Makes the card's SRK current: the persistent one when its Name matches the record,
-    /// else the primary re-created from the recorded template. A different Name after
-    /// re-creation means the TPM was cleared ([`TpmError::Cleared`]).
-    pub fn use_srk(&mut self, record: &SrkRecord) -> Result<(), TpmError> {
-        if matches!(&self.srk, Some((_, name)) if *name == record.name) {
-            return Ok(());
-        }
-        self.drop_srk();
-        if let Some((handle, name)) = self.read_persistent(SRK_PERSISTENT)?
-            && name == record.name
-        {
-            self.srk = Some((KeyHandle::from(handle), name));
-            return Ok(());
-        }
-        // Never make (and salt to) a key a store file describes: only the standard
-        // template is re-created (DESIGN.md §2).
-        if record.template != templates::srk()?.marshall().map_err(classify)? {
-            return Err(TpmError::Other {
-                code: 0,
-                what: "the card's record names a storage root key template tpmvsc does not make; \
-                       the card's files were altered"
-                    .into(),
-            });
-        }
-        let public = Public::unmarshall(&record.template).map_err(classify)?;
-        let handle = self.retry_with_room(|ctx| {
-            ctx.execute_with_session(Some(AuthSession::Password), |c| {
-                c.create_primary(Hierarchy::Owner, public.clone(), None, None, None, None)
-            })
-            .map(|r| r.key_handle)
-        })?;
-        let (_, name, _) = self.ctx.read_public(handle).map_err(classify)?;
-        if name.value() != record.name.as_slice() {
-            let _ = self.ctx.flush_context(handle.into());
-            return Err(TpmError::Cleared);
-        }
-        self.srk = Some((handle, name.value().to_vec()));
-        self.srk_transient = true;
-        Ok(())
-    }
-
-    /// Creates an object under the SRK with the given authValue and sealed data. The
-    /// secret travels encrypted in the salted session.
-    pub fn create_under_srk(
-        &mut self,
-        public: Public,
-        auth: &[u8],
-        data: Option<&[u8]>,
-    ) -> Result<Blob, TpmError> {
-        let srk = self.srk_handle()?;
-        let session = self.salted_session()?;
-        let auth = Auth::try_from(auth.to_vec()).map_err(classify)?;
-        let data = data
-            .map(|d| SensitiveData::try_from(d.to_vec()))
-            .transpose()
-            .map_err(classify)?;
-        let created = self.retry_with_room(|ctx| {
-            ctx.execute_with_session(Some(session), |c| {
-                c.create(
-                    srk,
-                    public.clone(),
-                    Some(auth.clone()),
-                    data.clone(),
-                    None,
-                    None,
-                )
-            })
-        })?;
-        Ok(Blob {
-            public: created.out_public.marshall().map_err(classify)?,
-            private: created.out_private.value().to_vec(),
-        })
-    }
-
-    /// Proves knowledge of `auth` for the object in `blob` (a child of the SRK) to the
-    /// TPM: PolicySecret in a throw-away policy session, the object authorized through
-    /// the salted HMAC session. A wrong value is an authorization failure the TPM's
-    /// dictionary-attack logic counts; nothing is trusted from the host.
-    pub fn check_auth(&mut self, blob: &Blob, auth: &[u8]) -> Result<(), TpmError> {
-        let handle = self.load_under_srk(blob, Some(auth))?;
-        let salted = self.salted_session()?;
-        let policy = self.start_policy_session(false)?;
-        let result = self.retry(|ctx| {
-            ctx.execute_with_sessions((Some(salted), None, None), |c| {
-                c.policy_secret(
-                    policy,
-                    ObjectHandle::from(handle).into(),
-                    Nonce::default(),
-                    Digest::default(),
-                    Nonce::default(),
-                    None,
-                )
-            })
-        });
-        self.flush_session(policy.into());
-        result.map(|_| ())
-    }
-
-    /// Changes the card storage key's authValue (a new PIN) through its policy: the
-    /// branch `how` names must be one of `branches` (in creation order). Returns the new
-    /// private blob; the old blob still opens with the old value, so the caller must
-    /// replace it on disk (DESIGN.md §2).
-    ///
-    /// PIN branch: PolicyAuthValue in a policy session salted to the SRK with parameter
-    /// encryption (the caller knows the current value). PUK/admin branch: PolicySecret on
-    /// the secret object, whose authValue rides in the salted HMAC session; the new value
-    /// is encrypted by that salted session as a second, non-authorizing session, because
-    /// the policy session's encryption key would involve the CSK's current authValue,
-    /// which the PUK or admin holder does not know (TPM-FEASIBILITY.md, constraint 2).
-    pub fn change_csk_auth(
-        &mut self,
-        csk: &Blob,
-        branches: &[policy::Branch],
-        how: Authorizer<'_>,
-        new_auth: &[u8],
-    ) -> Result<Blob, TpmError> {
-        let srk = self.srk_handle()?;
-        let new_auth = Auth::try_from(new_auth.to_vec()).map_err(classify)?;
-        let (policy, extra, wanted) = match how {
-            Authorizer::Pin(pin_auth) => {
-                let csk_handle = self.load_under_srk(csk, Some(pin_auth))?;
-                let ps = self.start_policy_session(true)?;
-                let r = self.retry(|ctx| ctx.policy_auth_value(ps));
-                (ps, None, (csk_handle, r, policy::Branch::Pin))
-            }
-            Authorizer::Secret {
-                object,
-                auth,
-                is_puk,
-            } => {
-                let obj = self.load_under_srk(object, Some(auth))?;
-                let salted = self.salted_session()?;
-                let ps = self.start_policy_session(false)?;
-                let r = self
-                    .retry(|ctx| {
-                        ctx.execute_with_sessions((Some(salted), None, None), |c| {
-                            c.policy_secret(
-                                ps,
-                                ObjectHandle::from(obj).into(),
-                                Nonce::default(),
-                                Digest::default(),
-                                Nonce::default(),
-                                None,
-                            )
-                        })
-                    })
-                    .map(|_| ());
-                let name = object.name();
-                let branch = if is_puk {
-                    policy::Branch::Puk { name }
-                } else {
-                    policy::Branch::Admin { name }
-                };
-                // Load the CSK after the secret was checked; it needs no auth here.
-                let csk_handle = match r {
-                    Ok(()) => self.load_under_srk(csk, None),
-                    Err(e) => Err(e),
-                };
-                match csk_handle {
-                    Ok(h) => (ps, Some(salted), (h, Ok(()), branch)),
-                    Err(e) => (ps, Some(salted), (KeyHandle::Null, Err(e), branch)),
-                }
-            }
-        };
-        let (csk_handle, first, branch) = wanted;
-        let result = first.and_then(|()| {
-            if !branches.contains(&branch) {
-                return Err(TpmError::Policy(0));
-            }
-            self.retry(|ctx| ctx.policy_command_code(policy, CommandCode::ObjectChangeAuth))?;
-            if branches.len() > 1 {
-                let mut list = DigestList::new();
-                for b in branches {
-                    list.add(Digest::try_from(b.digest().to_vec()).map_err(classify)?)
-                        .map_err(classify)?;
-                }
-                self.retry(|ctx| ctx.policy_or(policy, list.clone()))?;
-            }
-            let sessions = (Some(AuthSession::from(policy)), extra, None);
-            self.retry(|ctx| {
-                ctx.execute_with_sessions(sessions, |c| {
-                    c.object_change_auth(csk_handle.into(), srk.into(), new_auth.clone())
-                })
-            })
-        });
-        self.flush_session(policy.into());
-        let private = result?;
-        self.forget(csk);
-        Ok(Blob {
-            public: csk.public.clone(),
-            private: private.value().to_vec(),
-        })
-    }
-
-    /// Changes the authValue of a sealed secret object (PUK, admin object) knowing the
-    /// current one; its Name, fixed in the CSK policy, stays the same.
-    pub fn change_object_auth(
-        &mut self,
-        object: &Blob,
-        auth: &[u8],
-        new_auth: &[u8],
-    ) -> Result<Blob, TpmError> {
-        let srk = self.srk_handle()?;
-        let handle = self.load_under_srk(object, Some(auth))?;
-        let salted = self.salted_session()?;
-        let new_auth = Auth::try_from(new_auth.to_vec()).map_err(classify)?;
-        let private = self.retry(|ctx| {
-            ctx.execute_with_sessions((Some(salted), None, None), |c| {
-                c.object_change_auth(handle.into(), srk.into(), new_auth.clone())
-            })
-        })?;
-        self.forget(object);
-        Ok(Blob {
-            public: object.public.clone(),
-            private: private.value().to_vec(),
-        })
-    }
-
-    /// Creates a user key under the card storage key `csk` (loaded with its PIN-derived
-    /// authValue, in the salted session). Returns the blob and its public key.
-    pub fn create_user_key(
-        &mut self,
-        csk: &Blob,
-        csk_auth: &[u8],
-        kind: templates::UserKeyKind,
-    ) -> Result<(Blob, PublicKey), TpmError> {
-        let parent = self.load_under_srk(csk, Some(csk_auth))?;
-        let session = self.salted_session()?;
-        let template = templates::user_key(kind)?;
-        let created = self.retry_with_room(|ctx| {
-            ctx.execute_with_session(Some(session), |c| {
-                c.create(parent, template.clone(), None, None, None, None)
-            })
-        })?;
-        let key = public_key(&created.out_public)?;
-        let blob = Blob {
-            public: created.out_public.marshall().map_err(classify)?,
-            private: created.out_private.value().to_vec(),
-        };
-        Ok((blob, key))
-    }
-
-    /// Loads a user key under its card storage key (through the cache; the CSK is loaded
-    /// with its authValue when it is not).
-    pub fn load_user_key(
-        &mut self,
-        csk: &Blob,
-        csk_auth: &[u8],
-        key: &Blob,
-    ) -> Result<KeyHandle, TpmError> {
-        let id = ObjectCache::id_of(key);
-        if let Some(e) = self.cache.touch(&id)
-            && let Residence::Loaded(h) = e.residence
-        {
-            return Ok(h);
-        }
-        let parent = self.load_under_srk(csk, Some(csk_auth))?;
-        let session = self.salted_session()?;
-        let csk_id = ObjectCache::id_of(csk);
-        self.cached_load_keep(id, &[csk_id], |ctx| {
-            let private = Private::try_from(key.private.clone())?;
-            let public = Public::unmarshall(&key.public)?;
-            ctx.execute_with_session(Some(session), |c| c.load(parent, private, public))
-        })
-    }
+    // ----- using loaded user keys -----
 
     /// ECDSA with a loaded user key over an already hashed value; returns (r, s).
     /// The key has an empty authValue and noDA: a password session, nothing secret
     /// crosses the wire (DESIGN.md §2).
     pub fn sign_ecdsa(
         &mut self,
-        key: KeyHandle,
+        key: KeyRef,
         digest: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>), TpmError> {
-        use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
-        use tss_esapi::structures::{HashScheme, HashcheckTicket, Signature, SignatureScheme};
-        use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
+        // TPM_ALG_SHA1/256/384/512: the hash the digest's length names.
         let hash = match digest.len() {
-            20 => HashingAlgorithm::Sha1,
-            32 => HashingAlgorithm::Sha256,
-            48 => HashingAlgorithm::Sha384,
-            _ => HashingAlgorithm::Sha512,
+            20 => 0x0004,
+            32 => 0x000B,
+            48 => 0x000C,
+            _ => 0x000D,
         };
-        let d = Digest::try_from(digest.to_vec()).map_err(classify)?;
-        let ticket = HashcheckTicket::try_from(TPMT_TK_HASHCHECK {
-            tag: TPM2_ST_HASHCHECK,
-            hierarchy: TPM2_RH_NULL,
-            digest: Default::default(),
-        })
-        .map_err(classify)?;
-        let scheme = SignatureScheme::EcDsa {
-            hash_scheme: HashScheme::new(hash),
-        };
-        let sig = self.retry(|ctx| {
-            ctx.execute_with_session(Some(AuthSession::Password), |c| {
-                c.sign(key, d.clone(), scheme, ticket.clone())
-            })
-        })?;
-        match sig {
-            Signature::EcDsa(s) => Ok((
-                s.signature_r().value().to_vec(),
-                s.signature_s().value().to_vec(),
-            )),
-            _ => Err(TpmError::Other {
-                code: 0,
-                what: "TPM returned a non-ECDSA signature".into(),
-            }),
-        }
+        self.retry(|e| e.sign_ecdsa(key.0, PW, digest, hash))
     }
 
     /// The raw RSA private operation (TPM2_RSA_Decrypt with the NULL scheme) on `input`
@@ -708,71 +408,31 @@ impl Tpm {
     /// session alone is used.
     pub fn rsa_raw(
         &mut self,
-        key: KeyHandle,
+        key: KeyRef,
         input: &[u8],
         secret_output: bool,
     ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
-        use tss_esapi::structures::{Data, PublicKeyRsa, RsaDecryptionScheme};
-        let c = PublicKeyRsa::try_from(input.to_vec()).map_err(classify)?;
-        let extra = if secret_output {
-            Some(self.salted_session()?)
+        let sessions = if secret_output {
+            [esys::PASSWORD, self.salted_session()?, esys::NONE]
         } else {
-            None
+            PW
         };
-        let out = self.retry(|ctx| {
-            ctx.execute_with_sessions((Some(AuthSession::Password), extra, None), |x| {
-                x.rsa_decrypt(key, c.clone(), RsaDecryptionScheme::Null, Data::default())
-            })
-        })?;
-        Ok(Zeroizing::new(out.value().to_vec()))
+        self.retry(|e| e.rsa_decrypt_raw(key.0, sessions, input))
     }
 
     /// ECDH: the shared point's x coordinate with the peer's public point (x, y), the
     /// response encrypted by the salted session.
     pub fn ecdh(
         &mut self,
-        key: KeyHandle,
+        key: KeyRef,
         x: &[u8],
         y: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
-        use tss_esapi::structures::{EccParameter, EccPoint};
-        let p = EccPoint::new(
-            EccParameter::try_from(x.to_vec()).map_err(classify)?,
-            EccParameter::try_from(y.to_vec()).map_err(classify)?,
-        );
         let salted = self.salted_session()?;
-        let z = self.retry(|ctx| {
-            ctx.execute_with_sessions((Some(AuthSession::Password), Some(salted), None), |c| {
-                c.ecdh_z_gen(key, p.clone())
-            })
-        })?;
-        Ok(Zeroizing::new(z.x().value().to_vec()))
+        self.retry(|e| e.ecdh_zgen(key.0, [esys::PASSWORD, salted, esys::NONE], x, y))
     }
 
-    /// Loads a child of the SRK through the cache and sets its authValue.
-    pub fn load_under_srk(
-        &mut self,
-        blob: &Blob,
-        auth: Option<&[u8]>,
-    ) -> Result<KeyHandle, TpmError> {
-        let srk = self.srk_handle()?;
-        let id = ObjectCache::id_of(blob);
-        let handle = self.cached_load(id, |ctx| {
-            let private = Private::try_from(blob.private.clone())?;
-            let public = Public::unmarshall(&blob.public)?;
-            ctx.execute_with_session(Some(AuthSession::Password), |c| {
-                c.load(srk, private, public)
-            })
-        })?;
-        let auth = auth.map(|a| Zeroizing::new(a.to_vec()));
-        if let Some(a) = &auth {
-            self.set_auth(handle.into(), a)?;
-        }
-        if let Some(e) = self.cache.touch(&id) {
-            e.auth = auth;
-        }
-        Ok(handle)
-    }
+    // ----- the object cache -----
 
     /// Removes an object from the TPM and the cache.
     pub fn forget(&mut self, blob: &Blob) {
@@ -782,7 +442,7 @@ impl Tpm {
             ..
         }) = self.cache.remove(&id)
         {
-            let _ = self.ctx.flush_context(h.into());
+            let _ = self.esys.flush(h);
         }
     }
 
@@ -791,7 +451,7 @@ impl Tpm {
     pub fn flush_objects(&mut self) {
         for e in self.cache.drain() {
             if let Residence::Loaded(h) = e.residence {
-                let _ = self.ctx.flush_context(h.into());
+                let _ = self.esys.flush(h);
             }
         }
     }
@@ -805,14 +465,14 @@ impl Tpm {
         let mut out = Vec::new();
         for mut e in self.cache.drain() {
             if let Residence::Loaded(h) = e.residence {
-                match self.ctx.context_save(h.into()) {
+                match self.esys.context_save(h) {
                     Ok(ctx) => e.residence = Residence::Saved(ctx),
                     Err(_) => {
-                        let _ = self.ctx.flush_context(h.into());
+                        let _ = self.esys.flush(h);
                         continue;
                     }
                 }
-                let _ = self.ctx.flush_context(h.into());
+                let _ = self.esys.flush(h);
             }
             out.push(e);
         }
@@ -830,210 +490,32 @@ impl Tpm {
     pub fn flush_all(&mut self) {
         self.flush_objects();
         if let Some(s) = self.salted.take() {
-            self.flush_session(s);
+            let _ = self.esys.flush(s);
+        }
+        for (_, tr) in std::mem::take(&mut self.nv) {
+            self.esys.close(tr);
         }
         self.drop_srk();
-    }
-
-    /// Makes the SRK described by `record` persistent at 0x81000001 (the simulator does
-    /// this so that no process pays for CreatePrimary). Needs the owner authorization,
-    /// empty on a fresh TPM.
-    pub fn persist_srk(&mut self, record: &SrkRecord) -> Result<(), TpmError> {
-        if let Some((_, name)) = self.read_persistent(SRK_PERSISTENT)? {
-            if name == record.name {
-                return Ok(());
-            }
-            return Err(TpmError::Other {
-                code: 0,
-                what: "0x81000001 holds another key; not replacing it".into(),
-            });
-        }
-        self.use_srk(record)?;
-        let handle = self.srk_handle()?;
-        let persistent =
-            Persistent::Persistent(PersistentTpmHandle::new(SRK_PERSISTENT).map_err(classify)?);
-        self.retry(|ctx| {
-            ctx.execute_with_session(Some(AuthSession::Password), |c| {
-                c.evict_control(Provision::Owner, handle.into(), persistent)
-            })
-        })?;
-        Ok(())
-    }
-
-    /// Sets the lockout hierarchy's authorization (from empty, on a TPM being hardened).
-    /// The new value travels encrypted in the salted session.
-    pub fn set_lockout_auth(&mut self, current: &[u8], new_auth: &[u8]) -> Result<(), TpmError> {
-        if self.srk.is_none() {
-            self.choose_srk()?;
-        }
-        let session = self.salted_session()?;
-        let lockout = ObjectHandle::from(AuthHandle::Lockout);
-        self.set_auth(lockout, current)?;
-        let new_auth = Auth::try_from(new_auth.to_vec()).map_err(classify)?;
-        self.retry(|ctx| {
-            ctx.execute_with_session(Some(session), |c| {
-                c.hierarchy_change_auth(AuthHandle::Lockout, new_auth.clone())
-            })
-        })
-    }
-
-    /// TPM2_ClearControl: with `disable`, TPM2_Clear then needs the platform
-    /// authorization, which the firmware keeps (DESIGN.md §2, hardening).
-    pub fn clear_control(&mut self, lockout_auth: &[u8], disable: bool) -> Result<(), TpmError> {
-        if self.srk.is_none() {
-            self.choose_srk()?;
-        }
-        let session = self.salted_session()?;
-        self.set_auth(ObjectHandle::from(AuthHandle::Lockout), lockout_auth)?;
-        self.retry(|ctx| {
-            ctx.execute_with_session(Some(session), |c| {
-                c.clear_control(AuthHandle::Lockout, disable)
-            })
-        })
-    }
-
-    /// TPM2_Clear through the lockout hierarchy (tests of hardening: refused once
-    /// ClearControl disabled it).
-    pub fn clear(&mut self, lockout_auth: &[u8]) -> Result<(), TpmError> {
-        if self.srk.is_none() {
-            self.choose_srk()?;
-        }
-        let session = self.salted_session()?;
-        self.set_auth(ObjectHandle::from(AuthHandle::Lockout), lockout_auth)?;
-        let r = self
-            .retry(|ctx| ctx.execute_with_session(Some(session), |c| c.clear(AuthHandle::Lockout)));
-        // A cleared TPM has a new owner seed: the SRK and the session are gone.
-        if r.is_ok() {
-            self.salted = None;
-            self.srk = None;
-            self.cache.drain();
-        }
-        r
     }
 
     /// Sends TPM2_Shutdown(CLEAR) so the next start is orderly (libtpms counts an
     /// unorderly stop after DA use as one more failed try).
     pub fn shutdown(&mut self) -> Result<(), TpmError> {
         self.flush_all();
-        self.retry(|ctx| ctx.shutdown(tss_esapi::constants::StartupType::Clear))
+        self.retry(Esys::shutdown)
     }
 
     // ----- helpers -----
 
-    fn property(&mut self, tag: PropertyTag) -> Result<Option<u32>, TpmError> {
-        self.retry(|ctx| ctx.get_tpm_property(tag))
-    }
-
-    fn srk_handle(&self) -> Result<KeyHandle, TpmError> {
-        self.srk.as_ref().map(|(h, _)| *h).ok_or(TpmError::Other {
-            code: 0,
-            what: "internal: the SRK was not chosen before use".into(),
-        })
-    }
-
-    fn drop_srk(&mut self) {
-        if let Some(s) = self.salted.take() {
-            self.flush_session(s);
-        }
-        if let Some((h, _)) = self.srk.take() {
-            if self.srk_transient {
-                let _ = self.ctx.flush_context(h.into());
-            } else {
-                let mut oh = ObjectHandle::from(h);
-                let _ = self.ctx.tr_close(&mut oh);
-            }
-        }
-        self.srk_transient = false;
-    }
-
-    /// The continued HMAC session salted to the (checked) SRK, with parameter encryption
-    /// both ways. Every nonempty authValue rides in this session.
-    fn salted_session(&mut self) -> Result<AuthSession, TpmError> {
-        if let Some(s) = self.salted {
-            return Ok(s);
-        }
-        let srk = self.srk_handle()?;
-        let session = self.start_session(
-            Some(srk),
-            SessionType::Hmac,
-            SymmetricDefinition::AES_128_CFB,
-        )?;
-        self.encrypt_both_ways(session)?;
-        self.salted = Some(session);
-        Ok(session)
-    }
-
-    /// Starts an auth session (salted to `key` when given) with SHA-256.
-    fn start_session(
-        &mut self,
-        key: Option<KeyHandle>,
-        kind: SessionType,
-        symmetric: SymmetricDefinition,
-    ) -> Result<AuthSession, TpmError> {
-        self.retry_with_room(|ctx| {
-            ctx.start_auth_session(key, None, None, kind, symmetric, HashingAlgorithm::Sha256)
-        })?
-        .ok_or(TpmError::Other {
-            code: 0,
-            what: "TPM returned no session".into(),
-        })
-    }
-
-    /// Parameter encryption both ways, session continued.
-    fn encrypt_both_ways(&mut self, session: AuthSession) -> Result<(), TpmError> {
-        let (attrs, mask) = SessionAttributesBuilder::new()
-            .with_decrypt(true)
-            .with_encrypt(true)
-            .with_continue_session(true)
-            .build();
-        self.ctx
-            .tr_sess_set_attributes(session, attrs, mask)
-            .map_err(classify)
-    }
-
-    /// A fresh policy session. `salted`: salted to the SRK with parameter encryption, for
-    /// a policy that uses the object's authValue (PolicyAuthValue); otherwise unsalted,
-    /// because it carries no secret itself.
-    fn start_policy_session(&mut self, salted: bool) -> Result<PolicySession, TpmError> {
-        let (key, sym) = if salted {
-            (Some(self.srk_handle()?), SymmetricDefinition::AES_128_CFB)
-        } else {
-            (None, SymmetricDefinition::Null)
-        };
-        let s = self.start_session(key, SessionType::Policy, sym)?;
-        if salted {
-            self.encrypt_both_ways(s)?;
-        }
-        PolicySession::try_from(s).map_err(classify)
-    }
-
-    fn flush_session(&mut self, s: AuthSession) {
-        let h = tss_esapi::handles::SessionHandle::from(s);
-        let _ = self.ctx.flush_context(ObjectHandle::from(h));
-    }
-
-    fn set_auth(&mut self, h: ObjectHandle, auth: &[u8]) -> Result<(), TpmError> {
-        let a = Auth::try_from(auth.to_vec()).map_err(classify)?;
-        self.ctx.tr_set_auth(h, a).map_err(classify)
-    }
-
     /// Loads through the cache: a loaded entry is returned, a saved one is context-loaded
-    /// (its auth set again), a new one is loaded by `load`; room is made first.
+    /// (its auth set again), a new one is loaded by `load`; room is made first, never by
+    /// evicting the objects in `keep` (a parent).
     fn cached_load(
         &mut self,
         id: ObjectId,
-        load: impl Fn(&mut Context) -> tss_esapi::Result<KeyHandle>,
-    ) -> Result<KeyHandle, TpmError> {
-        self.cached_load_keep(id, &[], load)
-    }
-
-    /// [`Tpm::cached_load`] that never evicts the objects in `keep` (a parent).
-    fn cached_load_keep(
-        &mut self,
-        id: ObjectId,
         keep: &[ObjectId],
-        load: impl Fn(&mut Context) -> tss_esapi::Result<KeyHandle>,
-    ) -> Result<KeyHandle, TpmError> {
+        load: impl FnOnce(&mut Tpm) -> Result<Tr, TpmError>,
+    ) -> Result<Tr, TpmError> {
         let saved = match self.cache.touch(&id) {
             Some(e) => match &e.residence {
                 Residence::Loaded(h) => return Ok(*h),
@@ -1041,31 +523,30 @@ impl Tpm {
             },
             None => None,
         };
+        let mut protect = keep.to_vec();
+        protect.push(id);
         while self.cache.is_full() {
-            let mut protect = keep.to_vec();
-            protect.push(id);
             if !self.evict_one(&protect)? {
                 break;
             }
         }
         if let Some((ctx, auth)) = saved {
-            match self.retry_with_room_keep(keep, |c| c.context_load(ctx.clone())) {
+            match self.retry_with_room(&protect, |e| e.context_load(&ctx)) {
                 Ok(h) => {
                     if let Some(a) = &auth {
-                        self.set_auth(h, a)?;
+                        self.esys.set_auth(h, a)?;
                     }
-                    let kh = KeyHandle::from(h);
-                    self.cache.mark_loaded(&id, kh);
-                    return Ok(kh);
+                    self.cache.mark_loaded(&id, h);
+                    return Ok(h);
                 }
-                // A context from before a TPM restart: load the blob again.
                 Err(TpmError::Memory(c)) => return Err(TpmError::Memory(c)),
+                // A context from before a TPM restart: load the blob again.
                 Err(_) => {
                     self.cache.remove(&id);
                 }
             }
         }
-        let h = self.retry_with_room_keep(keep, |c| load(c))?;
+        let h = load(self)?;
         self.cache.insert(id, h, None);
         Ok(h)
     }
@@ -1076,13 +557,13 @@ impl Tpm {
         let Some((id, handle)) = self.cache.victim(keep) else {
             return Ok(false);
         };
-        match self.ctx.context_save(handle.into()) {
+        match self.esys.context_save(handle) {
             Ok(saved) => {
-                let _ = self.ctx.flush_context(handle.into());
+                let _ = self.esys.flush(handle);
                 self.cache.mark_saved(&id, saved);
             }
             Err(_) => {
-                let _ = self.ctx.flush_context(handle.into());
+                let _ = self.esys.flush(handle);
                 self.cache.remove(&id);
             }
         }
@@ -1092,37 +573,26 @@ impl Tpm {
     /// Runs a command, retrying while the TPM says it is busy.
     fn retry<T>(
         &mut self,
-        mut f: impl FnMut(&mut Context) -> tss_esapi::Result<T>,
+        mut f: impl FnMut(&mut Esys) -> Result<T, TpmError>,
     ) -> Result<T, TpmError> {
         let mut attempt = 0;
         loop {
-            match f(&mut self.ctx) {
-                Ok(v) => return Ok(v),
-                Err(e) => match classify(e) {
-                    TpmError::Busy(_) if attempt < BUSY_RETRIES => {
-                        attempt += 1;
-                        std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
-                    }
-                    other => return Err(other),
-                },
+            match f(&mut self.esys) {
+                Err(TpmError::Busy(_)) if attempt < BUSY_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
+                }
+                other => return other,
             }
         }
     }
 
-    /// Like [`Tpm::retry`], and on OBJECT_MEMORY/SESSION_MEMORY evicts a cached object and
-    /// tries again.
+    /// Like [`Tpm::retry`], and on OBJECT_MEMORY/SESSION_MEMORY evicts a cached object
+    /// (never one in `keep`) and tries again.
     fn retry_with_room<T>(
         &mut self,
-        f: impl FnMut(&mut Context) -> tss_esapi::Result<T>,
-    ) -> Result<T, TpmError> {
-        self.retry_with_room_keep(&[], f)
-    }
-
-    /// [`Tpm::retry_with_room`] that never evicts the objects in `keep`.
-    fn retry_with_room_keep<T>(
-        &mut self,
         keep: &[ObjectId],
-        mut f: impl FnMut(&mut Context) -> tss_esapi::Result<T>,
+        mut f: impl FnMut(&mut Esys) -> Result<T, TpmError>,
     ) -> Result<T, TpmError> {
         loop {
             match self.retry(&mut f) {
@@ -1136,44 +606,55 @@ impl Tpm {
         }
     }
 
-    /// The persistent object at `handle`: its ESYS handle and Name (ESYS read its public
-    /// area when it made the handle, so the Name costs no further command).
-    fn read_persistent(
-        &mut self,
-        handle: u32,
-    ) -> Result<Option<(ObjectHandle, Vec<u8>)>, TpmError> {
-        let (data, _) = self.retry(|ctx| ctx.get_capability(CapabilityType::Handles, handle, 1))?;
-        let present = match data {
-            CapabilityData::Handles(list) => {
-                list.into_inner().iter().any(|h| u32::from(*h) == handle)
-            }
-            _ => false,
-        };
-        if !present {
-            return Ok(None);
-        }
-        let tpm_handle = TpmHandle::Persistent(PersistentTpmHandle::new(handle).map_err(classify)?);
-        let oh =
-            self.retry(|ctx| ctx.execute_without_session(|c| c.tr_from_tpm_public(tpm_handle)))?;
-        let name = self.ctx.tr_get_name(oh).map_err(classify)?;
-        Ok(Some((oh, name.value().to_vec())))
+    /// Starts a session (making room when the TPM is out of session memory).
+    fn start_session(&mut self, kind: esys::SessionKind) -> Result<Tr, TpmError> {
+        self.retry_with_room(&[], |e| e.start_session(kind))
     }
 
-    /// Name of the primary `template` makes in the owner hierarchy (created and flushed).
-    fn primary_name(&mut self, template: &[u8]) -> Result<Vec<u8>, TpmError> {
-        let public = Public::unmarshall(template).map_err(classify)?;
-        let handle = self.retry_with_room(|ctx| {
-            ctx.execute_with_session(Some(AuthSession::Password), |c| {
-                c.create_primary(Hierarchy::Owner, public.clone(), None, None, None, None)
-            })
-            .map(|r| r.key_handle)
-        })?;
-        let name = self
-            .ctx
-            .read_public(handle)
-            .map(|(_, n, _)| n.value().to_vec());
-        let _ = self.ctx.flush_context(handle.into());
-        name.map_err(classify)
+    /// A fresh policy session. `salted`: salted to the SRK with parameter encryption, for
+    /// a policy that uses the object's authValue (PolicyAuthValue); otherwise unsalted,
+    /// because it carries no secret itself.
+    fn start_policy_session(&mut self, salted: bool) -> Result<Tr, TpmError> {
+        if salted {
+            let srk = self.srk_handle()?;
+            let s = self.start_session(esys::SessionKind::SaltedPolicy(srk))?;
+            self.esys.set_session_attributes(
+                s,
+                SESSION_CONTINUE | SESSION_DECRYPT | SESSION_ENCRYPT,
+                0xff,
+            )?;
+            Ok(s)
+        } else {
+            self.start_session(esys::SessionKind::Policy)
+        }
+    }
+
+    /// Marks a session to be flushed by the TPM after its next successful command.
+    fn use_once(&mut self, session: Tr) -> Result<(), TpmError> {
+        self.esys
+            .set_session_attributes(session, 0, SESSION_CONTINUE)
+    }
+
+    fn flush_quietly(&mut self, tr: Tr) {
+        let _ = self.esys.flush(tr);
+    }
+
+    /// The ESYS handle of an NV index, kept for this connection (one NV_ReadPublic).
+    fn nv_handle(&mut self, index: u32) -> Result<Tr, TpmError> {
+        if let Some((_, tr)) = self.nv.iter().find(|(i, _)| *i == index) {
+            return Ok(*tr);
+        }
+        let tr = self.retry(|e| e.tr_for(index))?;
+        self.nv.push((index, tr));
+        Ok(tr)
+    }
+
+    /// Forgets the ESYS handle of an NV index (after it was undefined).
+    fn forget_nv(&mut self, index: u32) {
+        if let Some(pos) = self.nv.iter().position(|(i, _)| *i == index) {
+            let (_, tr) = self.nv.swap_remove(pos);
+            self.esys.close(tr);
+        }
     }
 }
 
@@ -1181,6 +662,11 @@ impl Drop for Tpm {
     fn drop(&mut self) {
         self.flush_all();
     }
+}
+
+/// Sessions for a command authorized by the salted session alone.
+fn salted_only(s: Tr) -> Sessions {
+    [s, esys::NONE, esys::NONE]
 }
 
 /// The TCTI from the environment, or the default.

@@ -1,4 +1,5 @@
-//! The card storage key's authorization policy (DESIGN.md §2), computed in software.
+//! The card storage key's authorization policy and its guard's revocation check
+//! (DESIGN.md §2), computed in software.
 //!
 //! A trial session's PolicySecret would check the secret and count failures against the
 //! TPM's dictionary-attack counter, so every digest here is computed with `sha2` from the
@@ -11,6 +12,18 @@ const CC_POLICY_SECRET: u32 = 0x0000_0151;
 const CC_POLICY_AUTH_VALUE: u32 = 0x0000_016B;
 const CC_POLICY_COMMAND_CODE: u32 = 0x0000_016C;
 const CC_POLICY_OR: u32 = 0x0000_0171;
+const CC_POLICY_NV: u32 = 0x0000_0149;
+/// TPM_EO_UNSIGNED_LE: the NV contents, unsigned, are at most the operand.
+pub const EO_UNSIGNED_LE: u16 = 0x0009;
+
+/// TPMA_NV of a card's counter: TPM_NT_COUNTER (bits 4–7 = 1), written by the owner
+/// hierarchy (OWNERWRITE), read with the index's own empty authValue (AUTHREAD, so
+/// PolicyNV needs no owner authorization), and NO_DA (nothing secret guards it).
+pub const COUNTER_ATTRIBUTES: u32 = 0x0000_0002 | 0x0000_0010 | 0x0004_0000 | 0x0200_0000;
+/// TPMA_NV_WRITTEN: set by the first increment; part of the index's Name.
+pub const NV_WRITTEN: u32 = 0x2000_0000;
+/// Size of a counter's value.
+pub const COUNTER_SIZE: u16 = 8;
 /// The only command any branch authorizes.
 pub const CC_OBJECT_CHANGE_AUTH: u32 = 0x0000_0150;
 
@@ -70,6 +83,39 @@ pub fn policy_or(digests: &[[u8; 32]]) -> [u8; 32] {
     for d in digests {
         h.update(d);
     }
+    h.finalize().into()
+}
+
+/// The Name of a card's counter index once written: nameAlg ‖ SHA-256(TPMS_NV_PUBLIC), with
+/// an empty authPolicy.
+pub fn counter_name(index: u32) -> Vec<u8> {
+    let mut public = Vec::with_capacity(14);
+    public.extend_from_slice(&index.to_be_bytes());
+    public.extend_from_slice(&0x000Bu16.to_be_bytes());
+    public.extend_from_slice(&(COUNTER_ATTRIBUTES | NV_WRITTEN).to_be_bytes());
+    public.extend_from_slice(&0u16.to_be_bytes());
+    public.extend_from_slice(&COUNTER_SIZE.to_be_bytes());
+    let mut name = vec![0x00, 0x0b];
+    name.extend_from_slice(&Sha256::digest(&public));
+    name
+}
+
+/// The authPolicy of a card's guard key: PolicyNV(counter ≤ `bound`, unsigned). Every load
+/// of the card storage key passes it, so once the counter moves past `bound` (format,
+/// destroy) every copy of this guard — and of the CSK under it — is refused by the TPM.
+/// "At most" rather than "equal" lets format make the new card before it increments the
+/// counter: a crash in between leaves the old card working (DESIGN.md §2).
+pub fn guard_policy(index: u32, bound: u64) -> [u8; 32] {
+    let mut args = Sha256::new();
+    args.update(bound.to_be_bytes());
+    args.update(0u16.to_be_bytes());
+    args.update(EO_UNSIGNED_LE.to_be_bytes());
+    let args: [u8; 32] = args.finalize().into();
+    let mut h = Sha256::new();
+    h.update([0u8; 32]);
+    h.update(CC_POLICY_NV.to_be_bytes());
+    h.update(args);
+    h.update(counter_name(index));
     h.finalize().into()
 }
 

@@ -9,6 +9,8 @@ use tss_esapi::structures::{
     PublicEccParametersBuilder, PublicKeyedHashParameters, SymmetricDefinitionObject,
 };
 
+use tss_esapi::traits::{Marshall, UnMarshall};
+
 use super::TpmError;
 use super::error::classify;
 
@@ -45,6 +47,49 @@ pub fn card_storage_key(policy: &[u8; 32]) -> Result<Public, TpmError> {
         .map_err(classify)?;
     let digest = Digest::try_from(policy.to_vec()).map_err(classify)?;
     storage_ecc(attrs, digest, EccPoint::default())
+}
+
+/// A card's guard key (DESIGN.md §2, revocation): a restricted decryption ECC P-256 key
+/// under the SRK and the parent of the card storage key. Its only authorization is
+/// `policy` — PolicyNV on the card's counter — with userWithAuth clear and an empty
+/// authValue it never uses (noDA), so loading the CSK needs the counter to be where it
+/// was when this guard was made.
+pub fn card_guard(policy: &[u8; 32]) -> Result<Public, TpmError> {
+    let attrs = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(false)
+        .with_admin_with_policy(true)
+        .with_no_da(true)
+        .with_restricted(true)
+        .with_decrypt(true)
+        .build()
+        .map_err(classify)?;
+    let digest = Digest::try_from(policy.to_vec()).map_err(classify)?;
+    storage_ecc(attrs, digest, EccPoint::default())
+}
+
+/// True when the marshalled public area `actual` is an object made from `template`: the
+/// same type, name algorithm, attributes, authPolicy and parameters; only the `unique`
+/// field (the TPM's public key or seed hash) may differ. Checked before a secret is sent
+/// to an object read from the store (DESIGN.md §2).
+pub fn made_from(actual: &[u8], template: &Public) -> bool {
+    let Ok(t) = template.marshall() else {
+        return false;
+    };
+    // Templates here carry an empty unique: two empty coordinates for ECC, one empty
+    // buffer otherwise.
+    let empty_unique = match template {
+        Public::Ecc { .. } => 4,
+        _ => 2,
+    };
+    let Some(prefix) = t.len().checked_sub(empty_unique) else {
+        return false;
+    };
+    actual.len() > prefix
+        && actual[..prefix] == t[..prefix]
+        && Public::unmarshall(actual).is_ok_and(|p| p.marshall().is_ok_and(|m| m == actual))
 }
 
 /// A sealed data object (PUK object, admin object): its authValue is the secret, no noDA
@@ -182,6 +227,25 @@ pub fn user_key(kind: UserKeyKind) -> Result<Public, TpmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_public_area_is_made_from_its_template_only() {
+        let policy = [7u8; 32];
+        let template = card_storage_key(&policy).unwrap();
+        let mut made = template.marshall().unwrap();
+        // What the TPM returns: the same area with a 32-byte point in `unique`.
+        made.truncate(made.len() - 4);
+        made.extend_from_slice(&[0, 32]);
+        made.extend_from_slice(&[1u8; 32]);
+        made.extend_from_slice(&[0, 32]);
+        made.extend_from_slice(&[2u8; 32]);
+        assert!(made_from(&made, &template));
+        assert!(!made_from(&made, &card_storage_key(&[8u8; 32]).unwrap()));
+        assert!(!made_from(&made, &card_guard(&policy).unwrap()));
+        let mut trailing = made.clone();
+        trailing.push(0);
+        assert!(!made_from(&trailing, &template));
+    }
 
     #[test]
     fn every_user_key_template_builds() {

@@ -11,7 +11,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use tpmvsc::card::{CSK_FILE, ObjectFile};
 use tpmvsc::store::Store;
 use tpmvsc::tpm::{Tpm, TpmError};
 
@@ -35,7 +34,8 @@ impl Swtpm {
     /// swtpm's default of 3 tries would lock the whole TPM after three wrong PINs.
     pub fn start() -> Swtpm {
         let s = Swtpm::launch_in(tempfile::tempdir().expect("temp dir for the swtpm state"));
-        tpmvsc::tpm::raw::set_da_parameters(&s.tcti(), &[], 32, 2, 2)
+        Tpm::open_tcti(&s.tcti())
+            .and_then(|mut t| t.set_da_parameters(&[], 32, 2, 2))
             .expect("setting the DA parameters of a fresh swtpm");
         s
     }
@@ -335,15 +335,15 @@ pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitStat
 }
 
 /// Checks `pin` against the card's storage key in the TPM, in this process: the same
-/// PolicySecret check the module makes. The connection is closed on return.
+/// check the module makes at login. The connection is closed on return.
 pub fn check_pin(store: &TestStore, tcti: &str, card: &str, pin: &str) -> Result<(), TpmError> {
     let s = store.store();
     let (dir, record) = tpmvsc::provision::find(&s, card).expect("finding the card in the store");
-    let csk: ObjectFile = dir.read(CSK_FILE).expect("reading the card's csk.json");
+    let keys = tpmvsc::provision::pin::read_keys(&dir, &record).expect("reading the card's keys");
     let auth = tpmvsc::card::pin_auth(&record.pin_salt, pin.as_bytes());
     let mut tpm = Tpm::open_tcti(tcti)?;
     tpm.use_srk(&record.srk)?;
-    tpm.check_auth(&csk.blob, &auth)
+    tpm.check_pin(keys.csk_ref(), &auth)
 }
 
 /// The TPM's dictionary-attack failure counter (connection closed on return).
@@ -422,14 +422,9 @@ pub const DEFAULT_ADMIN_KEY: &str = "0102030405060708010203040506070801020304050
 impl Swtpm {
     /// Sets the dictionary-attack parameters (lockout auth empty, as on a fresh swtpm).
     pub fn set_da(&self, max_tries: u32, recovery_time: u32, lockout_recovery: u32) {
-        tpmvsc::tpm::raw::set_da_parameters(
-            &self.tcti(),
-            &[],
-            max_tries,
-            recovery_time,
-            lockout_recovery,
-        )
-        .expect("setting the DA parameters");
+        Tpm::open_tcti(&self.tcti())
+            .and_then(|mut t| t.set_da_parameters(&[], max_tries, recovery_time, lockout_recovery))
+            .expect("setting the DA parameters");
     }
 }
 
