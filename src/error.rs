@@ -58,6 +58,9 @@ pub enum Error {
     Cancelled,
     /// A feature that is not offered (yet); the text says what to do instead.
     Unsupported(String),
+    /// The TPM's lockout authorization is set and tpmvsc cannot prove it holds it; the
+    /// text says what to do.
+    LockoutHeldElsewhere(String),
     /// Input data has the wrong length for the mechanism (CKR_DATA_LEN_RANGE).
     DataLenRange(&'static str),
     /// Input data is not valid for the mechanism (CKR_DATA_INVALID).
@@ -107,6 +110,7 @@ impl Error {
             | Error::Tpm(_)
             | Error::Cancelled
             | Error::Unsupported(_)
+            | Error::LockoutHeldElsewhere(_)
             | Error::DataLenRange(_)
             | Error::DataInvalid(_)
             | Error::EncryptedDataLenRange
@@ -163,6 +167,7 @@ impl Error {
             Error::NoPuk(_) => CKR_PIN_INCORRECT,
             Error::NotManaged(_) => CKR_FUNCTION_NOT_SUPPORTED,
             Error::Unsupported(_) => CKR_FUNCTION_NOT_SUPPORTED,
+            Error::LockoutHeldElsewhere(_) => CKR_FUNCTION_FAILED,
             Error::DataLenRange(_) => CKR_DATA_LEN_RANGE,
             Error::DataInvalid(_) => CKR_DATA_INVALID,
             Error::EncryptedDataLenRange => CKR_ENCRYPTED_DATA_LEN_RANGE,
@@ -265,6 +270,7 @@ impl fmt::Display for Error {
             Error::Tpm(e) => write!(f, "{e}"),
             Error::Cancelled => write!(f, "cancelled"),
             Error::Unsupported(m) => write!(f, "{m}"),
+            Error::LockoutHeldElsewhere(m) => write!(f, "{m}"),
             Error::DataLenRange(w) => write!(f, "input of the wrong length: {w}"),
             Error::DataInvalid(w) => write!(f, "invalid input: {w}"),
             Error::EncryptedDataLenRange => write!(f, "ciphertext of the wrong length"),

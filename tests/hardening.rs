@@ -251,3 +251,143 @@ fn with_the_lockout_auth_the_counter_is_reset_but_the_tpm_is_not_cleared() {
     let out = tpm_clear_lockout(&h.cli, &h.auth_file);
     assert_ne!(out.code, 0, "{out:#?}");
 }
+
+/// `tpm2_changeauth -c lockout VALUE`: someone else sets the lockout authorization first
+/// (any member of the `tss` group can on a fresh TPM).
+fn squat(swtpm: &Swtpm, value: &str) {
+    let out = std::process::Command::new("tpm2_changeauth")
+        .args(["-T", &swtpm.tcti(), "-c", "lockout", value])
+        .env("TSS2_LOG", "all+NONE")
+        .output()
+        .expect("running tpm2_changeauth");
+    assert!(out.status.success(), "tpm2_changeauth: {out:?}");
+}
+
+#[test]
+fn a_squatted_lockout_authorization_is_never_called_hardened() {
+    if !require_tool("tpm2_changeauth") {
+        return;
+    }
+    let swtpm = Swtpm::start();
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    squat(&swtpm, "squatter-secret");
+
+    let file = store.scratch("lockout-auth");
+    let out = tpm_harden(&cli, &file);
+    assert_eq!(out.code, 1, "harden on a squatted TPM: {out:#?}");
+    assert!(
+        out.stderr.contains("held by someone else")
+            && out.stderr.contains("not under your control")
+            && out.stderr.contains("--lockout-auth-file"),
+        "{out:#?}"
+    );
+    assert!(!file.exists(), "nothing written: {file:?}");
+    let s = tpm_status(&cli);
+    assert_eq!(s["lockout_state"], "set_not_verified", "{s:#}");
+    let human = cli.tpmvsc(&["tpm", "status"]).ok("tpm status");
+    assert!(human.stdout.contains("not verified"), "{human:#?}");
+    let created = cli.tpmvsc(&["create", "--name", "q"]).ok("create");
+    assert!(created.stderr.contains("not verified"), "{created:#?}");
+    let listed = cli.tpmvsc(&["list"]).ok("list");
+    assert!(listed.stdout.contains("not verified"), "{listed:#?}");
+
+    // A wrong value given is refused the same way (and blocks the lockout hierarchy).
+    write_file(&file, "not-the-value");
+    let out = tpm_harden(&cli, &file);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("held by someone else"), "{out:#?}");
+    assert!(out.stderr.contains("blocked"), "{out:#?}");
+    assert_eq!(tpm_status(&cli)["lockout_state"], "set_not_verified");
+}
+
+#[test]
+fn harden_with_the_squatters_value_takes_the_tpm_over() {
+    if !require_tool("tpm2_changeauth") {
+        return;
+    }
+    let swtpm = Swtpm::start();
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    squat(&swtpm, "squatter-secret");
+    let file = store.scratch("lockout-auth");
+    write_file(&file, "squatter-secret");
+    let out = tpm_harden(&cli, &file).ok("harden with the current value");
+    assert!(out.stdout.contains("replaced"), "{out:#?}");
+    let new_value = std::fs::read_to_string(&file).expect("the new value");
+    assert_eq!(
+        new_value.trim().len(),
+        64,
+        "a new random value: {new_value:?}"
+    );
+    let s = tpm_status(&cli);
+    assert_eq!(s["lockout_state"], "hardened_by_tpmvsc", "{s:#}");
+    assert_eq!(s["max_tries"], 32, "{s:#}");
+    let listed = cli.tpmvsc(&["list"]).ok("list");
+    assert!(listed.stdout.contains("hardened by tpmvsc"), "{listed:#?}");
+    // The squatter's value no longer works; ours does.
+    assert_eq!(
+        Tpm::open_tcti(&swtpm.tcti()).and_then(|mut t| t.reset_lockout(b"squatter-secret")),
+        Err(TpmError::AuthFail),
+        "the squatter lost the lockout hierarchy"
+    );
+}
+
+#[test]
+fn the_marker_counts_only_when_root_owns_it_and_it_names_this_tpm() {
+    let swtpm = Swtpm::start();
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    let file = store.scratch("lockout-auth");
+    tpm_harden(&cli, &file).ok("harden");
+    assert_eq!(tpm_status(&cli)["lockout_state"], "hardened_by_tpmvsc");
+    let marker = store.config_dir().join("hardened.json");
+    let original = std::fs::read(&marker).expect("the marker");
+
+    // A marker naming another TPM's SRK (a cleared TPM, or a copied file) is void.
+    let mut v: serde_json::Value = serde_json::from_slice(&original).expect("JSON");
+    v["srk_name"] = serde_json::Value::String("000b".to_string() + &"00".repeat(32));
+    std::fs::write(&marker, serde_json::to_vec(&v).expect("JSON")).expect("rewriting");
+    assert_eq!(tpm_status(&cli)["lockout_state"], "set_not_verified");
+
+    // A marker anyone but root could have written is void.
+    std::fs::write(&marker, &original).expect("restoring");
+    std::os::unix::fs::chown(&marker, Some(65534), Some(65534)).expect("chown");
+    assert_eq!(tpm_status(&cli)["lockout_state"], "set_not_verified");
+    std::os::unix::fs::chown(&marker, Some(0), Some(0)).expect("chown back");
+    std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    assert_eq!(tpm_status(&cli)["lockout_state"], "set_not_verified");
+    std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert_eq!(tpm_status(&cli)["lockout_state"], "hardened_by_tpmvsc");
+}
+
+#[test]
+fn harden_can_print_the_value_and_keep_nothing_on_the_machine() {
+    let swtpm = Swtpm::start();
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    let file = store.scratch("lockout-auth");
+    let out = cli
+        .tpmvsc(&[
+            "tpm",
+            "harden",
+            "--print-lockout-auth",
+            "--lockout-auth-file",
+            file.to_str().expect("utf-8"),
+        ])
+        .ok("harden --print-lockout-auth");
+    assert!(!file.exists(), "no file kept: {file:?}");
+    let value = out
+        .stdout
+        .lines()
+        .find_map(|l| l.rsplit(": ").next().filter(|v| v.len() == 64))
+        .unwrap_or_else(|| panic!("the printed value: {out:#?}"));
+    assert_eq!(tpm_status(&cli)["lockout_state"], "hardened_by_tpmvsc");
+    let auth = hex::decode(value).expect("hex");
+    Tpm::open_tcti(&swtpm.tcti())
+        .and_then(|mut t| t.reset_lockout(&auth))
+        .expect("the printed value is the TPM's lockout authorization");
+    // Run again: hardened by tpmvsc, the value is not on the machine to re-verify.
+    let again = tpm_harden(&cli, &file).ok("harden again");
+    assert!(again.stdout.contains("not re-verified"), "{again:#?}");
+}

@@ -325,12 +325,24 @@ enum AdminCmd {
 enum TpmCmd {
     /// (root) Set a random lockout authorization, the DA parameters (32 tries, 10
     /// minutes) and ClearControl, so that neither the DA counter nor TPM2_Clear is open
-    /// to every TPM user. Does nothing on a TPM whose lockout authorization is set.
+    /// to every TPM user.
+    #[command(
+        after_help = "A TPM whose lockout authorization was set by someone else is refused \
+        (\"held by someone else\"): give its current value with --lockout-auth-file, and harden \
+        replaces it with a new one only you hold. Root can read the file on this machine, so \
+        root can lift the retry limit: keep the value off the machine with \
+        --lockout-auth-file on removable media, or --print-lockout-auth."
+    )]
     Harden {
-        /// Where to write the new lockout authorization (default /etc/tpmvsc/lockout-auth,
-        /// mode 0600). Keep a copy somewhere safe: without it the lockout cannot be cleared.
+        /// The lockout authorization file: the TPM's current value is read from it when the
+        /// TPM has one, and the new value is written to it (mode 0600; default
+        /// /etc/tpmvsc/lockout-auth). A path on removable media keeps it off this machine.
         #[arg(long)]
         lockout_auth_file: Option<PathBuf>,
+        /// Print the new value once instead of keeping it in a file on this machine
+        /// (store it somewhere safe: without it the lockout cannot be cleared).
+        #[arg(long)]
+        print_lockout_auth: bool,
     },
     /// Dictionary-attack counter, limits and lockout, manufacturer, firmware.
     Status {
@@ -517,6 +529,9 @@ fn run(cli: Cli) -> Result<()> {
                 );
             } else {
                 print_table(&cards);
+            }
+            if !json {
+                print_tpm_line();
             }
             Ok(())
         }
@@ -960,12 +975,28 @@ fn admin_cmd(store: &Store, action: AdminCmd) -> Result<()> {
     Ok(())
 }
 
+/// The TPM's hardening state under `list` (nothing when no TPM is reachable: listing
+/// needs none).
+fn print_tpm_line() {
+    let Ok(mut t) = tpm::Tpm::open() else {
+        return;
+    };
+    if let Ok(state) = hardening::lockout_state(&mut t) {
+        match state.warning() {
+            None => println!("TPM: {}", state.describe()),
+            Some(w) => println!("TPM: {}. Warning: {w}", state.describe()),
+        }
+    }
+}
+
 fn tpm_cmd(action: TpmCmd) -> Result<()> {
     match action {
         TpmCmd::Status { json } => {
             let mut t = tpm::Tpm::open()?;
             let info = t.info()?;
             let da = t.da_status()?;
+            let lockout = hardening::lockout_state(&mut t)?;
+            let srk = t.srk_status()?;
             if json {
                 let mut v = serde_json::to_value(&da).unwrap_or_default();
                 if let (serde_json::Value::Object(m), Ok(serde_json::Value::Object(i))) =
@@ -973,6 +1004,11 @@ fn tpm_cmd(action: TpmCmd) -> Result<()> {
                 {
                     m.extend(i);
                     m.insert("tcti".into(), t.tcti().into());
+                    m.insert(
+                        "lockout_state".into(),
+                        serde_json::to_value(lockout).unwrap_or_default(),
+                    );
+                    m.insert("srk".into(), serde_json::to_value(&srk).unwrap_or_default());
                 }
                 print_json(&v);
             } else {
@@ -1000,36 +1036,83 @@ fn tpm_cmd(action: TpmCmd) -> Result<()> {
                     "Lockout recovery: {} s after a wrong lockout authorization",
                     da.lockout_recovery
                 );
-                if da.lockout_auth_set {
-                    println!("Lockout auth:     set");
-                } else {
-                    println!(
-                        "Lockout auth:     EMPTY: no retry limit: anyone with TPM access can reset the counter (run `tpmvsc tpm harden` as root)"
-                    );
+                match lockout.warning() {
+                    None => println!("Lockout auth:     {}", lockout.describe()),
+                    Some(w) => println!(
+                        "Lockout auth:     {}\n                  {w}",
+                        lockout.describe()
+                    ),
                 }
+                println!(
+                    "Storage root key: {}{}",
+                    if srk.persistent {
+                        "persistent at 0x81000001, proved"
+                    } else {
+                        "made from the standard template per process (`tpmvsc simulator` or \
+                         `tpm2_evictcontrol` can persist it)"
+                    },
+                    if srk.foreign_persistent {
+                        "; 0x81000001 holds another key, which tpmvsc never uses"
+                    } else {
+                        ""
+                    }
+                );
             }
         }
-        TpmCmd::Harden { lockout_auth_file } => {
-            let file = lockout_auth_file
-                .unwrap_or_else(|| PathBuf::from(hardening::DEFAULT_LOCKOUT_AUTH_FILE));
-            match hardening::harden(&file)? {
-                hardening::HardenOutcome::AlreadyHardened => {
+        TpmCmd::Harden {
+            lockout_auth_file,
+            print_lockout_auth,
+        } => {
+            let file = lockout_auth_file.unwrap_or_else(hardening::default_lockout_auth_file);
+            let escrow = if print_lockout_auth {
+                hardening::Escrow::Print
+            } else {
+                hardening::Escrow::File(file.clone())
+            };
+            match hardening::harden(escrow, Some(&file))? {
+                hardening::HardenOutcome::AlreadyHardened { verified } => println!(
+                    "The TPM is hardened by tpmvsc already{}; nothing changed.",
+                    if verified {
+                        " (its lockout authorization proved itself again)"
+                    } else {
+                        " (not re-verified: its lockout authorization is not in that file)"
+                    }
+                ),
+                hardening::HardenOutcome::Hardened {
+                    escrow,
+                    printed,
+                    adopted,
+                } => {
+                    if adopted {
+                        println!(
+                            "The lockout authorization given was the TPM's; it is replaced now, so \
+                             whoever set it no longer holds it."
+                        );
+                    }
+                    match (&escrow, printed) {
+                        (_, Some(value)) => println!(
+                            "New lockout authorization (shown once, kept nowhere on this machine: \
+                             store it safely): {}",
+                            String::from_utf8_lossy(&value)
+                        ),
+                        (hardening::Escrow::File(f), None) => println!(
+                            "Lockout authorization in {} (root only). Root can read it and so lift \
+                             the retry limit: keep a copy off this machine.",
+                            f.display()
+                        ),
+                        (hardening::Escrow::Print, None) => {}
+                    }
                     println!(
-                        "The TPM is hardened already (its lockout authorization is set); nothing changed."
+                        "TPM hardened: lockout after {} failures with one forgotten every {} s; \
+                         TPM2_Clear needs the platform authorization.",
+                        simulator::DA_MAX_TRIES,
+                        simulator::DA_RECOVERY_SECS
                     );
                 }
-                hardening::HardenOutcome::Hardened(f) => println!(
-                    "TPM hardened: lockout authorization in {} (root only; keep a copy safe), lockout \
-                     after {} failures with one forgotten every {} s, TPM2_Clear needs the platform \
-                     authorization.",
-                    f.display(),
-                    simulator::DA_MAX_TRIES,
-                    simulator::DA_RECOVERY_SECS
-                ),
             }
         }
         TpmCmd::ClearLockout { lockout_auth_file } => {
-            let default = PathBuf::from(hardening::DEFAULT_LOCKOUT_AUTH_FILE);
+            let default = hardening::default_lockout_auth_file();
             let file = lockout_auth_file.or_else(|| default.exists().then_some(default));
             let auth = match file {
                 Some(f) => hardening::read_lockout_auth(&f)?,

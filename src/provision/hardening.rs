@@ -1,65 +1,307 @@
 //! TPM-wide hardening (DESIGN.md §2): a random lockout authorization, the Windows
 //! dictionary-attack parameters and ClearControl, so that neither the DA counter nor
 //! TPM2_Clear is open to every member of the `tss` group.
+//!
+//! `harden` proves it holds the lockout authorization with a lockout-authorized command
+//! before it calls a TPM hardened: a value someone else set is reported as theirs, never
+//! as hardened. Callers that cannot test the value (anyone but root, and nobody may try a
+//! wrong one: one wrong lockout authorization blocks the hierarchy) rely on a root-owned
+//! marker `harden` writes, bound to the proved SRK Name (a cleared TPM voids it).
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::provision::Secret;
 use crate::simulator::{DA_LOCKOUT_RECOVERY_SECS, DA_MAX_TRIES, DA_RECOVERY_SECS};
-use crate::tpm::{self, Tpm, TpmError};
+use crate::tpm::{Tpm, TpmError};
 
-/// Where `tpm harden` keeps the lockout authorization unless told otherwise (root only).
-pub const DEFAULT_LOCKOUT_AUTH_FILE: &str = "/etc/tpmvsc/lockout-auth";
+/// Environment variable replacing the configuration directory `/etc/tpmvsc` (tests).
+pub const CONFIG_DIR_ENV: &str = "TPMVSC_CONFIG_DIR";
+/// The marker `harden` leaves in the configuration directory.
+const MARKER_FILE: &str = "hardened.json";
+
+/// Where the new lockout authorization goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Escrow {
+    /// A file (mode 0600) at a path the administrator chooses, e.g. removable media.
+    File(PathBuf),
+    /// Printed once on standard output; nothing kept on this machine.
+    Print,
+}
 
 /// What `harden` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum HardenOutcome {
-    /// The TPM is hardened now; the lockout authorization is in this file.
-    Hardened(PathBuf),
-    /// The TPM's lockout authorization was set already: nothing was changed.
-    AlreadyHardened,
+    /// The TPM is hardened now with a new lockout authorization; `printed` holds it when
+    /// it was escrowed by printing. `adopted`: the TPM's previous value was given with
+    /// `--lockout-auth-file` and has been replaced, so nobody else holds it any more.
+    Hardened {
+        escrow: Escrow,
+        printed: Option<Secret>,
+        adopted: bool,
+    },
+    /// tpmvsc hardened this TPM before; `verified`: the stored value was proved again.
+    AlreadyHardened { verified: bool },
+}
+
+/// How the TPM's lockout authorization stands, as any caller can tell without trying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockoutState {
+    /// Empty: anyone with TPM access can reset or switch off the DA counter.
+    NoRetryLimit,
+    /// Set by `tpmvsc tpm harden` on this TPM (root-owned marker for the proved SRK).
+    HardenedByTpmvsc,
+    /// Set, but not by tpmvsc (or before the TPM was cleared): whoever holds it controls
+    /// the retry limit.
+    SetNotVerified,
+}
+
+impl LockoutState {
+    /// Short text for status lines.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LockoutState::NoRetryLimit => "EMPTY: no retry limit",
+            LockoutState::HardenedByTpmvsc => "hardened by tpmvsc",
+            LockoutState::SetNotVerified => "lockout authorization set, not verified",
+        }
+    }
+
+    /// The warning `create` and `list` print, if any.
+    pub fn warning(self) -> Option<&'static str> {
+        match self {
+            LockoutState::NoRetryLimit => Some(
+                "no retry limit: the TPM's lockout authorization is empty, so anyone with TPM \
+                 access can reset its dictionary-attack counter (fix: `tpmvsc tpm harden` as root)",
+            ),
+            LockoutState::HardenedByTpmvsc => None,
+            LockoutState::SetNotVerified => Some(
+                "lockout authorization set, not verified: it was not set by `tpmvsc tpm harden` on \
+                 this TPM, so whoever holds it can reset the dictionary-attack counter (unlimited \
+                 PIN guesses) and the retry limit is not under your control",
+            ),
+        }
+    }
+}
+
+/// The marker: which TPM (by its proved SRK Name) tpmvsc hardened, and where the value
+/// went.
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    version: u32,
+    srk_name: String,
+    hardened_unix: u64,
+    escrow: String,
+}
+
+/// The TPM's lockout state: one GetCapability, the proved SRK Name and the marker.
+pub fn lockout_state(tpm: &mut Tpm) -> Result<LockoutState> {
+    if !tpm.da_status()?.lockout_auth_set {
+        return Ok(LockoutState::NoRetryLimit);
+    }
+    let srk = tpm.proved_srk_name()?;
+    Ok(
+        if read_marker().is_some_and(|m| m.srk_name == hex::encode(&srk)) {
+            LockoutState::HardenedByTpmvsc
+        } else {
+            LockoutState::SetNotVerified
+        },
+    )
 }
 
 /// Hardens the TPM: DA parameters (32 tries, 10 minutes), ClearControl (TPM2_Clear then
-/// needs the platform authorization) and a random lockout authorization written to
-/// `auth_file` (mode 0600) before the TPM takes it. Idempotent: a TPM whose lockout
-/// authorization is set is left alone.
-pub fn harden(auth_file: &Path) -> Result<HardenOutcome> {
+/// needs the platform authorization) and a random lockout authorization, escrowed as
+/// `escrow` says before the TPM takes it. When the TPM's lockout authorization is set
+/// already, the value in `current` (when given) must prove itself first; one set by
+/// someone else is refused by name, with what to do.
+pub fn harden(escrow: Escrow, current: Option<&Path>) -> Result<HardenOutcome> {
     if !rustix::process::geteuid().is_root() {
         return Err(Error::Usage(
             "`tpm harden` changes TPM-wide settings and writes a root-only file: run it as root"
                 .into(),
         ));
     }
-    let tcti = tpm::configured_tcti();
-    {
-        let mut t = Tpm::open_tcti(&tcti)?;
-        if t.da_status()?.lockout_auth_set {
-            return Ok(HardenOutcome::AlreadyHardened);
-        }
+    let mut t = Tpm::open()?;
+    let srk = hex::encode(t.proved_srk_name()?);
+    let da = t.da_status()?;
+    if !da.lockout_auth_set {
+        t.set_da_parameters(
+            &[],
+            DA_MAX_TRIES,
+            DA_RECOVERY_SECS,
+            DA_LOCKOUT_RECOVERY_SECS,
+        )?;
+        t.clear_control(&[], true)?;
+        let printed = install_new_value(&mut t, &[], &escrow)?;
+        write_marker(&srk, &escrow)?;
+        return Ok(HardenOutcome::Hardened {
+            escrow,
+            printed,
+            adopted: false,
+        });
     }
-    let mut t = Tpm::open_tcti(&tcti)?;
+    let ours = read_marker().is_some_and(|m| m.srk_name == srk);
+    let value = match current.filter(|p| p.exists()) {
+        Some(p) => read_lockout_auth(p)?,
+        None if ours => return Ok(HardenOutcome::AlreadyHardened { verified: false }),
+        None => return Err(held_elsewhere(None)),
+    };
+    // Proof of possession: a lockout-authorized command that is harmless (and part of
+    // hardening anyway). A wrong value blocks the lockout hierarchy for its recovery time.
+    match t.clear_control(&value, true) {
+        Ok(()) => {}
+        Err(TpmError::AuthFail | TpmError::Lockout) => {
+            let secs = t.da_status().map(|d| d.lockout_recovery).ok();
+            return Err(held_elsewhere(secs));
+        }
+        Err(e) => return Err(e.into()),
+    }
     t.set_da_parameters(
-        &[],
+        &value,
         DA_MAX_TRIES,
         DA_RECOVERY_SECS,
         DA_LOCKOUT_RECOVERY_SECS,
     )?;
-    t.clear_control(&[], true)?;
+    if ours {
+        return Ok(HardenOutcome::AlreadyHardened { verified: true });
+    }
+    // Someone else's value, given to us: replace it, so that they no longer hold it.
+    let printed = install_new_value(&mut t, &value, &escrow)?;
+    write_marker(&srk, &escrow)?;
+    Ok(HardenOutcome::Hardened {
+        escrow,
+        printed,
+        adopted: true,
+    })
+}
+
+/// Draws a new lockout authorization, escrows it, and sets it in the TPM (from
+/// `current`). The escrowed copy exists before the TPM takes the value, so a crash never
+/// leaves a TPM whose lockout authorization nobody has.
+fn install_new_value(t: &mut Tpm, current: &[u8], escrow: &Escrow) -> Result<Option<Secret>> {
     let mut raw = Zeroizing::new([0u8; 32]);
     getrandom::fill(raw.as_mut_slice()).map_err(|e| Error::Usage(format!("no randomness: {e}")))?;
     let text = Zeroizing::new(format!("{}\n", hex::encode(raw.as_slice())));
-    write_private(auth_file, text.as_bytes())?;
-    if let Err(e) = t.set_lockout_auth(&[], raw.as_slice()) {
-        let _ = std::fs::remove_file(auth_file);
-        return Err(e.into());
+    match escrow {
+        Escrow::File(path) => {
+            let staged = staging_path(path);
+            write_private(&staged, text.as_bytes())?;
+            if let Err(e) = t.set_lockout_auth(current, raw.as_slice()) {
+                let _ = std::fs::remove_file(&staged);
+                return Err(e.into());
+            }
+            std::fs::rename(&staged, path).map_err(|e| Error::io(path, e))?;
+            Ok(None)
+        }
+        Escrow::Print => {
+            t.set_lockout_auth(current, raw.as_slice())?;
+            Ok(Some(Zeroizing::new(text.trim_end().as_bytes().to_vec())))
+        }
     }
-    Ok(HardenOutcome::Hardened(auth_file.to_path_buf()))
+}
+
+fn staging_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or("lockout-auth".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.new"))
+}
+
+fn held_elsewhere(blocked_secs: Option<u32>) -> Error {
+    let blocked = blocked_secs.map_or(String::new(), |s| {
+        format!(" The value given was wrong: the lockout hierarchy is now blocked for up to {s} s.")
+    });
+    Error::LockoutHeldElsewhere(format!(
+        "lockout authorization held by someone else: the retry limit is not under your \
+         control.{blocked} Clear the TPM from the firmware setup (every TPM key and card is \
+         lost) and run `tpmvsc tpm harden` again, or give the current value with \
+         `--lockout-auth-file FILE`"
+    ))
+}
+
+/// Where `tpm harden` keeps the lockout authorization unless told otherwise (root only):
+/// `lockout-auth` in the configuration directory.
+pub fn default_lockout_auth_file() -> PathBuf {
+    config_dir().join("lockout-auth")
+}
+
+/// The configuration directory: `TPMVSC_CONFIG_DIR`, else `/etc/tpmvsc`.
+pub fn config_dir() -> PathBuf {
+    std::env::var_os(CONFIG_DIR_ENV)
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/etc/tpmvsc"), PathBuf::from)
+}
+
+/// The marker, when it and its directory are root's and closed to others.
+fn read_marker() -> Option<Marker> {
+    let dir = config_dir();
+    let path = dir.join(MARKER_FILE);
+    let root_only = |p: &Path, dir: bool| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| {
+            m.uid() == 0 && m.mode() & 0o022 == 0 && if dir { m.is_dir() } else { m.is_file() }
+        })
+    };
+    if !root_only(&dir, true) || !root_only(&path, false) {
+        return None;
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    if text.len() > 4096 {
+        return None;
+    }
+    serde_json::from_str::<Marker>(&text)
+        .ok()
+        .filter(|m| m.version == 1)
+}
+
+fn write_marker(srk_name: &str, escrow: &Escrow) -> Result<()> {
+    let dir = config_dir();
+    make_config_dir(&dir)?;
+    let marker = Marker {
+        version: 1,
+        srk_name: srk_name.to_string(),
+        hardened_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        escrow: match escrow {
+            Escrow::File(p) => format!("file:{}", p.display()),
+            Escrow::Print => "printed".into(),
+        },
+    };
+    let text = serde_json::to_vec_pretty(&marker).map_err(|e| Error::Usage(e.to_string()))?;
+    crate::store::atomic::write_atomic(&dir.join(MARKER_FILE), &text, true)?;
+    // Readable by everyone (it holds no secret): `tpm status` of any user reads it.
+    let path = dir.join(MARKER_FILE);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io(&path, e))
+}
+
+/// The configuration directory, root's, mode 0755 (the marker is public; the lockout
+/// authorization inside is 0600).
+fn make_config_dir(dir: &Path) -> Result<()> {
+    match std::fs::DirBuilder::new()
+        .mode(0o755)
+        .recursive(true)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    let md = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
+    if !md.is_dir() || md.uid() != 0 || md.mode() & 0o022 != 0 {
+        return Err(Error::StorePermissions {
+            path: dir.to_path_buf(),
+            why: "the configuration directory must be a directory owned by root and writable \
+                  by root alone"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Reads a lockout authorization file: hex digits (as `harden` writes) or, failing
@@ -79,13 +321,11 @@ pub fn read_lockout_auth(path: &Path) -> Result<Secret> {
 
 /// Resets the TPM's DA counter and lockout with the lockout authorization.
 pub fn clear_lockout(auth: &[u8]) -> Result<()> {
-    match Tpm::open().and_then(|mut t| t.reset_lockout(auth)) {
+    let mut t = Tpm::open()?;
+    match t.reset_lockout(auth) {
         Ok(()) => Ok(()),
         Err(TpmError::AuthFail) | Err(TpmError::Lockout) => {
-            let secs = Tpm::open()
-                .and_then(|mut t| t.da_status())
-                .map(|d| d.lockout_recovery)
-                .ok();
+            let secs = t.da_status().map(|d| d.lockout_recovery).ok();
             Err(Error::Usage(format!(
                 "the TPM refused the lockout authorization; after a wrong one the lockout \
                  hierarchy stays blocked for {} before the next try",
@@ -99,23 +339,31 @@ pub fn clear_lockout(auth: &[u8]) -> Result<()> {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        match std::fs::DirBuilder::new()
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
             .mode(0o700)
             .recursive(true)
             .create(dir)
-        {
-            Ok(()) => {}
-            Err(e) => return Err(Error::io(dir, e)),
-        }
+            .map_err(|e| Error::io(dir, e))?;
     }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::Usage(format!(
+                "{} exists: an earlier `tpm harden` was interrupted, and this file may hold the \
+                 TPM's lockout authorization. Move it over the lockout authorization file (or \
+                 remove it if the TPM does not take its value), then run harden again",
+                path.display()
+            )),
+            _ => Error::io(path, e),
+        })?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| Error::io(path, e))

@@ -163,11 +163,8 @@ pub fn create(
             da.max_tries, req.pin_tries
         ));
     }
-    if !da.lockout_auth_set {
-        progress(
-            "warning: no retry limit: the TPM's lockout authorization is empty, so anyone with \
-             TPM access can reset its dictionary-attack counter (fix: `tpmvsc tpm harden` as root)",
-        );
+    if let Some(w) = hardening::lockout_state(&mut tpm)?.warning() {
+        progress(&format!("warning: {w}"));
     }
     let srk = tpm.choose_srk()?;
     let new = store.begin_card(&lock, &card_id)?;

@@ -167,6 +167,11 @@ impl TestStore {
     pub fn scratch(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// This test's configuration directory (`TPMVSC_CONFIG_DIR`, in place of /etc/tpmvsc).
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("etc")
+    }
 }
 
 /// What a finished command did.
@@ -210,6 +215,7 @@ impl Output {
 #[derive(Debug, Clone)]
 pub struct Cli {
     store: PathBuf,
+    config: PathBuf,
     tcti: String,
     lock_dir: PathBuf,
     extra_env: Vec<(String, String)>,
@@ -221,6 +227,7 @@ impl Cli {
     pub fn new(store: &TestStore, tcti: &str) -> Cli {
         Cli {
             store: store.path(),
+            config: store.config_dir(),
             tcti: tcti.to_string(),
             lock_dir: tpmvsc::tpm::lock_dir(),
             extra_env: Vec::new(),
@@ -240,6 +247,7 @@ impl Cli {
         let mut c = Command::new(bin);
         c.args(args)
             .env("TPMVSC_STORE", &self.store)
+            .env("TPMVSC_CONFIG_DIR", &self.config)
             .env("TPMVSC_TCTI", &self.tcti)
             .env("TPMVSC_LOCK_DIR", &self.lock_dir)
             .env("TSS2_LOG", "all+NONE")
