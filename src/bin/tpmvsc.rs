@@ -8,10 +8,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use tpmvsc::card::{DEFAULT_PIN, DEFAULT_TRIES, PinPolicy};
 use tpmvsc::error::{Error, Result};
-use tpmvsc::prompt::{SecretReader, read_secret_file};
+use tpmvsc::prompt::{
+    MAX_CERT_BYTES, SecretReader, check_current_secret, read_input_file, read_input_stdin,
+    read_secret_file,
+};
 use tpmvsc::provision::admin::{AdminKey, DEFAULT_ADMIN_KEY_HEX};
 use tpmvsc::provision::{
-    self, AdminKeySpec, CardSummary, CreateRequest, admin, enroll, format, hardening,
+    self, AdminKeySpec, CardSummary, CreateRequest, Secret, admin, enroll, format, hardening,
 };
 use tpmvsc::store::Store;
 use tpmvsc::tpm::templates::UserKeyKind;
@@ -193,7 +196,9 @@ enum Cmd {
     },
     /// Install a certificate (PEM or DER) on the card next to its key.
     ImportCert {
+        /// Card name, card ID or instance ID.
         card: String,
+        /// A regular file of at most 1 MiB holding the certificate ("-" = standard input).
         file: PathBuf,
         #[arg(long)]
         json: bool,
@@ -255,10 +260,15 @@ struct PinSource {
 }
 
 impl PinSource {
-    fn read(&self) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    /// The PIN; an empty one is refused before any TPM try.
+    fn read(&self) -> Result<Secret> {
         match &self.pin_file {
-            Some(f) => read_secret_file(f),
-            None => SecretReader::new(self.stdin).current("PIN"),
+            Some(f) => {
+                let p = read_secret_file(f, "PIN")?;
+                check_current_secret("PIN", &p)?;
+                Ok(p)
+            }
+            None => SecretReader::new(self.stdin).current_pin("PIN"),
         }
     }
 }
@@ -520,16 +530,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Simulator { action, json } => simulator_cmd(&store, action, json),
         Cmd::CheckPin { card, stdin } => {
+            provision::find(&store, &card)?;
             let mut r = SecretReader::new(stdin);
-            let pin = r.current("PIN")?;
+            let pin = r.current_pin("PIN")?;
             provision::verify_pin(&store, &card, &pin)?;
             println!("PIN correct.");
             Ok(())
         }
         Cmd::ChangePin { card, stdin } => {
             let mut r = SecretReader::new(stdin);
-            let current = r.current("current PIN")?;
             let policy = provision::find(&store, &card)?.1.pin_policy;
+            let current = r.current_pin("current PIN")?;
             let new = r.new_secret_with("PIN", &|s: &[u8]| policy.check("new PIN", s), true)?;
             provision::change_pin(&store, &card, &current, &new)?;
             println!("PIN changed.");
@@ -537,7 +548,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::ChangePuk { card, stdin } => {
             let mut r = SecretReader::new(stdin);
-            let current = r.current("current PUK")?;
+            provision::find(&store, &card)?;
+            let current = r.current_pin("current PUK")?;
             let policy = PinPolicy::default();
             let new = r.new_secret_with("PUK", &|s: &[u8]| policy.check("new PUK", s), true)?;
             provision::change_puk(&store, &card, &current, &new)?;
@@ -559,7 +571,7 @@ fn run(cli: Cli) -> Result<()> {
                 if !record.has_puk {
                     return Err(Error::NoPuk(record.name));
                 }
-                let p = r.current("PUK")?;
+                let p = r.current_pin("PUK")?;
                 let new = r.new_secret_with("PIN", &check, true)?;
                 provision::unblock_with_puk(&store, &card, &p, &new)?;
             } else {
@@ -603,7 +615,7 @@ fn run(cli: Cli) -> Result<()> {
             let policy = record.pin_policy.clone();
             let check = |s: &[u8]| policy.check("new PIN", s);
             let summary = if puk {
-                let p = r.current("PUK")?;
+                let p = r.current_pin("PUK")?;
                 let new = r.new_secret_with("PIN", &check, true)?;
                 format::format(&store, &card, format::FormatAuth::Puk(&p), &new)?
             } else {
@@ -694,7 +706,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::ImportCert { card, file, json } => {
-            let data = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+            let data = if file.as_os_str() == "-" {
+                read_input_stdin("certificate on standard input", MAX_CERT_BYTES)?
+            } else {
+                read_input_file(&file, "certificate file", MAX_CERT_BYTES)?
+            };
             let c = enroll::import_cert(&store, &card, &data)?;
             if json {
                 print_json(&c);
@@ -751,7 +767,7 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
     let check_pin = |s: &[u8]| policy.check("PIN", s);
     req.pin = match (&a.pin_file, a.pin) {
         (Some(f), _) => {
-            let p = read_secret_file(f)?;
+            let p = read_secret_file(f, "PIN")?;
             check_pin(&p)?;
             p
         }
@@ -762,7 +778,7 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
     let check_puk = |s: &[u8]| puk_policy.check("PUK", s);
     req.puk = match (&a.puk_file, a.puk) {
         (Some(f), _) => {
-            let p = read_secret_file(f)?;
+            let p = read_secret_file(f, "PUK")?;
             check_puk(&p)?;
             Some(p)
         }
@@ -783,11 +799,14 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
                 .admin_key_master_file
                 .as_deref()
                 .unwrap_or(std::path::Path::new(""));
-            let master = admin::parse_master_key(&String::from_utf8_lossy(&read_secret_file(f)?))?;
+            let master = admin::parse_master_key(&String::from_utf8_lossy(&read_secret_file(
+                f,
+                "master key",
+            )?))?;
             AdminKeySpec::Key(AdminKey::derive(&master, &card_id)?)
         }
         (Some(f), _) => AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(
-            &read_secret_file(f)?,
+            &read_secret_file(f, "admin key")?,
         ))?),
         (None, Some(AdminChoice::Prompt)) => {
             let k = reader.new_secret("admin key (48 hex digits)", &check_key)?;

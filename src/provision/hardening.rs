@@ -64,9 +64,10 @@ pub fn harden(auth_file: &Path) -> Result<HardenOutcome> {
 }
 
 /// Reads a lockout authorization file: hex digits (as `harden` writes) or, failing
-/// that, the first line as it is. An empty file is the empty authorization.
+/// that, the first line as it is. An empty file is the empty authorization. The read is
+/// bounded and refuses devices, sockets and directories (`prompt::read_secret_file`).
 pub fn read_lockout_auth(path: &Path) -> Result<Secret> {
-    let line = crate::prompt::read_secret_file(path)?;
+    let line = crate::prompt::read_secret_file(path, "lockout authorization")?;
     let text = String::from_utf8_lossy(&line);
     let trimmed = text.trim();
     let hexlike = !trimmed.is_empty()
