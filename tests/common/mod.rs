@@ -503,16 +503,13 @@ pub fn admin_challenge(cli: &Cli, card: &str) -> (String, u64) {
     (c, left)
 }
 
-/// `tpmvsc admin response --admin-key KEY --challenge CHALLENGE`, trimmed.
+/// `tpmvsc admin response --challenge CHALLENGE --stdin` with KEY on standard input (a
+/// key is never an argument), trimmed.
 pub fn admin_response(cli: &Cli, key: &str, challenge: &str) -> String {
-    cli.tpmvsc(&[
-        "admin",
-        "response",
-        "--admin-key",
-        key,
-        "--challenge",
-        challenge,
-    ])
+    cli.tpmvsc_stdin(
+        &["admin", "response", "--challenge", challenge, "--stdin"],
+        &format!("{key}\n"),
+    )
     .ok("tpmvsc admin response")
     .stdout
     .trim()
@@ -1482,4 +1479,52 @@ pub fn set_test_env(key: &str, value: &str) {
     unsafe {
         std::env::set_var(key, value);
     }
+}
+
+// ---- Helpers for tests/cli_secrets.rs (added; the ones above are unchanged).
+
+/// What descriptor 3 of a command holds, for [`Cli::tpmvsc_fd3`].
+#[derive(Debug, Clone, Copy)]
+pub enum Fd3<'a> {
+    /// A file opened for reading (`3<FILE`).
+    File(&'a Path),
+    /// The read end of a pipe that carries this text (`3< <(printf ...)`).
+    Pipe(&'a str),
+}
+
+impl Cli {
+    /// Runs `tpmvsc ARGS` with descriptor 3 open on a file or a pipe, the way a script
+    /// hands over a secret without putting it in the arguments: bash opens it (`exec
+    /// 3<FILE` or `exec 3< <(printf ...)`; the text travels in bash's environment) and
+    /// execs tpmvsc, which inherits it. `stdin` is written to standard input.
+    pub fn tpmvsc_fd3(&self, args: &[&str], fd3: Fd3<'_>, stdin: &str) -> Output {
+        let (script, value) = match fd3 {
+            Fd3::File(p) => (
+                r#"exec 3<"$TPMVSC_TEST_FD3" && exec "$0" "$@""#,
+                p.to_str().expect("UTF-8 path").to_string(),
+            ),
+            Fd3::Pipe(text) => (
+                r#"exec 3< <(printf '%s' "$TPMVSC_TEST_FD3") && exec "$0" "$@""#,
+                text.to_string(),
+            ),
+        };
+        let mut full = vec!["-c", script, env!("CARGO_BIN_EXE_tpmvsc")];
+        full.extend_from_slice(args);
+        self.clone()
+            .with_env("TPMVSC_TEST_FD3", &value)
+            .run("bash", &full, Some(stdin))
+    }
+}
+
+/// A card's PIN and admin retry counters and the TPM's dictionary-attack counter:
+/// together, what a refused input must leave as it was.
+pub fn tries_and_da(cli: &Cli, card: &str) -> (u64, u64, u32) {
+    let info = info_json(cli, card);
+    (
+        info["pin_tries_left"]
+            .as_u64()
+            .expect("pin_tries_left in info --json"),
+        info["admin_tries_left"].as_u64().unwrap_or(0),
+        da_counter(cli.tcti()),
+    )
 }
