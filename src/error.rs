@@ -84,6 +84,12 @@ pub enum Error {
     Ckr { rv: u64, why: String },
     /// An input (a certificate file, standard input) is larger than the most we read.
     InputTooLarge { what: String, limit: usize },
+    /// The data given as a certificate is not one; the text says what was found.
+    NotACertificate(String),
+    /// No key on the card matches (a label, an ID, a certificate's public key).
+    KeyNotFound(String),
+    /// The card holds such an object already (a key label, the same certificate).
+    ObjectExists(String),
 }
 
 impl Error {
@@ -121,7 +127,10 @@ impl Error {
             | Error::KeyFunctionNotPermitted
             | Error::KeySizeRange
             | Error::Ckr { .. }
-            | Error::InputTooLarge { .. } => 1,
+            | Error::InputTooLarge { .. }
+            | Error::NotACertificate(_)
+            | Error::KeyNotFound(_)
+            | Error::ObjectExists(_) => 1,
         }
     }
 
@@ -174,6 +183,9 @@ impl Error {
             Error::KeySizeRange => CKR_KEY_SIZE_RANGE,
             Error::Ckr { rv, .. } => *rv,
             Error::InputTooLarge { .. } => CKR_DATA_LEN_RANGE,
+            Error::NotACertificate(_) => CKR_ATTRIBUTE_VALUE_INVALID,
+            Error::KeyNotFound(_) => CKR_KEY_HANDLE_INVALID,
+            Error::ObjectExists(_) => CKR_TEMPLATE_INCONSISTENT,
         }
     }
 
@@ -283,6 +295,9 @@ impl fmt::Display for Error {
                 "the {what} is larger than {}, the most tpmvsc reads",
                 byte_size(*limit)
             ),
+            Error::NotACertificate(why) => write!(f, "{why}"),
+            Error::KeyNotFound(why) => write!(f, "{why}"),
+            Error::ObjectExists(why) => write!(f, "{why}"),
         }
     }
 }

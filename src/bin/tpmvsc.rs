@@ -172,7 +172,8 @@ enum Cmd {
         /// ec-p256, ec-p384, rsa2048 or rsa3072.
         #[arg(long = "type", value_parser = ["ec-p256", "ec-p384", "rsa2048", "rsa3072"])]
         kind: String,
-        /// The key's label (CKA_LABEL); certificates imported for it get the same.
+        /// The key's label (CKA_LABEL), not empty; certificates imported for it get the
+        /// same.
         #[arg(long)]
         label: String,
         #[command(flatten)]
@@ -482,11 +483,21 @@ struct CreateArgs {
     /// specialchars=disallowed (lowercase too). Defaults: 8-127, all allowed.
     #[arg(long)]
     pin_policy: Option<String>,
-    /// Wrong PINs before the card blocks.
-    #[arg(long, default_value_t = DEFAULT_TRIES)]
+    /// Wrong PINs before the card blocks, 1 to 255.
+    #[arg(
+        long,
+        default_value_t = DEFAULT_TRIES,
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=255)
+    )]
     pin_tries: u32,
-    /// Wrong PUKs before the PUK blocks.
-    #[arg(long, default_value_t = DEFAULT_TRIES)]
+    /// Wrong PUKs (and administrator responses) before they block, 1 to 255.
+    #[arg(
+        long,
+        default_value_t = DEFAULT_TRIES,
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=255)
+    )]
     puk_tries: u32,
     /// Use this card ID (a GUID) instead of a random one.
     #[arg(long)]
@@ -878,6 +889,8 @@ fn run(cli: Cli) -> Result<()> {
                 "rsa2048" => UserKeyKind::Rsa2048,
                 _ => UserKeyKind::Rsa3072,
             };
+            // A label the card cannot take is refused before the PIN is asked for.
+            enroll::check_new_label(&store, &card, &label)?;
             let p = pin.read()?;
             if !json {
                 eprintln!("... generating the key in the TPM (RSA can take seconds)");
@@ -909,6 +922,8 @@ fn run(cli: Cli) -> Result<()> {
             out,
             pin,
         } => {
+            // A key that is not on the card is found before the PIN is asked for.
+            enroll::check_key(&store, &card, &key)?;
             let p = pin.read()?;
             let pem = enroll::csr(&store, &card, &p, &key, &subject, &san)?;
             if out.as_os_str() == "-" {
