@@ -203,7 +203,7 @@ enum Cmd {
         /// Subject alternative names: dns:NAME or email:ADDRESS, comma-separated.
         #[arg(long, value_delimiter = ',')]
         san: Vec<String>,
-        /// Where to write the PEM request ("-" = standard output).
+        /// Where to write the PEM request: a regular file ("-" = standard output).
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -922,11 +922,15 @@ fn run(cli: Cli) -> Result<()> {
             out,
             pin,
         } => {
-            // A key that is not on the card is found before the PIN is asked for.
+            // What can be checked without the PIN is checked before it is asked for.
+            let to_stdout = out.as_os_str() == "-";
+            if !to_stdout {
+                check_output_file(&out)?;
+            }
             enroll::check_key(&store, &card, &key)?;
             let p = pin.read()?;
             let pem = enroll::csr(&store, &card, &p, &key, &subject, &san)?;
-            if out.as_os_str() == "-" {
+            if to_stdout {
                 print!("{pem}");
             } else {
                 tpmvsc::store::atomic::write_atomic(&out, pem.as_bytes(), true)?;
@@ -1306,6 +1310,19 @@ fn install(
     modules_dir: &std::path::Path,
     uninstall: bool,
 ) -> Result<()> {
+    for (flag, dir) in [("--lib-dir", lib_dir), ("--modules-dir", modules_dir)] {
+        if dir.as_os_str().is_empty() {
+            return Err(Error::Usage(format!(
+                "{flag} is empty; give a directory (or leave the option out for the default)"
+            )));
+        }
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "{flag} {} is not a directory",
+                dir.display()
+            )));
+        }
+    }
     let lib = lib_dir.join("libtpmvsc.so");
     let reg = modules_dir.join("tpmvsc.module");
     if uninstall {
@@ -1402,6 +1419,24 @@ fn simulator_cmd(store: &Store, action: SimAction, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An output path must name a regular file, new or existing: the file is replaced by a
+/// rename, which would put a regular file in place of a device (`/dev/null`, as root) or
+/// fail late on a directory.
+fn check_output_file(path: &std::path::Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::Usage(
+            "--out is empty; give a file name, or - for standard output".into(),
+        ));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => Err(Error::Usage(format!(
+            "{} is not a regular file; --out writes a file (or - for standard output)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {

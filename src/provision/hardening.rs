@@ -36,6 +36,7 @@ pub fn harden(auth_file: &Path) -> Result<HardenOutcome> {
                 .into(),
         ));
     }
+    check_auth_file_path(auth_file)?;
     let tcti = tpm::configured_tcti();
     {
         let mut t = Tpm::open_tcti(&tcti)?;
@@ -97,6 +98,24 @@ pub fn clear_lockout(auth: &[u8]) -> Result<()> {
             )))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The lockout authorization must land in a regular file: checked before the TPM is
+/// touched, since written to a device (`/dev/null`) it would be lost for good.
+fn check_auth_file_path(path: &Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::Usage(
+            "--lockout-auth-file is empty; give the path of a new file".into(),
+        ));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => Err(Error::Usage(format!(
+            "{} is not a regular file: the lockout authorization must be written to a file \
+             you can keep",
+            path.display()
+        ))),
+        _ => Ok(()),
     }
 }
 

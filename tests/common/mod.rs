@@ -1528,3 +1528,79 @@ pub fn tries_and_da(cli: &Cli, card: &str) -> (u64, u64, u32) {
         da_counter(cli.tcti()),
     )
 }
+
+// ---- Helpers for tests/cli_bad_input.rs (added; the ones above are unchanged).
+
+/// Where a command's standard input comes from, for [`Cli::run_input`].
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// Nothing: standard input is /dev/null's end of input.
+    Nothing,
+    /// These bytes, through a pipe.
+    Text(&'a str),
+    /// This file (or device), opened for reading: `< FILE`.
+    File(&'a Path),
+}
+
+impl Cli {
+    /// Runs `bin` (`tpmvsc` or `tpmvscmgr`, the built binaries) with `input` on standard
+    /// input, killed after `limit`: `None` when it did not finish in time.
+    pub fn run_input(
+        &self,
+        bin: &str,
+        args: &[&str],
+        input: Input<'_>,
+        limit: Duration,
+    ) -> Option<Output> {
+        let path = match bin {
+            "tpmvsc" => env!("CARGO_BIN_EXE_tpmvsc"),
+            "tpmvscmgr" => env!("CARGO_BIN_EXE_tpmvscmgr"),
+            other => panic!("not one of the built binaries: {other}"),
+        };
+        let mut cmd = self.command(path, args);
+        match input {
+            Input::Nothing => cmd.stdin(Stdio::null()),
+            Input::Text(_) => cmd.stdin(Stdio::piped()),
+            Input::File(p) => cmd.stdin(
+                std::fs::File::open(p).unwrap_or_else(|e| panic!("opening {p:?} as stdin: {e}")),
+            ),
+        };
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
+        let writer = match (input, child.stdin.take()) {
+            (Input::Text(text), Some(mut pipe)) => {
+                let text = text.to_string();
+                // A thread, so that a large input cannot block us while the child waits
+                // for us to read its output; the child may stop reading early.
+                Some(std::thread::spawn(move || {
+                    let _ = pipe.write_all(text.as_bytes());
+                }))
+            }
+            _ => None,
+        };
+        let mut out_pipe = child.stdout.take().expect("child stdout");
+        let mut err_pipe = child.stderr.take().expect("child stderr");
+        let out_t = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = out_pipe.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        });
+        let err_t = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = err_pipe.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        });
+        let status = wait_with_deadline(&mut child, limit);
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+        let stdout = out_t.join().expect("stdout reader");
+        let stderr = err_t.join().expect("stderr reader");
+        status.map(|s| Output {
+            code: s.code().unwrap_or(-1),
+            stdout,
+            stderr,
+        })
+    }
+}
