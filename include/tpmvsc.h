@@ -10,7 +10,10 @@
  * Rules: every function returns TPMVSC_OK or an error code; outputs are written only on
  * success (except the sizes the two-call functions report); after an error,
  * tpmvsc_error_message() says what happened and what to do. Strings are UTF-8,
- * NUL-terminated. Secrets (PIN, PUK, admin key) are passed as strings and not kept.
+ * NUL-terminated. Secrets (PIN, PUK, admin key, response) are passed as strings and
+ * not kept. Do not take them from your program's argv: every user of the machine can
+ * read it in /proc/PID/cmdline. Read them from a no-echo prompt, standard input, a file
+ * or an inherited descriptor, as the tpmvsc command does.
  * A context may be used by one thread at a time.
  *
  * Link with -ltpmvsc.

@@ -85,6 +85,14 @@ pub enum Error {
     KeySizeRange,
     /// A PKCS#11 return value with an explanation, for the edge's own checks.
     Ckr { rv: u64, why: String },
+    /// An input (a certificate file, standard input) is larger than the most we read.
+    InputTooLarge { what: String, limit: usize },
+    /// The data given as a certificate is not one; the text says what was found.
+    NotACertificate(String),
+    /// No key on the card matches (a label, an ID, a certificate's public key).
+    KeyNotFound(String),
+    /// The card holds such an object already (a key label, the same certificate).
+    ObjectExists(String),
 }
 
 impl Error {
@@ -122,7 +130,11 @@ impl Error {
             | Error::KeyTypeInconsistent
             | Error::KeyFunctionNotPermitted
             | Error::KeySizeRange
-            | Error::Ckr { .. } => 1,
+            | Error::Ckr { .. }
+            | Error::InputTooLarge { .. }
+            | Error::NotACertificate(_)
+            | Error::KeyNotFound(_)
+            | Error::ObjectExists(_) => 1,
         }
     }
 
@@ -180,6 +192,10 @@ impl Error {
             Error::KeyFunctionNotPermitted => CKR_KEY_FUNCTION_NOT_PERMITTED,
             Error::KeySizeRange => CKR_KEY_SIZE_RANGE,
             Error::Ckr { rv, .. } => *rv,
+            Error::InputTooLarge { .. } => CKR_DATA_LEN_RANGE,
+            Error::NotACertificate(_) => CKR_ATTRIBUTE_VALUE_INVALID,
+            Error::KeyNotFound(_) => CKR_KEY_HANDLE_INVALID,
+            Error::ObjectExists(_) => CKR_TEMPLATE_INCONSISTENT,
         }
     }
 
@@ -285,11 +301,28 @@ impl fmt::Display for Error {
             Error::KeyFunctionNotPermitted => write!(f, "the key may not be used for this"),
             Error::KeySizeRange => write!(f, "key size not supported"),
             Error::Ckr { rv, why } => write!(f, "{why} (CK_RV {rv:#x})"),
+            Error::InputTooLarge { what, limit } => write!(
+                f,
+                "the {what} is larger than {}, the most tpmvsc reads",
+                byte_size(*limit)
+            ),
+            Error::NotACertificate(why) => write!(f, "{why}"),
+            Error::KeyNotFound(why) => write!(f, "{why}"),
+            Error::ObjectExists(why) => write!(f, "{why}"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// "1 MiB", "4 KiB" or "100 bytes".
+fn byte_size(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}
 
 impl From<TpmError> for Error {
     fn from(e: TpmError) -> Self {

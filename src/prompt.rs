@@ -1,14 +1,35 @@
-//! Reading secrets for the command-line front ends: no-echo prompts on the terminal
-//! (new secrets asked twice), one line per secret from standard input for scripts, or
-//! the first line of a file. Nothing here prints a secret.
+//! Reading secrets and other inputs for the command-line front ends: no-echo prompts on
+//! the terminal (new secrets asked twice), one line per secret from standard input for
+//! scripts, the first line of a file or of an inherited descriptor (`/dev/fd/N`), and
+//! certificate files. Secrets never come from arguments: other users can read
+//! `/proc/PID/cmdline`.
+//!
+//! Every read is bounded. A secret is at most [`MAX_SECRET_BYTES`] plus its line ending
+//! and is read without holding more than that (a longer line is refused, naming the
+//! limit); a certificate is at most [`MAX_CERT_BYTES`]. A secret file that is a device, a
+//! socket or a directory is refused by name before it is opened (a FIFO or a pipe such
+//! as `/dev/fd/N` is fine); a certificate file must be a regular file. Nothing here prints
+//! a secret.
 
-use std::io::{BufRead, IsTerminal};
+use std::fs::File;
+use std::io::{BufRead, ErrorKind, IsTerminal, Read};
 use std::path::Path;
 
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::provision::Secret;
+
+/// The longest secret read from a file, standard input or the prompt: PINs and PUKs are
+/// at most 127 bytes (the PIN policy's upper bound), and no admin key, master key,
+/// response or lockout authorization in hex is longer.
+pub const MAX_SECRET_BYTES: usize = 127;
+
+/// The largest certificate file `import-cert` reads.
+pub const MAX_CERT_BYTES: usize = 1 << 20;
+
+/// A secret line and its line ending (`\r\n`): the most a secret read ever holds.
+const LINE_CAP: usize = MAX_SECRET_BYTES + 2;
 
 /// Where secrets come from.
 #[derive(Debug)]
@@ -30,12 +51,20 @@ impl SecretReader {
         self.from_stdin
     }
 
-    /// One existing secret (a current PIN, PUK, admin response).
+    /// One existing secret (a current PIN, PUK, admin response, admin key).
     pub fn current(&mut self, what: &str) -> Result<Secret> {
         if self.from_stdin {
             return read_stdin_line(what);
         }
-        prompt(&format!("{what}: "))
+        prompt(what, &format!("{what}: "))
+    }
+
+    /// A current PIN or PUK: [`SecretReader::current`], and one that no card can have
+    /// (empty) is refused before any TPM try, see [`check_current_secret`].
+    pub fn current_pin(&mut self, what: &str) -> Result<Secret> {
+        let s = self.current(what)?;
+        check_current_secret(what, &s)?;
+        Ok(s)
     }
 
     /// A new secret: asked twice on a terminal (they must match), once from standard input;
@@ -65,7 +94,7 @@ impl SecretReader {
             return Ok(s);
         }
         for attempt in 1..=3 {
-            let first = prompt(&format!("New {what}: "))?;
+            let first = prompt(what, &format!("New {what}: "))?;
             if let Err(e) = check(&first) {
                 eprintln!("{e}");
                 if attempt == 3 {
@@ -73,7 +102,7 @@ impl SecretReader {
                 }
                 continue;
             }
-            let again = prompt(&format!("Repeat the new {what}: "))?;
+            let again = prompt(what, &format!("Repeat the new {what}: "))?;
             if *first == *again {
                 return Ok(first);
             }
@@ -90,44 +119,315 @@ impl SecretReader {
             return Ok(false);
         }
         eprint!("{question} [y/N] ");
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| Error::io("<stdin>", e))?;
-        Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+        let answer = read_line_from(&mut std::io::stdin().lock(), "answer", "the terminal")?
+            .unwrap_or_default();
+        Ok(matches!(
+            String::from_utf8_lossy(&answer).trim(),
+            "y" | "Y" | "yes" | "YES" | "Yes"
+        ))
     }
 }
 
-/// The first line of a file, without its line ending.
-pub fn read_secret_file(path: &Path) -> Result<Secret> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io(path, e))?);
-    let line = bytes.split(|b| *b == b'\n').next().unwrap_or(&[]);
+/// Refuses a current PIN or PUK that no card can have: an empty one, or one longer than
+/// [`MAX_SECRET_BYTES`] (the readers here refuse those already). Trying it would spend a
+/// retry and a TPM dictionary-attack count for nothing.
+pub fn check_current_secret(what: &str, secret: &[u8]) -> Result<()> {
+    if secret.is_empty() {
+        return Err(Error::Usage(format!(
+            "the {what} is empty; no card has an empty {what}, so it was not tried"
+        )));
+    }
+    if secret.len() > MAX_SECRET_BYTES {
+        return Err(Error::Usage(format!(
+            "the {what} is longer than {MAX_SECRET_BYTES} bytes, the most a secret can be; \
+             nothing was tried"
+        )));
+    }
+    Ok(())
+}
+
+/// The first line of a secret file, without its line ending: at most
+/// [`MAX_SECRET_BYTES`] (a longer line is refused), and no more than that line and its
+/// ending is read. A regular file, a FIFO or a pipe (`/dev/fd/N`, `<(...)`) is read; a
+/// device, a socket or a directory is refused by name. `what` names the secret in
+/// messages ("PIN", "admin key").
+pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
+    let file = open_checked(path, true, || {
+        format!("the {what} is read from a regular file, a pipe such as /dev/fd/N, or --stdin")
+    })?;
+    first_line(file, what, path)
+}
+
+/// A whole input file of at most `limit` bytes (`what` names it in messages: "certificate
+/// file"). Only regular files are read: anything else is refused by name, and a larger
+/// file is [`Error::InputTooLarge`].
+pub fn read_input_file(path: &Path, what: &str, limit: usize) -> Result<Vec<u8>> {
+    let file = open_checked(path, false, || {
+        format!("a {what} must be a regular file (or - for standard input)")
+    })?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if usize::try_from(size).map_or(true, |s| s > limit) {
+        return Err(too_large(what, limit));
+    }
+    read_limited(file, what, limit, path)
+}
+
+/// All of standard input, at most `limit` bytes (`what` names it in messages).
+pub fn read_input_stdin(what: &str, limit: usize) -> Result<Vec<u8>> {
+    read_limited(std::io::stdin().lock(), what, limit, Path::new("<stdin>"))
+}
+
+fn read_limited(r: impl Read, what: &str, limit: usize, path: &Path) -> Result<Vec<u8>> {
+    let mut data = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    r.take(cap)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io(path, e))?;
+    if data.len() > limit {
+        return Err(too_large(what, limit));
+    }
+    Ok(data)
+}
+
+/// Opens `path` for reading once its kind is one we read: regular files, and FIFOs and
+/// pipes when `pipes_ok`. The kind is checked before opening (opening a device can have
+/// effects of its own) and again on what was opened.
+fn open_checked(path: &Path, pipes_ok: bool, hint: impl Fn() -> String) -> Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let refuse = |kind: &str| {
+        Error::Usage(format!(
+            "{} is {kind}, not a file: {}",
+            path.display(),
+            hint()
+        ))
+    };
+    if path.as_os_str().is_empty() {
+        return Err(Error::Usage(format!("an empty file name: {}", hint())));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if let Some(kind) = refused_kind(&meta.file_type(), pipes_ok) {
+        return Err(refuse(kind));
+    }
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io(path, e.into()))?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if let Some(kind) = refused_kind(&meta.file_type(), pipes_ok) {
+        return Err(refuse(kind));
+    }
+    Ok(file)
+}
+
+/// The kind of file `t` is, when it is one no input is read from.
+fn refused_kind(t: &std::fs::FileType, pipes_ok: bool) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_file() {
+        None
+    } else if t.is_fifo() {
+        (!pipes_ok).then_some("a pipe")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// The first line of `f`, read into a fixed buffer of [`LINE_CAP`] bytes (zeroized):
+/// reading stops at the first line ending, at the end of input, or when the buffer is
+/// full — then the line is too long.
+fn first_line(mut f: impl Read, what: &str, path: &Path) -> Result<Secret> {
+    let mut buf = Zeroizing::new([0u8; LINE_CAP]);
+    let mut filled = 0;
+    while filled < LINE_CAP && !buf[..filled].contains(&b'\n') {
+        match f.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    let got = &buf[..filled];
+    let line = match got.iter().position(|b| *b == b'\n') {
+        Some(i) => &got[..i],
+        None if filled == LINE_CAP => {
+            return Err(too_long(
+                what,
+                &format!("the first line of {}", path.display()),
+            ));
+        }
+        None => got,
+    };
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() > MAX_SECRET_BYTES {
+        return Err(too_long(
+            what,
+            &format!("the first line of {}", path.display()),
+        ));
+    }
     Ok(Zeroizing::new(line.to_vec()))
 }
 
 fn read_stdin_line(what: &str) -> Result<Secret> {
-    let mut line = Zeroizing::new(String::new());
-    let n = std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::io("<stdin>", e))?;
-    if n == 0 {
-        return Err(Error::Usage(format!(
+    read_line_from(&mut std::io::stdin().lock(), what, "standard input")?.ok_or_else(|| {
+        Error::Usage(format!(
             "expected the {what} on a line of standard input, found the end of input"
-        )));
-    }
-    let s = line.trim_end_matches(['\n', '\r']);
-    Ok(Zeroizing::new(s.as_bytes().to_vec()))
+        ))
+    })
 }
 
-fn prompt(text: &str) -> Result<Secret> {
-    rpassword::prompt_password(text)
+/// One line from `r` without its line ending, or `None` at the end of input. Takes no
+/// more from `r` than that line (the next secret is on the next line) and never holds
+/// more than [`LINE_CAP`] bytes of it: a longer line is refused.
+fn read_line_from(r: &mut impl BufRead, what: &str, from: &str) -> Result<Option<Secret>> {
+    let mut line = Zeroizing::new(Vec::with_capacity(LINE_CAP));
+    let mut ended = false;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(from, e)),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        let window = &chunk[..chunk.len().min(LINE_CAP - line.len())];
+        if let Some(i) = window.iter().position(|b| *b == b'\n') {
+            line.extend_from_slice(&window[..i]);
+            r.consume(i + 1);
+            ended = true;
+            break;
+        }
+        let n = window.len();
+        line.extend_from_slice(window);
+        r.consume(n);
+        if line.len() == LINE_CAP {
+            return Err(too_long(what, from));
+        }
+    }
+    if !ended && line.is_empty() {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    if line.len() > MAX_SECRET_BYTES {
+        return Err(too_long(what, from));
+    }
+    Ok(Some(line))
+}
+
+fn prompt(what: &str, text: &str) -> Result<Secret> {
+    let s = rpassword::prompt_password(text)
         .map(|s| Zeroizing::new(s.into_bytes()))
         .map_err(|e| {
             Error::Usage(format!(
                 "cannot prompt on the terminal ({e}); use --stdin or a --*-file option"
             ))
-        })
+        })?;
+    if s.len() > MAX_SECRET_BYTES {
+        return Err(too_long(what, "the terminal"));
+    }
+    Ok(s)
+}
+
+fn too_long(what: &str, from: &str) -> Error {
+    Error::Usage(format!(
+        "the {what} from {from} is longer than {MAX_SECRET_BYTES} bytes, the most a secret \
+         can be; nothing was tried"
+    ))
+}
+
+fn too_large(what: &str, limit: usize) -> Error {
+    Error::InputTooLarge {
+        what: what.to_string(),
+        limit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(input: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut r = std::io::BufReader::with_capacity(7, input);
+        read_line_from(&mut r, "PIN", "test").map(|o| o.map(|s| s.to_vec()))
+    }
+
+    fn first(input: &[u8]) -> Result<Vec<u8>> {
+        first_line(input, "PIN", Path::new("test")).map(|s| s.to_vec())
+    }
+
+    #[test]
+    fn a_line_loses_its_ending_and_nothing_after_it_is_taken() {
+        let mut r = std::io::BufReader::with_capacity(4, &b"one\r\ntwo\nthree"[..]);
+        let mut next = || {
+            read_line_from(&mut r, "PIN", "test")
+                .unwrap()
+                .map(|s| s.to_vec())
+        };
+        assert_eq!(next(), Some(b"one".to_vec()));
+        assert_eq!(next(), Some(b"two".to_vec()));
+        assert_eq!(next(), Some(b"three".to_vec()));
+        assert_eq!(next(), None);
+        assert_eq!(line(b"\n").unwrap(), Some(Vec::new()), "an empty line");
+    }
+
+    #[test]
+    fn secrets_of_127_bytes_pass_and_longer_ones_are_refused_naming_the_limit() {
+        let ok = vec![b'a'; MAX_SECRET_BYTES];
+        for ending in [&b""[..], b"\n", b"\r\n", b"\nmore"] {
+            let input = [&ok[..], ending].concat();
+            assert_eq!(line(&input).unwrap(), Some(ok.clone()), "{ending:?}");
+            assert_eq!(first(&input).unwrap(), ok, "{ending:?}");
+        }
+        for input in [
+            vec![b'a'; MAX_SECRET_BYTES + 1],
+            [vec![b'a'; MAX_SECRET_BYTES + 1], b"\n".to_vec()].concat(),
+            [vec![b'a'; MAX_SECRET_BYTES + 1], b"\r\n".to_vec()].concat(),
+            vec![b'a'; 100_000],
+        ] {
+            for e in [line(&input).unwrap_err(), first(&input).unwrap_err()] {
+                assert!(e.to_string().contains("longer than 127 bytes"), "{e}");
+                assert_eq!(e.exit_code(), 2);
+            }
+        }
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_after_reading_the_limit() {
+        // A reader that never ends: reading must stop by itself.
+        let mut r = std::io::BufReader::with_capacity(64, std::io::repeat(0));
+        let e = read_line_from(&mut r, "PIN", "test").unwrap_err();
+        assert!(e.to_string().contains("127"), "{e}");
+        let e = first_line(std::io::repeat(b'x'), "PIN", Path::new("t")).unwrap_err();
+        assert!(e.to_string().contains("127"), "{e}");
+    }
+
+    #[test]
+    fn empty_current_secrets_are_refused() {
+        assert!(check_current_secret("PIN", b"").is_err());
+        assert!(check_current_secret("PIN", &[b'1'; 128]).is_err());
+        assert!(check_current_secret("PIN", b"1234").is_ok());
+    }
+
+    #[test]
+    fn limited_reads_stop_one_byte_past_the_limit() {
+        let e =
+            read_limited(std::io::repeat(0), "certificate file", 10, Path::new("t")).unwrap_err();
+        assert!(matches!(e, Error::InputTooLarge { limit: 10, .. }), "{e:?}");
+        assert_eq!(
+            read_limited(&b"0123456789"[..], "x", 10, Path::new("t")).unwrap(),
+            b"0123456789"
+        );
+    }
 }

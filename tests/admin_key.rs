@@ -85,7 +85,7 @@ fn responses_match_openssl_des_ede3() {
     create_managed(&cli, "m", KEY, &[]);
     let (c, left) = admin_challenge(&cli, "m");
     let r = openssl_response(KEY, &c);
-    cli.tpmvsc(&["admin", "verify", "m", "--response", &r])
+    cli.tpmvsc_stdin(&["admin", "verify", "m", "--stdin"], &format!("{r}\n"))
         .ok("admin verify with openssl's response");
     let (c2, left2) = admin_challenge(&cli, "m");
     assert_ne!(c2, c, "the verified challenge is spent");
@@ -108,8 +108,8 @@ fn an_admin_response_unblocks_once_and_a_replay_fails() {
     assert_eq!(left1, 32, "a fresh card has a full batch");
     let r1 = admin_response(&cli, KEY, &c1);
     cli.tpmvsc_stdin(
-        &["unblock", "a", "--admin", "--response", &r1, "--stdin"],
-        "Admin-pin-1\nAdmin-pin-1\n",
+        &["unblock", "a", "--admin", "--stdin"],
+        &format!("{r1}\nAdmin-pin-1\nAdmin-pin-1\n"),
     )
     .ok("unblock --admin with the right response");
     let info = info_json(&cli, "a");
@@ -129,8 +129,8 @@ fn an_admin_response_unblocks_once_and_a_replay_fails() {
 
     // The same response again: the challenge changed, so it is wrong now.
     cli.tpmvsc_stdin(
-        &["unblock", "a", "--admin", "--response", &r1, "--stdin"],
-        "Replay-pin-1\nReplay-pin-1\n",
+        &["unblock", "a", "--admin", "--stdin"],
+        &format!("{r1}\nReplay-pin-1\nReplay-pin-1\n"),
     )
     .expect_code(3, "unblock --admin with a replayed response");
     assert_eq!(
@@ -157,8 +157,8 @@ fn a_wrong_response_spends_its_challenge_and_a_try() {
     let wrong = admin_response(&cli, KEY2, &c1);
     let out = cli
         .tpmvsc_stdin(
-            &["unblock", "w", "--admin", "--response", &wrong, "--stdin"],
-            "Wrong-pin-1\nWrong-pin-1\n",
+            &["unblock", "w", "--admin", "--stdin"],
+            &format!("{wrong}\nWrong-pin-1\nWrong-pin-1\n"),
         )
         .expect_code(3, "unblock --admin with a wrong response");
     assert!(!out.stderr.is_empty(), "the refusal says why");
@@ -169,7 +169,7 @@ fn a_wrong_response_spends_its_challenge_and_a_try() {
     check_pin(&store, &swtpm.tcti(), "w", DEFAULT_PIN).expect("PIN unchanged");
 
     // `admin verify` counts the same way.
-    cli.tpmvsc(&["admin", "verify", "w", "--response", &wrong])
+    cli.tpmvsc_stdin(&["admin", "verify", "w", "--stdin"], &format!("{wrong}\n"))
         .expect_code(3, "admin verify with a wrong response");
     assert_eq!(info_u64(&cli, "w", "admin_tries_left"), tries - 2);
     let (c3, _) = admin_challenge(&cli, "w");
@@ -178,8 +178,8 @@ fn a_wrong_response_spends_its_challenge_and_a_try() {
     // The right response to the next challenge works and refills the tries.
     let r = admin_response(&cli, KEY, &c3);
     cli.tpmvsc_stdin(
-        &["unblock", "w", "--admin", "--response", &r, "--stdin"],
-        "Right-pin-1\nRight-pin-1\n",
+        &["unblock", "w", "--admin", "--stdin"],
+        &format!("{r}\nRight-pin-1\nRight-pin-1\n"),
     )
     .ok("unblock --admin with the right response");
     assert_eq!(info_u64(&cli, "w", "admin_tries_left"), tries);
@@ -198,10 +198,20 @@ fn a_card_without_an_admin_key_refuses_every_admin_command() {
     assert_eq!(info["admin_challenges_left"], 0, "{info:#}");
 
     let fake = admin_response(&cli, DEFAULT_ADMIN_KEY, "0000000000000000");
+    let fake_file = store.scratch("fake-response");
+    std::fs::write(&fake_file, format!("{fake}\n")).expect("writing the response file");
+    let fake_path = fake_file.to_str().expect("utf-8 path");
     let runs = [
         cli.tpmvsc(&["admin", "challenge", "r", "--json"]),
         cli.tpmvsc_stdin(
-            &["unblock", "r", "--admin", "--response", &fake, "--stdin"],
+            &[
+                "unblock",
+                "r",
+                "--admin",
+                "--response-file",
+                fake_path,
+                "--stdin",
+            ],
             "Admin-pin-1\nAdmin-pin-1\n",
         ),
         cli.tpmvsc_stdin(
@@ -209,18 +219,10 @@ fn a_card_without_an_admin_key_refuses_every_admin_command() {
             &format!("{fake}\nAdmin-pin-1\nAdmin-pin-1\n"),
         ),
         cli.tpmvsc_stdin(
-            &[
-                "format",
-                "r",
-                "--admin",
-                "--response",
-                &fake,
-                "--stdin",
-                "--yes",
-            ],
-            "Admin-pin-1\nAdmin-pin-1\n",
+            &["format", "r", "--admin", "--stdin", "--yes"],
+            &format!("{fake}\nAdmin-pin-1\nAdmin-pin-1\n"),
         ),
-        cli.tpmvsc(&["admin", "verify", "r", "--response", &fake]),
+        cli.tpmvsc(&["admin", "verify", "r", "--response-file", fake_path]),
     ];
     for out in runs {
         assert_eq!(out.code, 1, "{out:#?}");
@@ -244,8 +246,17 @@ fn a_card_with_a_puk_is_not_unblocked_with_the_admin_key() {
 
     let (c, left) = admin_challenge(&cli, "p");
     let r = admin_response(&cli, KEY, &c);
+    let r_file = store.scratch("response");
+    std::fs::write(&r_file, format!("{r}\n")).expect("writing the response file");
     cli.tpmvsc_stdin(
-        &["unblock", "p", "--admin", "--response", &r, "--stdin"],
+        &[
+            "unblock",
+            "p",
+            "--admin",
+            "--response-file",
+            r_file.to_str().expect("utf-8 path"),
+            "--stdin",
+        ],
         "Admin-pin-1\nAdmin-pin-1\n",
     )
     .expect_code(1, "unblock --admin on a card with a PUK");
@@ -287,7 +298,7 @@ fn a_card_with_a_puk_is_not_unblocked_with_the_admin_key() {
 
     // The response still verifies: the admin key manages the card, it just does not
     // reset a PUK card's PIN.
-    cli.tpmvsc(&["admin", "verify", "p", "--response", &r])
+    cli.tpmvsc_stdin(&["admin", "verify", "p", "--stdin"], &format!("{r}\n"))
         .ok("admin verify on a PUK card");
 }
 
@@ -299,70 +310,53 @@ fn change_key_retires_the_old_key() {
     create_managed(&cli, "k", KEY, &[]);
     // Spend one, so the refilled count is visible.
     let (c0, _) = admin_challenge(&cli, "k");
-    cli.tpmvsc(&[
-        "admin",
-        "verify",
-        "k",
-        "--response",
-        &admin_response(&cli, KEY, &c0),
-    ])
+    cli.tpmvsc_stdin(
+        &["admin", "verify", "k", "--stdin"],
+        &format!("{}\n", admin_response(&cli, KEY, &c0)),
+    )
     .ok("admin verify");
     assert_eq!(admin_challenge(&cli, "k").1, 31);
 
     let (c1, _) = admin_challenge(&cli, "k");
     let r1 = admin_response(&cli, KEY, &c1);
     cli.tpmvsc_stdin(
-        &["admin", "change-key", "k", "--response", &r1, "--stdin"],
-        &format!("{KEY2}\n{KEY2}\n"),
+        &["admin", "change-key", "k", "--stdin"],
+        &format!("{r1}\n{KEY2}\n{KEY2}\n"),
     )
     .ok("admin change-key");
     let (c2, left2) = admin_challenge(&cli, "k");
     assert_eq!(left2, 32, "a new key comes with a full batch");
     assert_eq!(info_json(&cli, "k")["default_admin_key"], false);
 
-    cli.tpmvsc(&[
-        "admin",
-        "verify",
-        "k",
-        "--response",
-        &admin_response(&cli, KEY, &c2),
-    ])
+    cli.tpmvsc_stdin(
+        &["admin", "verify", "k", "--stdin"],
+        &format!("{}\n", admin_response(&cli, KEY, &c2)),
+    )
     .expect_code(3, "the old key's response to the new challenge");
     let (c3, _) = admin_challenge(&cli, "k");
     assert_ne!(c3, c2);
-    cli.tpmvsc(&[
-        "admin",
-        "verify",
-        "k",
-        "--response",
-        &admin_response(&cli, KEY2, &c3),
-    ])
+    cli.tpmvsc_stdin(
+        &["admin", "verify", "k", "--stdin"],
+        &format!("{}\n", admin_response(&cli, KEY2, &c3)),
+    )
     .ok("the new key's response");
 
     let (c4, _) = admin_challenge(&cli, "k");
     cli.tpmvsc_stdin(
-        &[
-            "unblock",
-            "k",
-            "--admin",
-            "--response",
-            &admin_response(&cli, KEY, &c4),
-            "--stdin",
-        ],
-        "Old-key-pin\nOld-key-pin\n",
+        &["unblock", "k", "--admin", "--stdin"],
+        &format!(
+            "{}\nOld-key-pin\nOld-key-pin\n",
+            admin_response(&cli, KEY, &c4)
+        ),
     )
     .expect_code(3, "unblock with the old key");
     let (c5, _) = admin_challenge(&cli, "k");
     cli.tpmvsc_stdin(
-        &[
-            "unblock",
-            "k",
-            "--admin",
-            "--response",
-            &admin_response(&cli, KEY2, &c5),
-            "--stdin",
-        ],
-        "New-key-pin\nNew-key-pin\n",
+        &["unblock", "k", "--admin", "--stdin"],
+        &format!(
+            "{}\nNew-key-pin\nNew-key-pin\n",
+            admin_response(&cli, KEY2, &c5)
+        ),
     )
     .ok("unblock with the new key");
     check_pin(&store, &swtpm.tcti(), "k", "New-key-pin").expect("PIN set with the new key");
@@ -374,15 +368,11 @@ fn change_key_retires_the_old_key() {
     // Changing to the well-known key is flagged.
     let (c6, _) = admin_challenge(&cli, "k");
     cli.tpmvsc_stdin(
-        &[
-            "admin",
-            "change-key",
-            "k",
-            "--response",
-            &admin_response(&cli, KEY2, &c6),
-            "--stdin",
-        ],
-        &format!("{DEFAULT_ADMIN_KEY}\n{DEFAULT_ADMIN_KEY}\n"),
+        &["admin", "change-key", "k", "--stdin"],
+        &format!(
+            "{}\n{DEFAULT_ADMIN_KEY}\n{DEFAULT_ADMIN_KEY}\n",
+            admin_response(&cli, KEY2, &c6)
+        ),
     )
     .ok("admin change-key to the default key");
     assert_eq!(info_json(&cli, "k")["default_admin_key"], true);
@@ -396,13 +386,10 @@ fn refill_restores_a_full_batch_of_challenges() {
     create_managed(&cli, "f", KEY, &[]);
     for _ in 0..3 {
         let (c, _) = admin_challenge(&cli, "f");
-        cli.tpmvsc(&[
-            "admin",
-            "verify",
-            "f",
-            "--response",
-            &admin_response(&cli, KEY, &c),
-        ])
+        cli.tpmvsc_stdin(
+            &["admin", "verify", "f", "--stdin"],
+            &format!("{}\n", admin_response(&cli, KEY, &c)),
+        )
         .ok("admin verify");
     }
     let (c, left) = admin_challenge(&cli, "f");
@@ -410,15 +397,8 @@ fn refill_restores_a_full_batch_of_challenges() {
     let old_tickets = read_json(&card_dir(&cli, "f").join("admin.json"))["tickets"].clone();
 
     cli.tpmvsc_stdin(
-        &[
-            "admin",
-            "refill",
-            "f",
-            "--response",
-            &admin_response(&cli, KEY, &c),
-            "--stdin",
-        ],
-        &format!("{KEY}\n"),
+        &["admin", "refill", "f", "--stdin"],
+        &format!("{}\n{KEY}\n", admin_response(&cli, KEY, &c)),
     )
     .ok("admin refill");
     let (c2, left2) = admin_challenge(&cli, "f");
@@ -438,15 +418,11 @@ fn refill_restores_a_full_batch_of_challenges() {
 
     // The new batch works for an unblock.
     cli.tpmvsc_stdin(
-        &[
-            "unblock",
-            "f",
-            "--admin",
-            "--response",
-            &admin_response(&cli, KEY, &c2),
-            "--stdin",
-        ],
-        "Refill-pin-1\nRefill-pin-1\n",
+        &["unblock", "f", "--admin", "--stdin"],
+        &format!(
+            "{}\nRefill-pin-1\nRefill-pin-1\n",
+            admin_response(&cli, KEY, &c2)
+        ),
     )
     .ok("unblock with a refilled challenge");
     check_pin(&store, &swtpm.tcti(), "f", "Refill-pin-1").expect("PIN set after refill");
@@ -478,16 +454,11 @@ fn format_with_the_admin_response_keeps_the_card_id_and_the_challenges() {
 
     // A wrong response formats nothing and spends the challenge.
     cli.tpmvsc_stdin(
-        &[
-            "format",
-            "g",
-            "--admin",
-            "--response",
-            &admin_response(&cli, KEY2, &c1),
-            "--stdin",
-            "--yes",
-        ],
-        "Format-pin-0\nFormat-pin-0\n",
+        &["format", "g", "--admin", "--stdin", "--yes"],
+        &format!(
+            "{}\nFormat-pin-0\nFormat-pin-0\n",
+            admin_response(&cli, KEY2, &c1)
+        ),
     )
     .expect_code(3, "format --admin with a wrong response");
     check_pin(&store, &swtpm.tcti(), "g", DEFAULT_PIN).expect("PIN unchanged");
@@ -496,16 +467,11 @@ fn format_with_the_admin_response_keeps_the_card_id_and_the_challenges() {
     assert_eq!(left2, left1 - 1);
 
     cli.tpmvsc_stdin(
-        &[
-            "format",
-            "g",
-            "--admin",
-            "--response",
-            &admin_response(&cli, KEY, &c2),
-            "--stdin",
-            "--yes",
-        ],
-        "Format-pin-1\nFormat-pin-1\n",
+        &["format", "g", "--admin", "--stdin", "--yes"],
+        &format!(
+            "{}\nFormat-pin-1\nFormat-pin-1\n",
+            admin_response(&cli, KEY, &c2)
+        ),
     )
     .ok("format --admin");
     let info = info_json(&cli, "g");
@@ -530,15 +496,8 @@ fn format_with_the_admin_response_keeps_the_card_id_and_the_challenges() {
         let (c, _) = admin_challenge(&cli, "g");
         let pin = format!("After-fmt-{i}");
         cli.tpmvsc_stdin(
-            &[
-                "unblock",
-                "g",
-                "--admin",
-                "--response",
-                &admin_response(&cli, KEY, &c),
-                "--stdin",
-            ],
-            &format!("{pin}\n{pin}\n"),
+            &["unblock", "g", "--admin", "--stdin"],
+            &format!("{}\n{pin}\n{pin}\n", admin_response(&cli, KEY, &c)),
         )
         .ok("unblock --admin after format --admin");
         check_pin(&store, &swtpm.tcti(), "g", &pin).expect("PIN set after format");

@@ -370,18 +370,10 @@ fn format_makes_a_new_csk_and_new_puk_or_admin_objects() {
     let (challenge, _) = admin_challenge(&cli, "f");
     let response = admin_response(&cli, KEY, &challenge);
     cli.tpmvsc_stdin(
-        &[
-            "format",
-            "f",
-            "--admin",
-            "--response",
-            &response,
-            "--stdin",
-            "--yes",
-        ],
-        &format!("{PIN}\n{PIN}\n{NEW_PUK}\n{NEW_PUK}\n"),
+        &["format", "f", "--admin", "--stdin", "--yes"],
+        &format!("{response}\n{PIN}\n{PIN}\n{NEW_PUK}\n{NEW_PUK}\n"),
     )
-    .ok("format --admin (new PIN twice, then the new PUK twice)");
+    .ok("format --admin (response, new PIN twice, then the new PUK twice)");
     let dir = card_dir(&cli, "f");
     let (csk2, puk2, admin2) = (
         csk_public(&dir),

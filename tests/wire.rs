@@ -163,15 +163,8 @@ fn no_secret_crosses_the_wire_and_every_secret_session_is_salted_to_the_srk() {
     secrets.add("admin response 1 of card a", &r1);
     run(
         "unblock a --admin",
-        &[
-            "unblock",
-            "a",
-            "--admin",
-            "--response",
-            &hex::encode(r1),
-            "--stdin",
-        ],
-        &format!("{PIN_A2}\n{PIN_A2}\n"),
+        &["unblock", "a", "--admin", "--stdin"],
+        &format!("{}\n{PIN_A2}\n{PIN_A2}\n", hex::encode(r1)),
         0,
     );
     run(
@@ -185,15 +178,8 @@ fn no_secret_crosses_the_wire_and_every_secret_session_is_salted_to_the_srk() {
     secrets.add("admin response 2 of card a", &r2);
     run(
         "admin change-key a",
-        &[
-            "admin",
-            "change-key",
-            "a",
-            "--response",
-            &hex::encode_upper(r2),
-            "--stdin",
-        ],
-        &format!("{KEY_A2}\n{KEY_A2}\n"),
+        &["admin", "change-key", "a", "--stdin"],
+        &format!("{}\n{KEY_A2}\n{KEY_A2}\n", hex::encode_upper(r2)),
         0,
     );
     let (x_a2, r3) = next_x(&store, "a", KEY_A2);
@@ -203,15 +189,8 @@ fn no_secret_crosses_the_wire_and_every_secret_session_is_salted_to_the_srk() {
     // The new X works: an admin unblock with the new key.
     run(
         "unblock a --admin with the new key",
-        &[
-            "unblock",
-            "a",
-            "--admin",
-            "--response",
-            &hex::encode(r3),
-            "--stdin",
-        ],
-        &format!("{PIN_A1}\n{PIN_A1}\n"),
+        &["unblock", "a", "--admin", "--stdin"],
+        &format!("{}\n{PIN_A1}\n{PIN_A1}\n", hex::encode(r3)),
         0,
     );
 

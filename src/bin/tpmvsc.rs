@@ -8,10 +8,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use tpmvsc::card::{DEFAULT_PIN, DEFAULT_TRIES, PinPolicy};
 use tpmvsc::error::{Error, Result};
-use tpmvsc::prompt::{SecretReader, read_secret_file};
+use tpmvsc::prompt::{
+    MAX_CERT_BYTES, SecretReader, check_current_secret, read_input_file, read_input_stdin,
+    read_secret_file,
+};
 use tpmvsc::provision::admin::{AdminKey, DEFAULT_ADMIN_KEY_HEX};
 use tpmvsc::provision::{
-    self, AdminKeySpec, CardSummary, CreateRequest, admin, enroll, format, hardening,
+    self, AdminKeySpec, CardSummary, CreateRequest, Secret, admin, enroll, format, hardening,
 };
 use tpmvsc::store::Store;
 use tpmvsc::tpm::templates::UserKeyKind;
@@ -50,7 +53,10 @@ enum Cmd {
     #[command(
         after_help = "Secrets: `prompt` asks on the terminal without echo (new secrets twice); \
         with --stdin, or when standard input is not a terminal, one line each is read from \
-        standard input in the order PIN, PUK, admin key (only those set to prompt).\n\n\
+        standard input in the order PIN, PUK, admin key (only those set to prompt). A secret \
+        is never an argument (other users can read the command line): the --*-file options \
+        read the first line of a file or of an inherited descriptor, e.g. --pin-file \
+        /dev/fd/3 3<pin.txt.\n\n\
         Examples:\n  tpmvsc create --name work                      # PIN 12345678, no PUK, no admin key\n  \
         tpmvsc create --name work --pin prompt --puk prompt --pin-policy minlen=6,digits=required\n  \
         echo 'my pin 1' | tpmvsc create --name ci --pin prompt --stdin"
@@ -82,9 +88,8 @@ enum Cmd {
     CheckPin {
         /// Card name, card ID or instance ID.
         card: String,
-        /// Read the PIN from standard input.
-        #[arg(long)]
-        stdin: bool,
+        #[command(flatten)]
+        pin: PinSource,
     },
     /// Change the PIN, knowing the current one (stdin: current, new, new).
     ChangePin {
@@ -105,10 +110,13 @@ enum Cmd {
     /// Set a new PIN with the PUK or the administrator's response, and unblock the card.
     #[command(after_help = "With --puk: stdin PUK, new PIN, new PIN.\n\
         With --admin: the card shows a challenge; read it to your administrator, who runs \
-        `tpmvsc admin response --admin-key KEY --challenge CHALLENGE`; type the response \
-        (or pass --response), then the new PIN twice. A wrong response uses up the \
-        challenge: the next attempt shows a new one. Cards with a PUK are unblocked with \
-        the PUK only (the Windows rule).")]
+        `tpmvsc admin response --challenge CHALLENGE` (the key from a prompt, --stdin or \
+        --admin-key-file); type the response (or give --response-file), then the new PIN \
+        twice; with --stdin and no --response-file, standard input holds the response, new \
+        PIN, new PIN. A wrong response uses up the challenge: the next attempt shows a new \
+        one. Cards with a PUK are unblocked with the PUK only (the Windows rule).\n\n\
+        Secrets never go on the command line (other users can read it): a FILE may be an \
+        inherited descriptor, e.g. --response-file /dev/fd/3 3<response.txt.")]
     Unblock {
         /// Card name, card ID or instance ID.
         card: String,
@@ -118,9 +126,12 @@ enum Cmd {
         /// Authorize with the administrator's response to the card's challenge.
         #[arg(long)]
         admin: bool,
-        /// The administrator's response (16 hex digits) instead of prompting.
-        #[arg(long, requires = "admin")]
-        response: Option<String>,
+        /// Read the administrator's response (16 hex digits) from the first line of FILE
+        /// (or /dev/fd/N) instead of prompting.
+        #[arg(long, requires = "admin", value_name = "FILE")]
+        response_file: Option<PathBuf>,
+        #[command(flatten)]
+        argv: ResponseNotInArgv,
         /// Read the secrets from standard input, one per line.
         #[arg(long)]
         stdin: bool,
@@ -128,7 +139,9 @@ enum Cmd {
     /// Erase every key and object of the card and set a new PIN (keeps the card ID).
     #[command(
         after_help = "Needs the PUK (--puk) or an administrator's response (--admin). \
-        stdin: PUK or response (unless --response), then the new PIN twice."
+        stdin: PUK or response (unless --response-file), then the new PIN twice (and, with \
+        --admin on a card with a PUK, the new PUK twice). Secrets never go on the command \
+        line: --response-file takes a file or an inherited descriptor such as /dev/fd/3."
     )]
     Format {
         /// Card name, card ID or instance ID.
@@ -139,9 +152,12 @@ enum Cmd {
         /// Authorize with the administrator's response.
         #[arg(long)]
         admin: bool,
-        /// The administrator's response (16 hex digits) instead of prompting.
-        #[arg(long, requires = "admin")]
-        response: Option<String>,
+        /// Read the administrator's response (16 hex digits) from the first line of FILE
+        /// (or /dev/fd/N) instead of prompting.
+        #[arg(long, requires = "admin", value_name = "FILE")]
+        response_file: Option<PathBuf>,
+        #[command(flatten)]
+        argv: ResponseNotInArgv,
         /// Read the secrets from standard input, one per line.
         #[arg(long)]
         stdin: bool,
@@ -151,11 +167,13 @@ enum Cmd {
     },
     /// Generate a key pair inside the TPM on the card (asks for the PIN).
     Keygen {
+        /// Card name, card ID or instance ID.
         card: String,
         /// ec-p256, ec-p384, rsa2048 or rsa3072.
         #[arg(long = "type", value_parser = ["ec-p256", "ec-p384", "rsa2048", "rsa3072"])]
         kind: String,
-        /// The key's label (CKA_LABEL); certificates imported for it get the same.
+        /// The key's label (CKA_LABEL), not empty; certificates imported for it get the
+        /// same.
         #[arg(long)]
         label: String,
         #[command(flatten)]
@@ -185,7 +203,7 @@ enum Cmd {
         /// Subject alternative names: dns:NAME or email:ADDRESS, comma-separated.
         #[arg(long, value_delimiter = ',')]
         san: Vec<String>,
-        /// Where to write the PEM request ("-" = standard output).
+        /// Where to write the PEM request: a regular file ("-" = standard output).
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -193,7 +211,9 @@ enum Cmd {
     },
     /// Install a certificate (PEM or DER) on the card next to its key.
     ImportCert {
+        /// Card name, card ID or instance ID.
         card: String,
+        /// A regular file of at most 1 MiB holding the certificate ("-" = standard input).
         file: PathBuf,
         #[arg(long)]
         json: bool,
@@ -243,23 +263,69 @@ enum Cmd {
     },
 }
 
-/// Where the PIN comes from: prompt (default), --pin-file, or --stdin.
+/// Where the PIN comes from: prompt (default), --pin-file, or --stdin; never an argument.
 #[derive(clap::Args, Debug)]
 struct PinSource {
-    /// Read the PIN from the first line of this file.
-    #[arg(long)]
+    /// Read the PIN from the first line of FILE (or an inherited descriptor, /dev/fd/N).
+    #[arg(long, value_name = "FILE")]
     pin_file: Option<PathBuf>,
     /// Read the PIN from standard input.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pin_file")]
     stdin: bool,
+    /// Never used: a PIN given here is refused (other users can read the command line).
+    #[arg(long = "pin", hide = true, num_args = 0..=1, value_name = "NEVER")]
+    pin_in_argv: Option<Option<String>>,
 }
 
 impl PinSource {
-    fn read(&self) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    fn refuse_argv(&self) -> Result<()> {
+        refuse_value(
+            "--pin",
+            &self.pin_in_argv,
+            "--pin-file FILE, --stdin, or answer the prompt",
+        )
+    }
+
+    /// The PIN; an empty one is refused before any TPM try.
+    fn read(&self) -> Result<Secret> {
         match &self.pin_file {
-            Some(f) => read_secret_file(f),
-            None => SecretReader::new(self.stdin).current("PIN"),
+            Some(f) => {
+                let p = read_secret_file(f, "PIN")?;
+                check_current_secret("PIN", &p)?;
+                Ok(p)
+            }
+            None => SecretReader::new(self.stdin).current_pin("PIN"),
         }
+    }
+}
+
+/// `--response`, which once took the administrator's response as an argument: kept,
+/// hidden, so that old scripts get told what to use instead.
+#[derive(clap::Args, Debug)]
+struct ResponseNotInArgv {
+    /// Never used: a response given here is refused (other users can read it).
+    #[arg(long = "response", hide = true, num_args = 0..=1, value_name = "NEVER")]
+    response: Option<Option<String>>,
+}
+
+impl ResponseNotInArgv {
+    fn refuse(&self) -> Result<()> {
+        refuse_value(
+            "--response",
+            &self.response,
+            "--response-file FILE, --stdin, or answer the prompt",
+        )
+    }
+}
+
+/// Refuses a secret given as a command-line argument: other users can read it in
+/// /proc/PID/cmdline. The flag alone (no value) is harmless and ignored.
+fn refuse_value(flag: &str, given: &Option<Option<String>>, instead: &str) -> Result<()> {
+    match given {
+        Some(Some(_)) => Err(Error::Usage(format!(
+            "`{flag}` takes no value on the command line (other users can read it): use {instead}"
+        ))),
+        Some(None) | None => Ok(()),
     }
 }
 
@@ -273,52 +339,86 @@ enum AdminCmd {
     },
     /// Help-desk side: compute the response to a challenge with the admin key.
     #[command(
-        after_help = "Fleets with per-card keys: --master-key HEX --card-id GUID computes the \
-        card's key K = first 24 bytes of HMAC-SHA-256(master, \"tpmvsc per-card admin key v1\" \
-        0x00 card-id) (the card ID as lowercase GUID text; see `tpmvsc info CARD`)."
+        after_help = "The key is never an argument (other users can read the command line): \
+        it comes from --admin-key-file FILE, from standard input (--stdin, or any standard \
+        input that is not a terminal; the first line), or from a prompt without echo. FILE \
+        may be an inherited descriptor:\n  \
+        tpmvsc admin response --challenge C --admin-key-file /dev/fd/3 3<admin-key.txt\n\n\
+        Fleets with per-card keys: with --card-id GUID the key read (--master-key-file, \
+        --stdin or the prompt) is the fleet master key, and the card's key is \
+        K = first 24 bytes of HMAC-SHA-256(master, \"tpmvsc per-card admin key v1\" 0x00 \
+        card-id) (the card ID as lowercase GUID text; see `tpmvsc info CARD`)."
     )]
     Response {
-        /// The 48-hex-digit admin key.
-        #[arg(
-            long,
-            required_unless_present = "master_key",
-            conflicts_with = "master_key"
-        )]
-        admin_key: Option<String>,
-        /// A fleet master key (hex, 16 bytes or more); needs --card-id.
-        #[arg(long, requires = "card_id")]
-        master_key: Option<String>,
-        /// The card ID (GUID) whose per-card key to use with --master-key.
-        #[arg(long)]
-        card_id: Option<String>,
-        /// The challenge the user reads out (16 hex digits).
+        /// The challenge the user reads out (16 hex digits; not secret).
         #[arg(long)]
         challenge: String,
+        /// Read the 48-hex-digit admin key from the first line of FILE (or /dev/fd/N).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["master_key_file", "card_id", "stdin"])]
+        admin_key_file: Option<PathBuf>,
+        /// Read a fleet master key (hex, 16 to 63 bytes) from the first line of FILE (or
+        /// /dev/fd/N); needs --card-id.
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "card_id",
+            conflicts_with = "stdin"
+        )]
+        master_key_file: Option<PathBuf>,
+        /// The card ID (GUID) whose per-card key to derive: the key read is then the
+        /// fleet master key.
+        #[arg(long)]
+        card_id: Option<String>,
+        /// Read the key (or, with --card-id, the master key) from standard input.
+        #[arg(long)]
+        stdin: bool,
+        /// Never used: a key given here is refused (other users can read it).
+        #[arg(long, hide = true, num_args = 0..=1, value_name = "NEVER")]
+        admin_key: Option<Option<String>>,
+        /// Never used: a master key given here is refused (other users can read it).
+        #[arg(long, hide = true, num_args = 0..=1, value_name = "NEVER")]
+        master_key: Option<Option<String>>,
     },
     /// Check a response against the card (spends the challenge).
+    #[command(
+        after_help = "The response comes from --response-file FILE (or /dev/fd/N), standard \
+        input, or a prompt; never from the command line."
+    )]
     Verify {
+        /// Card name, card ID or instance ID.
         card: String,
-        #[arg(long)]
-        response: Option<String>,
-        #[arg(long)]
-        stdin: bool,
+        #[command(flatten)]
+        response: ResponseSource,
     },
     /// Replace the admin key (response, then the new key twice).
+    #[command(after_help = "stdin: the response (unless --response-file), then the new key twice.")]
     ChangeKey {
+        /// Card name, card ID or instance ID.
         card: String,
-        #[arg(long)]
-        response: Option<String>,
-        #[arg(long)]
-        stdin: bool,
+        #[command(flatten)]
+        response: ResponseSource,
     },
     /// New batch of challenges under the same key (response, then the key).
+    #[command(after_help = "stdin: the response (unless --response-file), then the key.")]
     Refill {
+        /// Card name, card ID or instance ID.
         card: String,
-        #[arg(long)]
-        response: Option<String>,
-        #[arg(long)]
-        stdin: bool,
+        #[command(flatten)]
+        response: ResponseSource,
     },
+}
+
+/// Where the administrator's response comes from in the `admin` commands.
+#[derive(clap::Args, Debug)]
+struct ResponseSource {
+    /// Read the response (16 hex digits) from the first line of FILE (or /dev/fd/N).
+    #[arg(long, value_name = "FILE")]
+    response_file: Option<PathBuf>,
+    /// Read the secrets from standard input, one per line.
+    #[arg(long)]
+    stdin: bool,
+    #[command(flatten)]
+    argv: ResponseNotInArgv,
 }
 
 #[derive(Subcommand, Debug)]
@@ -352,8 +452,9 @@ enum TpmCmd {
     /// Reset the TPM's dictionary-attack counter and lockout (needs the lockout
     /// authorization; one wrong try blocks it for the lockout recovery time).
     ClearLockout {
-        /// Read the lockout authorization from the first line of this file (prompted
-        /// otherwise; empty on a TPM nobody set it on).
+        /// Read the lockout authorization from the first line of this file or /dev/fd/N
+        /// (default /etc/tpmvsc/lockout-auth when it exists; prompted otherwise; empty on
+        /// a TPM nobody set it on).
         #[arg(long)]
         lockout_auth_file: Option<PathBuf>,
     },
@@ -364,39 +465,51 @@ struct CreateArgs {
     /// Card name, 1-32 bytes, unique in the store (the PKCS#11 token label).
     #[arg(long)]
     name: String,
-    /// `default` = 12345678 (left out: default), `prompt` = ask.
-    #[arg(long, value_enum)]
-    pin: Option<SecretChoice>,
-    /// Read the PIN from the first line of this file.
-    #[arg(long, conflicts_with = "pin")]
+    /// `default` = 12345678 (left out: default), `prompt` = ask. Never the PIN itself:
+    /// use --pin-file.
+    #[arg(long, value_name = "default|prompt")]
+    pin: Option<String>,
+    /// Read the PIN from the first line of FILE (or /dev/fd/N).
+    #[arg(long, value_name = "FILE", conflicts_with = "pin")]
     pin_file: Option<PathBuf>,
-    /// `default` = 12345678, `prompt` = ask. Left out: the card has no PUK.
-    #[arg(long, value_enum)]
-    puk: Option<SecretChoice>,
-    /// Read the PUK from the first line of this file.
-    #[arg(long, conflicts_with = "puk")]
+    /// `default` = 12345678, `prompt` = ask. Left out: the card has no PUK. Never the PUK
+    /// itself: use --puk-file.
+    #[arg(long, value_name = "default|prompt")]
+    puk: Option<String>,
+    /// Read the PUK from the first line of FILE (or /dev/fd/N).
+    #[arg(long, value_name = "FILE", conflicts_with = "puk")]
     puk_file: Option<PathBuf>,
     /// `default` = the well-known Windows key (anyone who can read the card's files can
     /// then reset its PIN), `prompt` = ask for 48 hex digits, `random` = no admin key
-    /// (an unmanaged card; the default).
-    #[arg(long, value_enum)]
-    admin_key: Option<AdminChoice>,
-    /// Read the 48-hex-digit admin key from the first line of this file.
-    #[arg(long, conflicts_with = "admin_key")]
+    /// (an unmanaged card; the default). Never the key itself: use --admin-key-file.
+    #[arg(long, value_name = "default|prompt|random")]
+    admin_key: Option<String>,
+    /// Read the 48-hex-digit admin key from the first line of FILE (or /dev/fd/N).
+    #[arg(long, value_name = "FILE", conflicts_with = "admin_key")]
     admin_key_file: Option<PathBuf>,
-    /// Derive this card's admin key from the fleet master key in this file (hex):
-    /// K = KDF(master, card ID), see `tpmvsc admin response --help`.
-    #[arg(long, conflicts_with_all = ["admin_key", "admin_key_file"])]
+    /// Derive this card's admin key from the fleet master key in the first line of FILE
+    /// (hex, 16 to 63 bytes): K = KDF(master, card ID), see `tpmvsc admin response --help`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["admin_key", "admin_key_file"])]
     admin_key_master_file: Option<PathBuf>,
     /// PIN rules, e.g. minlen=6,maxlen=12,uppercase=required,digits=allowed,
     /// specialchars=disallowed (lowercase too). Defaults: 8-127, all allowed.
     #[arg(long)]
     pin_policy: Option<String>,
-    /// Wrong PINs before the card blocks.
-    #[arg(long, default_value_t = DEFAULT_TRIES)]
+    /// Wrong PINs before the card blocks, 1 to 255.
+    #[arg(
+        long,
+        default_value_t = DEFAULT_TRIES,
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=255)
+    )]
     pin_tries: u32,
-    /// Wrong PUKs before the PUK blocks.
-    #[arg(long, default_value_t = DEFAULT_TRIES)]
+    /// Wrong PUKs (and administrator responses) before they block, 1 to 255.
+    #[arg(
+        long,
+        default_value_t = DEFAULT_TRIES,
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=255)
+    )]
     puk_tries: u32,
     /// Use this card ID (a GUID) instead of a random one.
     #[arg(long)]
@@ -412,17 +525,59 @@ struct CreateArgs {
     json: bool,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// `create --pin` and `--puk`: which secret, never the secret itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SecretChoice {
     Default,
     Prompt,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// `create --admin-key`: which key, never the key itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AdminChoice {
     Default,
     Prompt,
     Random,
+}
+
+impl CreateArgs {
+    /// The `--pin`, `--puk` and `--admin-key` choices. Any other value is refused without
+    /// being echoed: it may be the secret itself, which other users can read in the
+    /// command line.
+    fn choices(
+        &self,
+    ) -> Result<(
+        Option<SecretChoice>,
+        Option<SecretChoice>,
+        Option<AdminChoice>,
+    )> {
+        let secret = |flag: &str, value: &Option<String>, what: &str| match value.as_deref() {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("default") => Ok(Some(SecretChoice::Default)),
+            Some(v) if v.eq_ignore_ascii_case("prompt") => Ok(Some(SecretChoice::Prompt)),
+            Some(_) => Err(Error::Usage(format!(
+                "`{flag}` takes default or prompt, never the {what} itself (other users can \
+                 read the command line): use {flag}-file FILE, or {flag} prompt with --stdin"
+            ))),
+        };
+        let pin = secret("--pin", &self.pin, "PIN")?;
+        let puk = secret("--puk", &self.puk, "PUK")?;
+        let admin = match self.admin_key.as_deref() {
+            None => None,
+            Some(v) if v.eq_ignore_ascii_case("default") => Some(AdminChoice::Default),
+            Some(v) if v.eq_ignore_ascii_case("prompt") => Some(AdminChoice::Prompt),
+            Some(v) if v.eq_ignore_ascii_case("random") => Some(AdminChoice::Random),
+            Some(_) => {
+                return Err(Error::Usage(
+                    "`--admin-key` takes default, prompt or random, never the key itself (other \
+                     users can read the command line): use --admin-key-file FILE, or \
+                     --admin-key prompt with --stdin"
+                        .into(),
+                ));
+            }
+        };
+        Ok((pin, puk, admin))
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -454,6 +609,10 @@ fn main() -> ExitCode {
                     },
                 );
             }
+            if let Some(m) = secret_after_switch(&e) {
+                eprintln!("tpmvsc: {m}");
+                return ExitCode::from(2);
+            }
             let text = e.to_string();
             // One line: clap's first paragraph (it lists missing arguments on lines of
             // their own), joined.
@@ -482,7 +641,82 @@ fn main() -> ExitCode {
     }
 }
 
+/// A word after a switch that takes no value, where someone may have typed a secret
+/// (`unblock work --puk 12345678`): clap would echo it as an unexpected argument. The
+/// message names the switch and what to use instead, never the word.
+fn secret_after_switch(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(word)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let at = args.iter().position(|a| a == word)?;
+    let instead = match args.get(at.checked_sub(1)?)?.as_str() {
+        "--puk" => "give the PUK on --stdin or answer the prompt",
+        "--admin" => "use --response-file FILE, --stdin, or answer the prompt",
+        "--stdin" => "put the secrets on standard input, one per line",
+        _ => return None,
+    };
+    let flag = &args[at - 1];
+    Some(format!(
+        "`{flag}` takes no value on the command line (other users can read it): {instead}"
+    ))
+}
+
+/// Refuses, before anything else runs, a secret given as an argument: other users can
+/// read the command line in /proc/PID/cmdline. One arm per command, so a new command
+/// has to say whether it takes a secret.
+fn refuse_secrets_in_argv(cmd: &Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Create(a) => a.choices().map(|_| ()),
+        Cmd::CheckPin { pin, .. } | Cmd::Keygen { pin, .. } | Cmd::Csr { pin, .. } => {
+            pin.refuse_argv()
+        }
+        Cmd::Unblock { argv, .. } | Cmd::Format { argv, .. } => argv.refuse(),
+        Cmd::Admin { action } => match action {
+            AdminCmd::Response {
+                admin_key,
+                master_key,
+                ..
+            } => {
+                refuse_value(
+                    "--admin-key",
+                    admin_key,
+                    "--admin-key-file FILE, --stdin, or answer the prompt",
+                )?;
+                refuse_value(
+                    "--master-key",
+                    master_key,
+                    "--master-key-file FILE with --card-id, --stdin with --card-id, or answer \
+                     the prompt",
+                )
+            }
+            AdminCmd::Verify { response, .. }
+            | AdminCmd::ChangeKey { response, .. }
+            | AdminCmd::Refill { response, .. } => response.argv.refuse(),
+            AdminCmd::Challenge { .. } => Ok(()),
+        },
+        Cmd::Destroy { .. }
+        | Cmd::List { .. }
+        | Cmd::Info { .. }
+        | Cmd::ChangePin { .. }
+        | Cmd::ChangePuk { .. }
+        | Cmd::Keys { .. }
+        | Cmd::ImportCert { .. }
+        | Cmd::Certs { .. }
+        | Cmd::Install { .. }
+        | Cmd::Tpm { .. }
+        | Cmd::Simulator { .. } => Ok(()),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
+    refuse_secrets_in_argv(&cli.command)?;
     let store = Store::open()?;
     let uses_cards = !matches!(
         cli.command,
@@ -545,17 +779,17 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Simulator { action, json } => simulator_cmd(&store, action, json),
-        Cmd::CheckPin { card, stdin } => {
-            let mut r = SecretReader::new(stdin);
-            let pin = r.current("PIN")?;
+        Cmd::CheckPin { card, pin } => {
+            provision::find(&store, &card)?;
+            let pin = pin.read()?;
             provision::verify_pin(&store, &card, &pin)?;
             println!("PIN correct.");
             Ok(())
         }
         Cmd::ChangePin { card, stdin } => {
             let mut r = SecretReader::new(stdin);
-            let current = r.current("current PIN")?;
             let policy = provision::find(&store, &card)?.1.pin_policy;
+            let current = r.current_pin("current PIN")?;
             let new = r.new_secret_with("PIN", &|s: &[u8]| policy.check("new PIN", s), true)?;
             provision::change_pin(&store, &card, &current, &new)?;
             println!("PIN changed.");
@@ -563,7 +797,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::ChangePuk { card, stdin } => {
             let mut r = SecretReader::new(stdin);
-            let current = r.current("current PUK")?;
+            provision::find(&store, &card)?;
+            let current = r.current_pin("current PUK")?;
             let policy = PinPolicy::default();
             let new = r.new_secret_with("PUK", &|s: &[u8]| policy.check("new PUK", s), true)?;
             provision::change_puk(&store, &card, &current, &new)?;
@@ -574,7 +809,8 @@ fn run(cli: Cli) -> Result<()> {
             card,
             puk,
             admin: _,
-            response,
+            response_file,
+            argv: _,
             stdin,
         } => {
             let mut r = SecretReader::new(stdin);
@@ -585,7 +821,7 @@ fn run(cli: Cli) -> Result<()> {
                 if !record.has_puk {
                     return Err(Error::NoPuk(record.name));
                 }
-                let p = r.current("PUK")?;
+                let p = r.current_pin("PUK")?;
                 let new = r.new_secret_with("PIN", &check, true)?;
                 provision::unblock_with_puk(&store, &card, &p, &new)?;
             } else {
@@ -596,7 +832,7 @@ fn run(cli: Cli) -> Result<()> {
                         record.name, record.name
                     )));
                 }
-                let resp = admin_response(&store, &card, response, &mut r)?;
+                let resp = admin_response(&store, &card, response_file.as_deref(), &mut r)?;
                 let new = r.new_secret_with("PIN", &check, true)?;
                 admin::respond(
                     &store,
@@ -612,7 +848,8 @@ fn run(cli: Cli) -> Result<()> {
             card,
             puk,
             admin: _,
-            response,
+            response_file,
+            argv: _,
             stdin,
             yes,
         } => {
@@ -629,11 +866,11 @@ fn run(cli: Cli) -> Result<()> {
             let policy = record.pin_policy.clone();
             let check = |s: &[u8]| policy.check("new PIN", s);
             let summary = if puk {
-                let p = r.current("PUK")?;
+                let p = r.current_pin("PUK")?;
                 let new = r.new_secret_with("PIN", &check, true)?;
                 format::format(&store, &card, format::FormatAuth::Puk(&p), &new)?
             } else {
-                let resp = admin_response(&store, &card, response, &mut r)?;
+                let resp = admin_response(&store, &card, response_file.as_deref(), &mut r)?;
                 let new = r.new_secret_with("PIN", &check, true)?;
                 // A card with a PUK gets a new PUK object, with a PUK the admin chooses.
                 let new_puk = if record.has_puk {
@@ -678,6 +915,8 @@ fn run(cli: Cli) -> Result<()> {
                 "rsa2048" => UserKeyKind::Rsa2048,
                 _ => UserKeyKind::Rsa3072,
             };
+            // A label the card cannot take is refused before the PIN is asked for.
+            enroll::check_new_label(&store, &card, &label)?;
             let p = pin.read()?;
             if !json {
                 eprintln!("... generating the key in the TPM (RSA can take seconds)");
@@ -709,9 +948,15 @@ fn run(cli: Cli) -> Result<()> {
             out,
             pin,
         } => {
+            // What can be checked without the PIN is checked before it is asked for.
+            let to_stdout = out.as_os_str() == "-";
+            if !to_stdout {
+                check_output_file(&out)?;
+            }
+            enroll::check_key(&store, &card, &key)?;
             let p = pin.read()?;
             let pem = enroll::csr(&store, &card, &p, &key, &subject, &san)?;
-            if out.as_os_str() == "-" {
+            if to_stdout {
                 print!("{pem}");
             } else {
                 tpmvsc::store::atomic::write_atomic(&out, pem.as_bytes(), true)?;
@@ -720,7 +965,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::ImportCert { card, file, json } => {
-            let data = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+            let data = if file.as_os_str() == "-" {
+                read_input_stdin("certificate on standard input", MAX_CERT_BYTES)?
+            } else {
+                read_input_file(&file, "certificate file", MAX_CERT_BYTES)?
+            };
             let c = enroll::import_cert(&store, &card, &data)?;
             if json {
                 print_json(&c);
@@ -761,6 +1010,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn create(store: &Store, a: CreateArgs) -> Result<()> {
+    let (pin_choice, puk_choice, admin_choice) = a.choices()?;
     let mut reader = SecretReader::new(a.stdin);
     let policy = match &a.pin_policy {
         Some(spec) => PinPolicy::parse(spec)?,
@@ -768,16 +1018,16 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
     };
     let mut req = CreateRequest::new(&a.name);
     tpmvsc::card::check_name(&a.name)?;
-    let pin_chosen = a.pin == Some(SecretChoice::Prompt) || a.pin_file.is_some();
+    let pin_chosen = pin_choice == Some(SecretChoice::Prompt) || a.pin_file.is_some();
     if a.pin_policy.is_some() && !pin_chosen {
         return Err(Error::Usage(
             "a PIN policy applies to a PIN you choose: add --pin prompt or --pin-file".into(),
         ));
     }
     let check_pin = |s: &[u8]| policy.check("PIN", s);
-    req.pin = match (&a.pin_file, a.pin) {
+    req.pin = match (&a.pin_file, pin_choice) {
         (Some(f), _) => {
-            let p = read_secret_file(f)?;
+            let p = read_secret_file(f, "PIN")?;
             check_pin(&p)?;
             p
         }
@@ -786,9 +1036,9 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
     };
     let puk_policy = PinPolicy::default();
     let check_puk = |s: &[u8]| puk_policy.check("PUK", s);
-    req.puk = match (&a.puk_file, a.puk) {
+    req.puk = match (&a.puk_file, puk_choice) {
         (Some(f), _) => {
-            let p = read_secret_file(f)?;
+            let p = read_secret_file(f, "PUK")?;
             check_puk(&p)?;
             Some(p)
         }
@@ -803,17 +1053,20 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
         Some(id) => id.clone(),
         None => uuid::Uuid::new_v4().hyphenated().to_string(),
     };
-    req.admin = match (&a.admin_key_file, a.admin_key) {
+    req.admin = match (&a.admin_key_file, admin_choice) {
         _ if a.admin_key_master_file.is_some() => {
             let f = a
                 .admin_key_master_file
                 .as_deref()
                 .unwrap_or(std::path::Path::new(""));
-            let master = admin::parse_master_key(&String::from_utf8_lossy(&read_secret_file(f)?))?;
+            let master = admin::parse_master_key(&String::from_utf8_lossy(&read_secret_file(
+                f,
+                "master key",
+            )?))?;
             AdminKeySpec::Key(AdminKey::derive(&master, &card_id)?)
         }
         (Some(f), _) => AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(
-            &read_secret_file(f)?,
+            &read_secret_file(f, "admin key")?,
         ))?),
         (None, Some(AdminChoice::Prompt)) => {
             let k = reader.new_secret("admin key (48 hex digits)", &check_key)?;
@@ -872,16 +1125,17 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
 }
 
 /// Shows the challenge (to stderr, so scripts can still read stdout) and reads the
-/// response, unless one was given.
+/// response, unless it comes from `file`.
 fn admin_response(
     store: &Store,
     card: &str,
-    given: Option<String>,
+    file: Option<&std::path::Path>,
     r: &mut SecretReader,
 ) -> Result<[u8; 8]> {
     let (challenge, left) = admin::challenge(store, card)?;
-    if let Some(g) = given {
-        return admin::parse_response(&g);
+    if let Some(f) = file {
+        let text = read_secret_file(f, "response")?;
+        return admin::parse_response(&String::from_utf8_lossy(&text));
     }
     eprintln!("Challenge: {challenge}  ({left} challenges left)");
     eprintln!("Read it to your administrator and type the response they give you.");
@@ -906,40 +1160,61 @@ fn admin_cmd(store: &Store, action: AdminCmd) -> Result<()> {
             }
         }
         AdminCmd::Response {
+            challenge,
+            admin_key_file,
+            master_key_file,
+            card_id,
+            stdin,
             admin_key,
             master_key,
-            card_id,
-            challenge,
         } => {
-            let key = match (admin_key, master_key, card_id) {
-                (Some(k), _, _) => AdminKey::parse_hex(&k)?,
-                (None, Some(m), Some(id)) => AdminKey::derive(&admin::parse_master_key(&m)?, &id)?,
-                _ => {
+            // The challenge first: a typo in it costs no key entry.
+            let c = admin::parse_challenge(&challenge)?;
+            let text = |s: &Secret| String::from_utf8_lossy(s).into_owned();
+            let key = match (card_id, admin_key_file, master_key_file) {
+                (Some(_), _, _) if admin_key.is_some() => {
                     return Err(Error::Usage(
-                        "give --admin-key, or --master-key with --card-id".into(),
+                        "--card-id derives the card's key from a master key; --admin-key is the \
+                         card's own key: give one of them"
+                            .into(),
+                    ));
+                }
+                (None, None, _) if master_key.is_some() => {
+                    return Err(Error::Usage(
+                        "a master key needs --card-id GUID, the card whose key to derive".into(),
+                    ));
+                }
+                (None, Some(f), None) => {
+                    AdminKey::parse_hex(&Zeroizing::new(text(&read_secret_file(&f, "admin key")?)))?
+                }
+                (None, None, None) => {
+                    let k = SecretReader::new(stdin).current("admin key (48 hex digits)")?;
+                    AdminKey::parse_hex(&Zeroizing::new(text(&k)))?
+                }
+                (Some(id), None, master_file) => {
+                    let m = match master_file {
+                        Some(f) => read_secret_file(&f, "master key")?,
+                        None => SecretReader::new(stdin).current("master key (hex)")?,
+                    };
+                    AdminKey::derive(&admin::parse_master_key(&Zeroizing::new(text(&m)))?, &id)?
+                }
+                (_, Some(_), Some(_)) | (Some(_), Some(_), None) | (None, None, Some(_)) => {
+                    return Err(Error::Usage(
+                        "give --admin-key-file, or --master-key-file with --card-id".into(),
                     ));
                 }
             };
-            let c = admin::parse_challenge(&challenge)?;
             println!("{}", hex::encode_upper(key.response(&c)));
         }
-        AdminCmd::Verify {
-            card,
-            response,
-            stdin,
-        } => {
-            let mut r = SecretReader::new(stdin);
-            let resp = admin_response(store, &card, response, &mut r)?;
+        AdminCmd::Verify { card, response } => {
+            let mut r = SecretReader::new(response.stdin);
+            let resp = admin_response(store, &card, response.response_file.as_deref(), &mut r)?;
             admin::respond(store, &card, &resp, admin::AdminAction::Verify)?;
             println!("The response is correct.");
         }
-        AdminCmd::ChangeKey {
-            card,
-            response,
-            stdin,
-        } => {
-            let mut r = SecretReader::new(stdin);
-            let resp = admin_response(store, &card, response, &mut r)?;
+        AdminCmd::ChangeKey { card, response } => {
+            let mut r = SecretReader::new(response.stdin);
+            let resp = admin_response(store, &card, response.response_file.as_deref(), &mut r)?;
             let check = |s: &[u8]| AdminKey::parse_hex(&String::from_utf8_lossy(s)).map(|_| ());
             let k = r.new_secret_with("admin key (48 hex digits)", &check, true)?;
             let key = AdminKey::parse_hex(&String::from_utf8_lossy(&k))?;
@@ -954,13 +1229,9 @@ fn admin_cmd(store: &Store, action: AdminCmd) -> Result<()> {
                 admin::TICKETS_PER_BATCH
             );
         }
-        AdminCmd::Refill {
-            card,
-            response,
-            stdin,
-        } => {
-            let mut r = SecretReader::new(stdin);
-            let resp = admin_response(store, &card, response, &mut r)?;
+        AdminCmd::Refill { card, response } => {
+            let mut r = SecretReader::new(response.stdin);
+            let resp = admin_response(store, &card, response.response_file.as_deref(), &mut r)?;
             let k = r.current("admin key (48 hex digits)")?;
             let key = AdminKey::parse_hex(&String::from_utf8_lossy(&k))?;
             admin::respond(
@@ -1133,6 +1404,19 @@ fn install(
     modules_dir: &std::path::Path,
     uninstall: bool,
 ) -> Result<()> {
+    for (flag, dir) in [("--lib-dir", lib_dir), ("--modules-dir", modules_dir)] {
+        if dir.as_os_str().is_empty() {
+            return Err(Error::Usage(format!(
+                "{flag} is empty; give a directory (or leave the option out for the default)"
+            )));
+        }
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "{flag} {} is not a directory",
+                dir.display()
+            )));
+        }
+    }
     let lib = lib_dir.join("libtpmvsc.so");
     let reg = modules_dir.join("tpmvsc.module");
     if uninstall {
@@ -1229,6 +1513,24 @@ fn simulator_cmd(store: &Store, action: SimAction, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An output path must name a regular file, new or existing: the file is replaced by a
+/// rename, which would put a regular file in place of a device (`/dev/null`, as root) or
+/// fail late on a directory.
+fn check_output_file(path: &std::path::Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::Usage(
+            "--out is empty; give a file name, or - for standard output".into(),
+        ));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => Err(Error::Usage(format!(
+            "{} is not a regular file; --out writes a file (or - for standard output)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {

@@ -57,11 +57,7 @@ pub fn keygen(
             reason: "it is not formatted yet: run `tpmvsc format` first".into(),
         });
     }
-    if label.is_empty() || find_private_key(&card, label).is_ok() {
-        return Err(Error::Usage(format!(
-            "the card has a key labelled {label:?} already (or the label is empty)"
-        )));
-    }
+    new_label_ok(&card, label)?;
     let keys = records(&card)?
         .iter()
         .filter(|(_, o)| o.class() == CKO_PRIVATE_KEY)
@@ -111,6 +107,21 @@ pub fn keygen(
         id,
         kind: format!("{kind:?}"),
     })
+}
+
+/// Checks that `label` can name a new key on the card: not empty, not taken. `keygen`
+/// checks it too; front ends call this first so that a bad label costs no PIN prompt.
+pub fn check_new_label(store: &Store, card_ref: &str, label: &str) -> Result<()> {
+    if label.is_empty() {
+        return Err(empty_label());
+    }
+    new_label_ok(&open_card(store, card_ref)?, label)
+}
+
+/// Checks that the card has the key `wanted` (a label, or a CKA_ID in hex) that `csr`
+/// would use; front ends call this first so that a missing key costs no PIN prompt.
+pub fn check_key(store: &Store, card_ref: &str, wanted: &str) -> Result<()> {
+    find_private_key(&open_card(store, card_ref)?, wanted).map(|_| ())
 }
 
 /// The card's keys.
@@ -188,8 +199,9 @@ pub fn csr(
 pub fn import_cert(store: &Store, card_ref: &str, data: &[u8]) -> Result<CertInfo> {
     let der = cert_der(data)?;
     let card = open_card(store, card_ref)?;
-    let cert = x509_cert::Certificate::from_der(&der)
-        .map_err(|_| Error::Usage("not an X.509 certificate".into()))?;
+    let cert = x509_cert::Certificate::from_der(&der).map_err(|_| {
+        Error::NotACertificate("the file holds no X.509 certificate (PEM or DER)".into())
+    })?;
     let cert_spki = cert
         .tbs_certificate
         .subject_public_key_info
@@ -207,13 +219,16 @@ pub fn import_cert(store: &Store, card_ref: &str, data: &[u8]) -> Result<CertInf
         })
         .map(|(_, o)| o.clone())
         .ok_or_else(|| {
-            Error::Usage("the certificate's public key belongs to no key on this card".into())
+            Error::KeyNotFound(
+                "the certificate's public key belongs to no key on this card (see `tpmvsc keys`)"
+                    .into(),
+            )
         })?;
     if all
         .iter()
         .any(|(_, o)| o.class() == CKO_CERTIFICATE && o.attrs.get(&CKA_VALUE) == Some(&der))
     {
-        return Err(Error::Usage(
+        return Err(Error::ObjectExists(
             "this certificate is on the card already".into(),
         ));
     }
@@ -326,10 +341,26 @@ fn find_private_key(card: &OpenCard, wanted: &str) -> Result<Object> {
                     .is_some_and(|id| hex::encode(id) == wanted.to_lowercase())
         })
         .ok_or_else(|| {
-            Error::Usage(format!(
+            Error::KeyNotFound(format!(
                 "no key labelled {wanted:?} on this card (see `tpmvsc keys`)"
             ))
         })
+}
+
+fn new_label_ok(card: &OpenCard, label: &str) -> Result<()> {
+    if label.is_empty() {
+        return Err(empty_label());
+    }
+    if find_private_key(card, label).is_ok() {
+        return Err(Error::ObjectExists(format!(
+            "the card has a key labelled {label:?} already; choose another label"
+        )));
+    }
+    Ok(())
+}
+
+fn empty_label() -> Error {
+    Error::Usage("the key label is empty; give --label a name".into())
 }
 
 fn general_name(s: &str) -> Result<GeneralName> {
@@ -455,11 +486,17 @@ fn sign_inside(
 }
 
 fn cert_der(data: &[u8]) -> Result<Vec<u8>> {
+    if data.is_empty() {
+        return Err(Error::NotACertificate(
+            "the certificate is empty: the input has no bytes".into(),
+        ));
+    }
     let text = String::from_utf8_lossy(data);
     if text.contains("-----BEGIN CERTIFICATE-----") {
         use der::DecodePem;
-        let c = x509_cert::Certificate::from_pem(text.as_bytes())
-            .map_err(|_| Error::Usage("the PEM file holds no readable certificate".into()))?;
+        let c = x509_cert::Certificate::from_pem(text.as_bytes()).map_err(|_| {
+            Error::NotACertificate("the PEM file holds no readable certificate".into())
+        })?;
         return c.to_der().map_err(der_err);
     }
     Ok(data.to_vec())

@@ -126,6 +126,9 @@ pub fn harden(escrow: Escrow, current: Option<&Path>) -> Result<HardenOutcome> {
                 .into(),
         ));
     }
+    if let Escrow::File(path) = &escrow {
+        check_auth_file_path(path)?;
+    }
     let mut t = Tpm::open()?;
     let srk = hex::encode(t.proved_srk_name()?);
     let da = t.da_status()?;
@@ -305,9 +308,10 @@ fn make_config_dir(dir: &Path) -> Result<()> {
 }
 
 /// Reads a lockout authorization file: hex digits (as `harden` writes) or, failing
-/// that, the first line as it is. An empty file is the empty authorization.
+/// that, the first line as it is. An empty file is the empty authorization. The read is
+/// bounded and refuses devices, sockets and directories (`prompt::read_secret_file`).
 pub fn read_lockout_auth(path: &Path) -> Result<Secret> {
-    let line = crate::prompt::read_secret_file(path)?;
+    let line = crate::prompt::read_secret_file(path, "lockout authorization")?;
     let text = String::from_utf8_lossy(&line);
     let trimmed = text.trim();
     let hexlike = !trimmed.is_empty()
@@ -335,6 +339,24 @@ pub fn clear_lockout(auth: &[u8]) -> Result<()> {
             )))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The lockout authorization must land in a regular file: checked before the TPM is
+/// touched, since written to a device (`/dev/null`) it would be lost for good.
+fn check_auth_file_path(path: &Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::Usage(
+            "--lockout-auth-file is empty; give the path of a new file".into(),
+        ));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => Err(Error::Usage(format!(
+            "{} is not a regular file: the lockout authorization must be written to a file \
+             you can keep",
+            path.display()
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -368,7 +368,9 @@ impl<'a> Words<'a> {
             .ok_or_else(|| {
                 let secret_note = match param {
                     Param::Pin | Param::Puk | Param::AdminKey => {
-                        "; secrets are never given on the command line, PROMPT asks for them"
+                        "; a secret is never given on the command line (other users can read \
+                         it): PROMPT asks for it on the terminal, or reads it from standard \
+                         input"
                     }
                     _ => "",
                 };
@@ -619,6 +621,9 @@ macro_rules! help_create {
   /PUK VALUE      DEFAULT sets the PUK 12345678; PROMPT asks for it. Without
                   /PUK the card has no PUK. A card with a PUK is unblocked with
                   the PUK, not the administrator key.
+                  A PIN, PUK or key itself is never given on the command line
+                  (other users can read it): PROMPT asks on the terminal, or
+                  reads one line each (PIN, PUK, key) from standard input.
   /generate       Format the card now so it can hold keys. Without it the card
                   stays unformatted until formatted with tpmvsc.
   /machine HOST   Run the command on HOST, over ssh.

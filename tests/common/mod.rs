@@ -506,16 +506,13 @@ pub fn admin_challenge(cli: &Cli, card: &str) -> (String, u64) {
     (c, left)
 }
 
-/// `tpmvsc admin response --admin-key KEY --challenge CHALLENGE`, trimmed.
+/// `tpmvsc admin response --challenge CHALLENGE --stdin` with KEY on standard input (a
+/// key is never an argument), trimmed.
 pub fn admin_response(cli: &Cli, key: &str, challenge: &str) -> String {
-    cli.tpmvsc(&[
-        "admin",
-        "response",
-        "--admin-key",
-        key,
-        "--challenge",
-        challenge,
-    ])
+    cli.tpmvsc_stdin(
+        &["admin", "response", "--challenge", challenge, "--stdin"],
+        &format!("{key}\n"),
+    )
     .ok("tpmvsc admin response")
     .stdout
     .trim()
@@ -1484,5 +1481,129 @@ pub fn set_test_env(key: &str, value: &str) {
     // runs before any thread of the test starts and before the module is loaded.
     unsafe {
         std::env::set_var(key, value);
+    }
+}
+
+// ---- Helpers for tests/cli_secrets.rs (added; the ones above are unchanged).
+
+/// What descriptor 3 of a command holds, for [`Cli::tpmvsc_fd3`].
+#[derive(Debug, Clone, Copy)]
+pub enum Fd3<'a> {
+    /// A file opened for reading (`3<FILE`).
+    File(&'a Path),
+    /// The read end of a pipe that carries this text (`3< <(printf ...)`).
+    Pipe(&'a str),
+}
+
+impl Cli {
+    /// Runs `tpmvsc ARGS` with descriptor 3 open on a file or a pipe, the way a script
+    /// hands over a secret without putting it in the arguments: bash opens it (`exec
+    /// 3<FILE` or `exec 3< <(printf ...)`; the text travels in bash's environment) and
+    /// execs tpmvsc, which inherits it. `stdin` is written to standard input.
+    pub fn tpmvsc_fd3(&self, args: &[&str], fd3: Fd3<'_>, stdin: &str) -> Output {
+        let (script, value) = match fd3 {
+            Fd3::File(p) => (
+                r#"exec 3<"$TPMVSC_TEST_FD3" && exec "$0" "$@""#,
+                p.to_str().expect("UTF-8 path").to_string(),
+            ),
+            Fd3::Pipe(text) => (
+                r#"exec 3< <(printf '%s' "$TPMVSC_TEST_FD3") && exec "$0" "$@""#,
+                text.to_string(),
+            ),
+        };
+        let mut full = vec!["-c", script, env!("CARGO_BIN_EXE_tpmvsc")];
+        full.extend_from_slice(args);
+        self.clone()
+            .with_env("TPMVSC_TEST_FD3", &value)
+            .run("bash", &full, Some(stdin))
+    }
+}
+
+/// A card's PIN and admin retry counters and the TPM's dictionary-attack counter:
+/// together, what a refused input must leave as it was.
+pub fn tries_and_da(cli: &Cli, card: &str) -> (u64, u64, u32) {
+    let info = info_json(cli, card);
+    (
+        info["pin_tries_left"]
+            .as_u64()
+            .expect("pin_tries_left in info --json"),
+        info["admin_tries_left"].as_u64().unwrap_or(0),
+        da_counter(cli.tcti()),
+    )
+}
+
+// ---- Helpers for tests/cli_bad_input.rs (added; the ones above are unchanged).
+
+/// Where a command's standard input comes from, for [`Cli::run_input`].
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// Nothing: standard input is /dev/null's end of input.
+    Nothing,
+    /// These bytes, through a pipe.
+    Text(&'a str),
+    /// This file (or device), opened for reading: `< FILE`.
+    File(&'a Path),
+}
+
+impl Cli {
+    /// Runs `bin` (`tpmvsc` or `tpmvscmgr`, the built binaries) with `input` on standard
+    /// input, killed after `limit`: `None` when it did not finish in time.
+    pub fn run_input(
+        &self,
+        bin: &str,
+        args: &[&str],
+        input: Input<'_>,
+        limit: Duration,
+    ) -> Option<Output> {
+        let path = match bin {
+            "tpmvsc" => env!("CARGO_BIN_EXE_tpmvsc"),
+            "tpmvscmgr" => env!("CARGO_BIN_EXE_tpmvscmgr"),
+            other => panic!("not one of the built binaries: {other}"),
+        };
+        let mut cmd = self.command(path, args);
+        match input {
+            Input::Nothing => cmd.stdin(Stdio::null()),
+            Input::Text(_) => cmd.stdin(Stdio::piped()),
+            Input::File(p) => cmd.stdin(
+                std::fs::File::open(p).unwrap_or_else(|e| panic!("opening {p:?} as stdin: {e}")),
+            ),
+        };
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
+        let writer = match (input, child.stdin.take()) {
+            (Input::Text(text), Some(mut pipe)) => {
+                let text = text.to_string();
+                // A thread, so that a large input cannot block us while the child waits
+                // for us to read its output; the child may stop reading early.
+                Some(std::thread::spawn(move || {
+                    let _ = pipe.write_all(text.as_bytes());
+                }))
+            }
+            _ => None,
+        };
+        let mut out_pipe = child.stdout.take().expect("child stdout");
+        let mut err_pipe = child.stderr.take().expect("child stderr");
+        let out_t = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = out_pipe.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        });
+        let err_t = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = err_pipe.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        });
+        let status = wait_with_deadline(&mut child, limit);
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+        let stdout = out_t.join().expect("stdout reader");
+        let stderr = err_t.join().expect("stderr reader");
+        status.map(|s| Output {
+            code: s.code().unwrap_or(-1),
+            stdout,
+            stderr,
+        })
     }
 }
