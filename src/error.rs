@@ -15,6 +15,9 @@ pub enum Error {
     Usage(String),
     /// A new PIN, PUK or name breaks a rule; the text names the rule (exit code 2).
     PolicyViolation(String),
+    /// A current PIN or PUK no card can have (empty, or longer than any secret): refused
+    /// before the TPM sees it, so no try is spent (exit code 2, CKR_PIN_LEN_RANGE).
+    SecretLength { what: &'static str, len: usize },
     /// The PIN was wrong; the TPM counted it.
     PinIncorrect { tries_left: u32 },
     /// The card's PIN retry counter is used up: unblock with the PUK or the admin key.
@@ -99,7 +102,7 @@ impl Error {
     /// Exit code for the CLI: 0 ok, 1 failed, 2 usage, 3 wrong secret, 4 blocked or lockout.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) | Error::PolicyViolation(_) => 2,
+            Error::Usage(_) | Error::PolicyViolation(_) | Error::SecretLength { .. } => 2,
             Error::PinIncorrect { .. }
             | Error::PukIncorrect { .. }
             | Error::ResponseIncorrect { .. } => 3,
@@ -145,6 +148,7 @@ impl Error {
         match self {
             Error::Usage(_) => CKR_ARGUMENTS_BAD,
             Error::PolicyViolation(_) => CKR_PIN_INVALID,
+            Error::SecretLength { .. } => CKR_PIN_LEN_RANGE,
             Error::PinIncorrect { .. }
             | Error::PukIncorrect { .. }
             | Error::ResponseIncorrect { .. } => CKR_PIN_INCORRECT,
@@ -170,6 +174,7 @@ impl Error {
                 TpmError::NvFull => CKR_DEVICE_MEMORY,
                 TpmError::NoTpm { .. }
                 | TpmError::Gone(_)
+                | TpmError::Unresponsive { .. }
                 | TpmError::Policy(_)
                 | TpmError::Busy(_)
                 | TpmError::BadBlob(_)
@@ -221,6 +226,14 @@ impl fmt::Display for Error {
         match self {
             Error::Usage(m) => write!(f, "{m}"),
             Error::PolicyViolation(m) => write!(f, "{m}"),
+            Error::SecretLength { what, len: 0 } => write!(
+                f,
+                "the {what} is empty; no card has an empty {what}, so it was not tried"
+            ),
+            Error::SecretLength { what, len } => write!(
+                f,
+                "the {what} is {len} bytes long, more than any {what} can be; nothing was tried"
+            ),
             Error::PinIncorrect { tries_left } => {
                 write!(
                     f,

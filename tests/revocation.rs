@@ -372,9 +372,11 @@ fn a_format_killed_at_any_point_leaves_the_old_or_the_new_card() {
         &format!("{PUK}\n{PIN}\n{PIN}\n"),
     )
     .ok("a timed format");
-    let span = u64::try_from((started.elapsed() * 5 / 4).as_micros())
+    // The last kills come well after a whole format, so that some get through even
+    // when the machine is busy.
+    let span = u64::try_from((started.elapsed() * 2).as_micros())
         .unwrap_or(80_000)
-        .clamp(10_000, 150_000);
+        .clamp(10_000, 300_000);
     let (mut old, mut new) = (0, 0);
     let mut current = PIN.to_string();
     for i in 0..ITERATIONS {

@@ -38,9 +38,15 @@ fn current() -> Result<Arc<Module>> {
     }
 }
 
-/// Runs one entry point: panics become CKR_GENERAL_ERROR, errors their CK_RV.
+/// Runs one entry point: panics become CKR_GENERAL_ERROR, errors their CK_RV. The call
+/// counts as in flight for C_Finalize while it runs.
 fn entry(f: impl FnOnce(&Module) -> Result<()>) -> CK_RV {
-    match catch_unwind(AssertUnwindSafe(|| current().and_then(|m| f(&m)))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        current().and_then(|m| {
+            let _in_flight = m.call_started();
+            f(&m)
+        })
+    })) {
         Ok(Ok(())) => CKR_OK,
         Ok(Err(e)) => e.ck_rv(),
         Err(_) => CKR_GENERAL_ERROR,
@@ -291,7 +297,11 @@ pub unsafe extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
                 std::mem::forget(old);
             }
         }
-        *g = Some(Arc::new(Module::new()?));
+        let threads_allowed = args.is_null() || {
+            let a: CK_C_INITIALIZE_ARGS = get(args as *const CK_C_INITIALIZE_ARGS)?;
+            a.flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS == 0
+        };
+        *g = Some(Arc::new(Module::new(threads_allowed)?));
         Ok(())
     }));
     match r {
@@ -301,17 +311,41 @@ pub unsafe extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
     }
 }
 
-/// C_Finalize: flushes every loaded object and forgets all state.
+/// How long C_Finalize waits for calls other threads still have in flight.
+const FINALIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// C_Finalize: later calls get CKR_CRYPTOKI_NOT_INITIALIZED at once; calls in flight in
+/// other threads are waited for a bounded time (the specification leaves this undefined;
+/// a hang is the worst choice), then every loaded object is flushed and the connection
+/// closed — or, if a call still holds it, left to that call to release.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
-    entry(|m| {
+    let r = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
         if !reserved.is_null() {
             return Err(bad());
         }
-        m.finalize();
-        *MODULE.write() = None;
+        let m = {
+            let mut g = MODULE.write();
+            match g.take() {
+                Some(m) if m.pid() == std::process::id() => m,
+                other => {
+                    *g = other;
+                    return Err(ckr(CKR_CRYPTOKI_NOT_INITIALIZED, "C_Initialize first"));
+                }
+            }
+        };
+        let deadline = std::time::Instant::now() + FINALIZE_WAIT;
+        while m.calls_in_flight() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        m.finalize(deadline);
         Ok(())
-    })
+    }));
+    match r {
+        Ok(Ok(())) => CKR_OK,
+        Ok(Err(e)) => e.ck_rv(),
+        Err(_) => CKR_GENERAL_ERROR,
+    }
 }
 
 /// C_GetInfo.
@@ -882,12 +916,20 @@ pub unsafe extern "C" fn C_GenerateRandom(
         if n > 0 && out.is_null() {
             return Err(bad());
         }
-        let r = m.random(h, n)?;
-        if n > 0 {
-            // SAFETY: `out` is non-NULL and holds `len` bytes (contract).
-            unsafe { ptr::copy_nonoverlapping(r.as_ptr(), out, n) };
+        if n > crate::module::MAX_RANDOM {
+            return Err(ckr(
+                CKR_ARGUMENTS_BAD,
+                "at most 1 MiB of random bytes per C_GenerateRandom",
+            ));
         }
-        Ok(())
+        let buf: &mut [u8] = if n == 0 {
+            &mut []
+        } else {
+            // SAFETY: `out` is non-NULL and holds `len` writable bytes (contract); the
+            // slice lives for this call only.
+            unsafe { std::slice::from_raw_parts_mut(out, n) }
+        };
+        m.random(h, buf)
     })
 }
 

@@ -9,26 +9,25 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use cryptoki_sys::*;
 use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
-use crate::card::{self, CardRecord, Counter, ObjectFile, PUK_FILE};
+use crate::card::{self, CardRecord};
 use crate::error::{Error, Result};
 use crate::mechanism::{self, HashAlg, ec::Curve};
 use crate::object::{self, Attrs, KeyPairRequest, Object, ObjectRecord, ckr};
 use crate::provision::{self, pin::open_card};
 use crate::session::{Mech, Operation, Session, SignOp};
 use crate::store::Store;
-use crate::tpm::{self, Blob, PublicKey, Tpm, TpmError, templates::UserKeyKind};
+use tpm_link::{Lent, TpmLink};
 
-/// How often the idle thread looks, and after how long without use a shared TPM
-/// connection is given up.
-const IDLE_CHECK: Duration = Duration::from_millis(25);
-const IDLE_RELEASE_MS: u64 = 100;
+mod tpm_link;
+use crate::tpm::{self, Blob, PublicKey, Tpm, TpmError, templates::UserKeyKind};
+pub use tpm_link::WAIT_ENV;
 
 /// Who is logged in to a card, with what the TPM needs to use its keys.
 #[derive(Debug)]
@@ -99,34 +98,33 @@ pub struct Module {
     pid: u32,
     store: Store,
     state: Mutex<State>,
-    tpm: Arc<Mutex<Option<Tpm>>>,
-    /// Contexts of loaded keys saved when a shared TPM connection was given up; the next
-    /// connection loads them back (locked after `tpm`, never before).
-    saved: Arc<Mutex<Option<tpm::SavedObjects>>>,
-    /// Milliseconds since `epoch` of the last TPM use (for the idle release).
-    last_use: Arc<AtomicU64>,
-    epoch: Instant,
-    /// The idle thread and its stop signal; C_Finalize stops and joins it, so no thread
-    /// of this library runs after the host unloads it.
-    reaper: Mutex<Option<std::thread::JoinHandle<()>>>,
-    stop: Arc<(Mutex<bool>, parking_lot::Condvar)>,
+    link: Arc<TpmLink>,
     next_handle: AtomicU64,
+    /// Entry points running now (C_Finalize waits for them, a bounded time).
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// One entry point in flight; dropping it ends the call.
+#[derive(Debug)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Module {
     /// Builds the state from the store alone: no TPM, no output (DESIGN.md §6).
-    pub fn new() -> Result<Module> {
+    /// `threads_allowed`: false when the host forbids the library its own threads.
+    pub fn new(threads_allowed: bool) -> Result<Module> {
         let m = Module {
             pid: std::process::id(),
             store: Store::open()?,
             state: Mutex::new(State::default()),
-            tpm: Arc::new(Mutex::new(None)),
-            saved: Arc::new(Mutex::new(None)),
-            last_use: Arc::new(AtomicU64::new(0)),
-            epoch: Instant::now(),
-            reaper: Mutex::new(None),
-            stop: Arc::new((Mutex::new(false), parking_lot::Condvar::new())),
+            link: TpmLink::new(threads_allowed),
             next_handle: AtomicU64::new(1),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         };
         m.refresh_slots();
         Ok(m)
@@ -137,73 +135,31 @@ impl Module {
         self.pid
     }
 
+    /// Marks an entry point as running until the returned guard drops.
+    pub fn call_started(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(Arc::clone(&self.in_flight))
+    }
+
+    /// Entry points running now.
+    pub fn calls_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
     fn handle(&self) -> CK_ULONG {
         self.next_handle.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Flushes every loaded object and closes the TPM connection (C_Finalize).
-    pub fn finalize(&self) {
+    /// Forgets every login and session and closes the TPM connection when it can be had
+    /// before `deadline` (C_Finalize).
+    pub fn finalize(&self, deadline: Instant) {
         let mut st = self.state.lock();
         for slot in st.slots.values_mut() {
             slot.login = None;
         }
         st.sessions.clear();
         drop(st);
-        self.stop_reaper();
-        *self.tpm.lock() = None;
-        *self.saved.lock() = None;
-    }
-
-    /// Starts (once) the thread that gives a shared TPM up after a moment without use, so
-    /// other processes get their turn while this one keeps its loaded keys during bursts.
-    fn start_reaper(&self) {
-        let mut slot = self.reaper.lock();
-        if slot.is_some() {
-            return;
-        }
-        let tpm = Arc::downgrade(&self.tpm);
-        let last = Arc::clone(&self.last_use);
-        let saved = Arc::clone(&self.saved);
-        let stop = Arc::clone(&self.stop);
-        let epoch = self.epoch;
-        let spawned = std::thread::Builder::new()
-            .name("tpmvsc-idle".into())
-            .spawn(move || {
-                loop {
-                    {
-                        let (flag, cv) = &*stop;
-                        let mut stopped = flag.lock();
-                        if !*stopped {
-                            cv.wait_for(&mut stopped, IDLE_CHECK);
-                        }
-                        if *stopped {
-                            return;
-                        }
-                    }
-                    let Some(tpm) = tpm.upgrade() else { return };
-                    let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    if now.saturating_sub(last.load(Ordering::Relaxed)) < IDLE_RELEASE_MS {
-                        continue;
-                    }
-                    if let Some(mut g) = tpm.try_lock()
-                        && g.as_ref().is_some_and(Tpm::is_shared)
-                    {
-                        give_up(&mut g, &saved);
-                    }
-                }
-            });
-        // Without the thread the connection is still given up when another process waits.
-        *slot = spawned.ok();
-    }
-
-    /// Stops and joins the idle thread (C_Finalize).
-    fn stop_reaper(&self) {
-        let (flag, cv) = &*self.stop;
-        *flag.lock() = true;
-        cv.notify_all();
-        if let Some(h) = self.reaper.lock().take() {
-            let _ = h.join();
-        }
+        self.link.shut_down(deadline);
     }
 
     // ----- slots and tokens -----
@@ -463,16 +419,7 @@ impl Module {
                 }
             }
             let card = open_card(&self.store, &card_id)?;
-            if !card.record.has_puk {
-                return Err(Error::NoPuk(card.record.name.clone()));
-            }
-            let obj: ObjectFile = card.dir.read(PUK_FILE)?;
-            let auth = card.puk_auth(pin);
-            let mut guard = self.tpm.lock();
-            self.ensure_tpm(&mut guard)?;
-            let r = card.attempt_with(Counter::Puk, &mut guard, |t| t.check_auth(&obj.blob, &auth));
-            self.release_if_shared(&mut guard, r.is_err());
-            r?;
+            provision::pin::verify_puk_on(&card, pin, &Lent(&self.link))?;
             self.set_login(
                 slot,
                 Login::So {
@@ -490,16 +437,9 @@ impl Module {
     /// authValue with the CSK blob and SRK record just read.
     fn check_pin(&self, card_id: &str, pin: &[u8]) -> Result<Login> {
         let card = open_card(&self.store, card_id)?;
-        let keys = card.keys()?;
-        let auth = card.pin_auth(pin);
-        let mut guard = self.tpm.lock();
-        self.ensure_tpm(&mut guard)?;
-        let r = card.attempt_with(Counter::Pin, &mut guard, |t| {
-            t.check_pin(keys.csk_ref(), &auth)
-        });
-        self.release_if_shared(&mut guard, r.is_err());
-        r.map(|()| Login::User {
-            csk_auth: auth,
+        let keys = provision::pin::verify_pin_on(&card, pin, &Lent(&self.link))?;
+        Ok(Login::User {
+            csk_auth: card.pin_auth(pin),
             keys,
             srk: card.record.srk.clone(),
         })
@@ -556,11 +496,7 @@ impl Module {
             s.op = None;
         }
         drop(st);
-        let mut guard = self.tpm.lock();
-        if let Some(t) = guard.as_mut() {
-            t.flush_objects();
-        }
-        *self.saved.lock() = None;
+        self.link.flush_objects();
         Ok(())
     }
 
@@ -586,10 +522,9 @@ impl Module {
             return Err(ckr(CKR_SESSION_READ_ONLY, "R/W session needed"));
         }
         let card_id = self.card_id(slot)?;
-        self.with_shared_tpm_released(|| {
-            provision::unblock_with_puk(&self.store, &card_id, &puk, new_pin)
-        })
-        .map_err(pin_len_error)
+        let card = open_card(&self.store, &card_id)?;
+        provision::pin::unblock_with_puk_on(&card, &puk, new_pin, &Lent(&self.link))
+            .map_err(pin_len_error)
     }
 
     /// C_SetPIN: the user changes the PIN, the SO the PUK; needs a R/W session.
@@ -599,11 +534,13 @@ impl Module {
             return Err(ckr(CKR_SESSION_READ_ONLY, "R/W session needed"));
         }
         let card_id = self.card_id(slot)?;
+        let card = open_card(&self.store, &card_id)?;
         let r = if who == Some(CKU_SO) {
-            self.with_shared_tpm_released(|| provision::change_puk(&self.store, &card_id, old, new))
+            provision::pin::change_puk_on(&card, old, new, &Lent(&self.link))
         } else {
-            self.with_shared_tpm_released(|| provision::change_pin(&self.store, &card_id, old, new))
+            provision::pin::change_pin_on(&card, old, new, &Lent(&self.link))
         };
+        drop(card);
         r.map_err(pin_len_error)?;
         if who == Some(CKU_USER) {
             // Keys load with the new PIN from now on.
@@ -644,15 +581,14 @@ impl Module {
         let pin = Zeroizing::new(hex::encode(unknown.as_slice()).into_bytes());
         let max = usize::try_from(self.token_facts(slot)?.max_pin).unwrap_or(usize::MAX);
         let pin = &pin[..pin.len().min(max)];
-        let r = self.with_shared_tpm_released(|| {
-            provision::format::format_with(
-                &self.store,
-                &card_id,
-                provision::format::FormatAuth::Puk(so_pin),
-                pin,
-                false,
-            )
-        });
+        let r = provision::format::format_with(
+            &self.store,
+            &card_id,
+            provision::format::FormatAuth::Puk(so_pin),
+            pin,
+            false,
+            &Lent(&self.link),
+        );
         let r = match r {
             Err(Error::PukIncorrect { .. }) => Err(ckr(CKR_PIN_INCORRECT, "wrong SO PIN (PUK)")),
             Err(Error::PukLocked) => Err(ckr(CKR_PIN_LOCKED, "the PUK is blocked")),
@@ -896,11 +832,20 @@ impl Module {
         }
         if let Some(b) = &obj.blob {
             drop(st);
-            if let Some(t) = self.tpm.lock().as_mut() {
-                t.forget(b);
-            }
+            self.link.forget(b);
         }
         Ok(())
+    }
+
+    /// The key of an active operation: gone (destroyed meanwhile) is
+    /// CKR_KEY_HANDLE_INVALID, as PKCS#11 asks of operations.
+    fn operation_key(&self, h: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) -> Result<Object> {
+        self.object_for(h, key).map_err(|e| match e {
+            Error::Ckr { rv, .. } if rv == CKR_OBJECT_HANDLE_INVALID => {
+                ckr(CKR_KEY_HANDLE_INVALID, "the operation's key is gone")
+            }
+            other => other,
+        })
     }
 
     /// An object the session may see.
@@ -1245,55 +1190,10 @@ impl Module {
             .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))
     }
 
-    /// Runs TPM work on the process's connection, opening it on first need. Without a
-    /// resource manager the connection (with the cross-process lock and the loaded keys)
-    /// is kept during bursts and given up as soon as another process waits for the TPM,
-    /// or after a moment without use (DESIGN.md §6).
+    /// Runs TPM work on the process's connection (module/tpm_link.rs: opened on first
+    /// need, kept during bursts, waited for at most a bounded time).
     fn tpm_do<T>(&self, f: impl FnOnce(&mut Tpm) -> std::result::Result<T, TpmError>) -> Result<T> {
-        let mut guard = self.tpm.lock();
-        self.ensure_tpm(&mut guard)?;
-        let r = match guard.as_mut() {
-            Some(t) => f(t),
-            None => Err(TpmError::Gone("no TPM connection".into())),
-        };
-        let broken = matches!(r, Err(TpmError::Gone(_)) | Err(TpmError::NoTpm { .. }));
-        self.release_if_shared(&mut guard, broken);
-        r.map_err(Error::from)
-    }
-
-    /// Opens the connection when there is none, with the key contexts an earlier one saved.
-    fn ensure_tpm(&self, guard: &mut Option<Tpm>) -> Result<()> {
-        if guard.is_none() {
-            let mut t = Tpm::open()?;
-            if let Some(saved) = self.saved.lock().take() {
-                t.restore_objects(saved);
-            }
-            *guard = Some(t);
-        }
-        Ok(())
-    }
-
-    /// After a call: a broken connection is dropped; a shared one is given up (its key
-    /// contexts saved) when another process waits, else kept for the next call.
-    fn release_if_shared(&self, guard: &mut Option<Tpm>, broken: bool) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_use.store(now, Ordering::Relaxed);
-        if broken {
-            *guard = None;
-            *self.saved.lock() = None;
-        } else if guard.as_ref().is_some_and(Tpm::others_waiting) {
-            give_up(guard, &self.saved);
-        } else if guard.as_ref().is_some_and(Tpm::is_shared) {
-            self.start_reaper();
-        }
-    }
-
-    /// Runs provisioning code that opens its own TPM connection: ours is given up first
-    /// (swtpm and /dev/tpm0 admit one connection at a time).
-    fn with_shared_tpm_released<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let mut guard = self.tpm.lock();
-        give_up(&mut guard, &self.saved);
-        f()
+        self.link.run(f).map_err(Error::from)
     }
 
     // ----- crypto operations -----
@@ -1359,7 +1259,7 @@ impl Module {
     /// Signature length of the active sign operation (no TPM command).
     pub fn sign_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
         let (key, _) = self.active_sign(h)?;
-        let obj = self.object_for(h, key)?;
+        let obj = self.operation_key(h, key)?;
         Ok(signature_len(&obj.public_key()?))
     }
 
@@ -1413,7 +1313,7 @@ impl Module {
         if last.is_some() && op.multipart {
             return Err(ckr(CKR_OPERATION_ACTIVE, "C_Sign after C_SignUpdate"));
         }
-        let obj = self.object_for(h, op.key)?;
+        let obj = self.operation_key(h, op.key)?;
         let input = op.finish_input(last);
         let public = obj.public_key()?;
         let blob = obj
@@ -1484,7 +1384,7 @@ impl Module {
             Operation::Verify(op) => Ok(op),
             other => Err(Box::new(other)),
         })?;
-        let obj = self.object_for(h, op.key)?;
+        let obj = self.operation_key(h, op.key)?;
         let input = op.finish_input(last);
         let public = obj.public_key()?;
         match &op.mech {
@@ -1545,7 +1445,7 @@ impl Module {
             Some(Operation::Decrypt { key, .. }) => {
                 let k = *key;
                 drop(st);
-                let obj = self.object_for(h, k)?;
+                let obj = self.operation_key(h, k)?;
                 Ok(signature_len(&obj.public_key()?))
             }
             _ => Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no decrypt operation")),
@@ -1568,7 +1468,7 @@ impl Module {
         let plain = match held {
             Some(p) => p,
             None => {
-                let obj = self.object_for(h, key)?;
+                let obj = self.operation_key(h, key)?;
                 let public = obj.public_key()?;
                 let k = rsa_parts(&public)?.0.len();
                 if data.len() != k {
@@ -1626,7 +1526,7 @@ impl Module {
             _ => return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no encrypt operation")),
         };
         drop(st);
-        Ok(signature_len(&self.object_for(h, key)?.public_key()?))
+        Ok(signature_len(&self.operation_key(h, key)?.public_key()?))
     }
 
     pub fn encrypt(&self, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<Vec<u8>> {
@@ -1634,7 +1534,7 @@ impl Module {
             Operation::Encrypt { key, mech } => Ok((key, mech)),
             other => Err(Box::new(other)),
         })?;
-        let obj = self.object_for(h, key)?;
+        let obj = self.operation_key(h, key)?;
         let public = obj.public_key()?;
         let (n, e) = rsa_parts(&public)?;
         match &mech {
@@ -1784,22 +1684,22 @@ impl Module {
         )
     }
 
-    pub fn random(&self, h: CK_SESSION_HANDLE, len: usize) -> Result<Vec<u8>> {
+    /// Fills `out` with random bytes from the TPM, a chunk per turn on the connection so
+    /// that other threads' commands get in between.
+    pub fn random(&self, h: CK_SESSION_HANDLE, out: &mut [u8]) -> Result<()> {
         self.session_view(h)?;
-        if len == 0 {
-            return Ok(Vec::new());
+        for chunk in out.chunks_mut(RANDOM_CHUNK) {
+            let r = self.tpm_do(|t| t.random(chunk.len()))?;
+            chunk.copy_from_slice(&r);
         }
-        let r = self.tpm_do(|t| t.random(len))?;
-        Ok(r.to_vec())
+        Ok(())
     }
 }
 
-/// Gives a connection up, keeping the contexts of its loaded keys for the next one.
-fn give_up(guard: &mut Option<Tpm>, saved: &Mutex<Option<tpm::SavedObjects>>) {
-    if let Some(mut t) = guard.take() {
-        *saved.lock() = Some(t.save_objects());
-    }
-}
+/// Random bytes fetched per turn on the TPM connection.
+const RANDOM_CHUNK: usize = 1024;
+/// Most random bytes one C_GenerateRandom returns (about 5 s on swtpm).
+pub const MAX_RANDOM: usize = 1 << 20;
 
 fn drop_slot_objects(st: &mut State, slot: CK_SLOT_ID) {
     st.objects.retain(|_, (s, _, _)| *s != slot);

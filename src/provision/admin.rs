@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::card::{ADMIN_FILE, AdminFile, AdminMode, Counter, Ticket};
 use crate::error::{Error, Result};
+use crate::provision::access::{OwnTpm, TpmAccess};
 use crate::provision::pin::{OpenCard, open_card};
 use crate::store::Store;
 use crate::tpm::Authorizer;
@@ -269,14 +270,14 @@ pub fn respond(
         return Err(card.spend_try(Counter::Admin)?);
     };
     match action {
-        AdminAction::Verify => card.attempt(Counter::Admin, |tpm| {
+        AdminAction::Verify => card.attempt(Counter::Admin, &OwnTpm::new(), |tpm| {
             tpm.check_auth(&file.blob, x.as_slice())
         }),
         AdminAction::Unblock { new_pin } => {
             let keys = card.keys()?;
             let fresh = card.pin_auth(new_pin);
             let branches = card.record.branches();
-            let blob = card.attempt(Counter::Admin, |tpm| {
+            let blob = card.attempt(Counter::Admin, &OwnTpm::new(), |tpm| {
                 let how = Authorizer::Secret {
                     object: &file.blob,
                     auth: x.as_slice(),
@@ -292,7 +293,7 @@ pub fn respond(
             getrandom::fill(x2.as_mut_slice())
                 .map_err(|e| Error::Usage(format!("no randomness: {e}")))?;
             let tickets = make_tickets(key, &x2, TICKETS_PER_BATCH)?;
-            let blob = card.attempt(Counter::Admin, |tpm| {
+            let blob = card.attempt(Counter::Admin, &OwnTpm::new(), |tpm| {
                 tpm.change_object_auth(&file.blob, x.as_slice(), x2.as_slice())
             })?;
             card.dir
@@ -309,7 +310,11 @@ pub fn respond(
 
 /// Recovers X from the next ticket with `response` and checks it with the TPM, spending
 /// the challenge (for `format --admin`). Returns X.
-pub(crate) fn take_secret(card: &OpenCard, response: &[u8; 8]) -> Result<Zeroizing<[u8; 32]>> {
+pub(crate) fn take_secret(
+    card: &OpenCard,
+    response: &[u8; 8],
+    tpm: &impl TpmAccess,
+) -> Result<Zeroizing<[u8; 32]>> {
     let mut file = managed(card)?;
     card.ensure_not_blocked(Counter::Admin)?;
     if file.tickets.is_empty() {
@@ -320,8 +325,8 @@ pub(crate) fn take_secret(card: &OpenCard, response: &[u8; 8]) -> Result<Zeroizi
     let Some(x) = open_ticket(&ticket, response) else {
         return Err(card.spend_try(Counter::Admin)?);
     };
-    card.attempt(Counter::Admin, |tpm| {
-        tpm.check_auth(&file.blob, x.as_slice())
+    card.attempt(Counter::Admin, tpm, |t| {
+        t.check_auth(&file.blob, x.as_slice())
     })?;
     Ok(x)
 }

@@ -18,6 +18,7 @@ use crate::card::Counter;
 use crate::error::{Error, Result};
 use crate::mechanism::{self, HashAlg};
 use crate::object::{self, KeyPairRequest, Object, ObjectRecord, ckr};
+use crate::provision::access::OwnTpm;
 use crate::provision::pin::{OpenCard, open_card};
 use crate::store::Store;
 use crate::tpm::{Blob, PublicKey, templates::UserKeyKind};
@@ -70,7 +71,7 @@ pub fn keygen(
     }
     let keys = card.keys()?;
     let auth = card.pin_auth(pin);
-    let (blob, key) = card.attempt(Counter::Pin, |t| {
+    let (blob, key) = card.attempt(Counter::Pin, &OwnTpm::new(), |t| {
         t.create_user_key(keys.csk_ref(), &auth, kind)
     })?;
     let mech = match kind {
@@ -435,7 +436,7 @@ fn sign_inside(
                 (HashAlg::Sha384, "1.2.840.10045.4.3.3")
             };
             let digest = mechanism::digest::digest(hash, tbs);
-            let (r, s) = card.attempt(Counter::Pin, |t| {
+            let (r, s) = card.attempt(Counter::Pin, &OwnTpm::new(), |t| {
                 let k = t.load_user_key(keys.csk_ref(), &auth, &blob)?;
                 t.sign_ecdsa(k, &digest)
             })?;
@@ -470,7 +471,7 @@ fn sign_inside(
                 &HashAlg::Sha256.digest_info(&digest)?,
                 modulus.len(),
             )?;
-            let sig = card.attempt(Counter::Pin, |t| {
+            let sig = card.attempt(Counter::Pin, &OwnTpm::new(), |t| {
                 let k = t.load_user_key(keys.csk_ref(), &auth, &blob)?;
                 t.rsa_raw(k, &em, false)
             })?;

@@ -9,11 +9,12 @@
 use zeroize::Zeroizing;
 
 use crate::card::{
-    self, ADMIN_FILE, AdminFile, CARD_FILE, COUNTERS_FILE, CSK_FILE, CardRecord, Counter, Counters,
+    self, ADMIN_FILE, AdminFile, CARD_FILE, COUNTERS_FILE, CSK_FILE, CardRecord, Counters,
     GUARD_FILE, ObjectFile, PUK_FILE, PinPolicy,
 };
 use crate::error::{Error, Result};
-use crate::provision::pin::{OpenCard, card_error, open_card};
+use crate::provision::access::{OwnTpm, TpmAccess};
+use crate::provision::pin::{OpenCard, card_error, open_card, verify_puk_on};
 use crate::provision::{CardSummary, admin, random_bytes, recover, summarize, uuid_bytes};
 use crate::store::{NewCard, Store};
 use crate::tpm::{NvCounter, Tpm, TpmError, templates};
@@ -38,7 +39,7 @@ pub fn format(
     auth: FormatAuth<'_>,
     new_pin: &[u8],
 ) -> Result<CardSummary> {
-    format_with(store, card_ref, auth, new_pin, true)
+    format_with(store, card_ref, auth, new_pin, true, &OwnTpm::new())
 }
 
 /// [`format()`] with the choice to leave the user PIN unknown (C_InitToken: the PIN set is
@@ -49,10 +50,11 @@ pub fn format_with(
     auth: FormatAuth<'_>,
     new_pin: &[u8],
     pin_known: bool,
+    tpm: &impl TpmAccess,
 ) -> Result<CardSummary> {
     let store_lock = store.lock()?;
     // An earlier interrupted format of this card may hold its only working copy.
-    recover::recover_locked(store, &store_lock, &mut None)?;
+    recover::recover_locked(store, &store_lock, tpm)?;
     let card = open_card(store, card_ref)?;
     if pin_known {
         card.record.pin_policy.check("new PIN", new_pin)?;
@@ -63,12 +65,7 @@ pub fn format_with(
     let mut admin_secret = None;
     match auth {
         FormatAuth::Puk(puk) => {
-            if !record.has_puk {
-                return Err(Error::NoPuk(record.name.clone()));
-            }
-            let obj: ObjectFile = card.dir.read(PUK_FILE)?;
-            let a = card.puk_auth(puk);
-            card.attempt(Counter::Puk, |t| t.check_auth(&obj.blob, &a))?;
+            verify_puk_on(&card, puk, tpm)?;
             puk_secret = Some(Zeroizing::new(puk.to_vec()));
         }
         FormatAuth::Admin(response, new_puk) => {
@@ -82,59 +79,60 @@ pub fn format_with(
                 PinPolicy::default().check("new PUK", p)?;
                 puk_secret = Some(Zeroizing::new(p.to_vec()));
             }
-            admin_secret = Some(admin::take_secret(&card, response)?);
+            admin_secret = Some(admin::take_secret(&card, response, tpm)?);
         }
     }
 
-    let mut tpm = Tpm::open()?;
-    tpm.use_srk(&record.srk)
-        .map_err(|e| card_error(&record.name, e))?;
-    // The counter the new card is bound to: one past the counter's value, so that the
-    // increment below revokes the old card; a card made without a counter gets one.
-    let (counter, increment) = match record.counter {
-        Some(c) => {
-            let value = tpm
-                .counter_read(c.index)
-                .map_err(|e| card_error(&record.name, e))?;
-            if value > c.bound {
-                return Err(card_error(&record.name, TpmError::Revoked));
+    let new = tpm.run(|tpm| -> Result<NewCard> {
+        tpm.use_srk(&record.srk)
+            .map_err(|e| card_error(&record.name, e))?;
+        // The counter the new card is bound to: one past the counter's value, so that the
+        // increment below revokes the old card; a card made without a counter gets one.
+        let (counter, increment) = match record.counter {
+            Some(c) => {
+                let value = tpm
+                    .counter_read(c.index)
+                    .map_err(|e| card_error(&record.name, e))?;
+                if value > c.bound {
+                    return Err(card_error(&record.name, TpmError::Revoked));
+                }
+                (
+                    NvCounter {
+                        index: c.index,
+                        bound: value + 1,
+                    },
+                    true,
+                )
             }
-            (
-                NvCounter {
-                    index: c.index,
-                    bound: value + 1,
-                },
-                true,
-            )
+            None => (tpm.counter_define(&uuid_bytes(&record.card_id))?, false),
+        };
+        let new = store.begin_replacement(&store_lock, &card.dir)?;
+        let written = write_new_card(
+            tpm,
+            &card,
+            &new,
+            &mut record,
+            counter,
+            puk_secret.as_ref().map(|p| p.as_slice()),
+            admin_secret.as_ref().map(|x| x.as_slice()),
+            new_pin,
+            pin_known,
+        );
+        if let Err(e) = written {
+            if !increment {
+                let _ = tpm.counter_undefine(counter.index);
+            }
+            let _ = store.discard(&store_lock, &new.as_card_dir());
+            return Err(e);
         }
-        None => (tpm.counter_define(&uuid_bytes(&record.card_id))?, false),
-    };
-    let new = store.begin_replacement(&store_lock, &card.dir)?;
-    let written = write_new_card(
-        &mut tpm,
-        &card,
-        &new,
-        &mut record,
-        counter,
-        puk_secret.as_ref().map(|p| p.as_slice()),
-        admin_secret.as_ref().map(|x| x.as_slice()),
-        new_pin,
-        pin_known,
-    );
-    if let Err(e) = written {
-        if !increment {
-            let _ = tpm.counter_undefine(counter.index);
+        // From here the new card works and, once the counter moves, the old one does not: a
+        // crash in between leaves the old card working; after it, the next command swaps the
+        // new one in (`recover`).
+        if increment {
+            tpm.counter_increment(counter.index)?;
         }
-        let _ = store.discard(&store_lock, &new.as_card_dir());
-        return Err(e);
-    }
-    // From here the new card works and, once the counter moves, the old one does not: a
-    // crash in between leaves the old card working; after it, the next command swaps the
-    // new one in (`recover`).
-    if increment {
-        tpm.counter_increment(counter.index)?;
-    }
-    drop(tpm);
+        Ok(new)
+    })?;
     let dir = new.commit_replacing()?;
     drop(card);
     drop(store_lock);

@@ -1,6 +1,7 @@
 //! The sidecar engine: create, list, find, destroy cards, and check a PIN. The CLI, the
 //! `tpmvscmgr` front end and the C API are thin layers over these functions.
 
+pub mod access;
 pub mod admin;
 pub mod enroll;
 pub mod format;
@@ -21,6 +22,7 @@ use crate::card::{
     Counters, GUARD_FILE, MAX_CARDS, ObjectFile, PUK_FILE, PinPolicy,
 };
 use crate::error::{Error, Result};
+use crate::provision::access::TpmAccess;
 use crate::store::{CardDir, Store};
 use crate::tpm::{self, Tpm, templates};
 use admin::AdminKey;
@@ -124,8 +126,9 @@ pub fn create(
 
     let lock = store.lock()?;
     progress("connecting to the TPM");
-    let mut tpm = Some(Tpm::open()?);
-    recover::recover_locked(store, &lock, &mut tpm)?;
+    let access = access::OwnTpm::new();
+    access.run(|_| Ok::<_, Error>(()))?;
+    recover::recover_locked(store, &lock, &access)?;
     let existing = scan(store)?;
     if existing.len() >= MAX_CARDS {
         return Err(Error::TooManyCards { max: MAX_CARDS });
@@ -150,7 +153,7 @@ pub fn create(
         .collect();
     let instance = (0..).find(|n| !used.contains(n)).unwrap_or(0);
 
-    let mut tpm = match tpm {
+    let mut tpm = match access.into_inner() {
         Some(t) => t,
         None => Tpm::open()?,
     };
@@ -365,8 +368,8 @@ pub fn find(store: &Store, card_ref: &str) -> Result<(CardDir, CardRecord)> {
 /// deleted. Works on damaged cards named by card ID too. Unrecoverable.
 pub fn destroy(store: &Store, card_ref: &str) -> Result<String> {
     let lock = store.lock()?;
-    let mut tpm = None;
-    recover::recover_locked(store, &lock, &mut tpm)?;
+    let tpm = access::OwnTpm::new();
+    recover::recover_locked(store, &lock, &tpm)?;
     let cards = scan(store)?;
     let wanted = card_ref.trim();
     let hit = cards.iter().find(|c| {
@@ -385,15 +388,14 @@ pub fn destroy(store: &Store, card_ref: &str) -> Result<String> {
     let _card_lock = store.lock_card(&card.dir)?;
     let counter = card.record.as_ref().ok().and_then(|r| r.counter);
     if let Some(c) = counter {
-        let t = recover::connect(&mut tpm).map_err(|e| revoke_failed(&label, e))?;
-        match t.counter_increment(c.index) {
+        match tpm.run(|t| t.counter_increment(c.index)) {
             Ok(_) | Err(tpm::TpmError::CounterGone) => {}
             Err(e) => return Err(revoke_failed(&label, e.into())),
         }
     }
     let hidden = store.hide_card(&lock, &card.dir)?;
-    if let (Some(c), Some(t)) = (counter, tpm.as_mut()) {
-        match t.counter_undefine(c.index) {
+    if let Some(c) = counter {
+        match tpm.run(|t| t.counter_undefine(c.index)) {
             Ok(()) | Err(tpm::TpmError::CounterGone) => {}
             // Revoked already; the next command frees the index (the files stay hidden).
             Err(_) => return Ok(label),

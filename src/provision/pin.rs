@@ -7,6 +7,7 @@ use crate::card::{
     PUK_FILE, PinPolicy,
 };
 use crate::error::{Error, Result};
+use crate::provision::access::{OwnTpm, TpmAccess};
 use crate::store::{CardDir, LockGuard, Store};
 use crate::tpm::{Authorizer, Guard, Tpm, TpmError};
 
@@ -35,22 +36,12 @@ pub fn open_card(store: &Store, card_ref: &str) -> Result<OpenCard> {
 impl OpenCard {
     /// Runs one TPM attempt that spends a try of `which`: the counter is decremented and
     /// saved before the TPM sees the secret, reset on success, kept on an authorization
-    /// failure, and restored on any other answer (lockout, TPM gone, bug).
+    /// failure, and restored on any other answer (lockout, TPM gone, bug). The TPM comes
+    /// from `tpm`, taken while the card's lock is held.
     pub fn attempt<T>(
         &self,
         which: Counter,
-        f: impl FnOnce(&mut Tpm) -> std::result::Result<T, TpmError>,
-    ) -> Result<T> {
-        let mut tpm = None;
-        self.attempt_with(which, &mut tpm, f)
-    }
-
-    /// [`OpenCard::attempt`] on a TPM connection the caller keeps (the PKCS#11 module);
-    /// `tpm` is opened here when it is `None`.
-    pub fn attempt_with<T>(
-        &self,
-        which: Counter,
-        tpm: &mut Option<Tpm>,
+        tpm: &impl TpmAccess,
         f: impl FnOnce(&mut Tpm) -> std::result::Result<T, TpmError>,
     ) -> Result<T> {
         let mut counters: Counters = self.dir.read(COUNTERS_FILE)?;
@@ -60,16 +51,10 @@ impl OpenCard {
         let before = counters;
         counters.set(which, before.left(which) - 1);
         self.dir.write(COUNTERS_FILE, &counters, false)?;
-        let outcome = (|| {
-            if tpm.is_none() {
-                *tpm = Some(Tpm::open()?);
-            }
-            let t = tpm
-                .as_mut()
-                .ok_or(TpmError::Gone("no TPM connection".into()))?;
+        let outcome = tpm.run(|t| {
             t.use_srk(&self.record.srk)?;
             f(t)
-        })();
+        });
         match outcome {
             Ok(v) => {
                 let mut reset = counters;
@@ -180,13 +165,43 @@ pub fn card_error(name: &str, e: TpmError) -> Error {
     }
 }
 
+/// Refuses a current PIN or PUK that no card can have (empty, or longer than any
+/// secret) before the TPM sees it: trying it would spend a try for nothing.
+pub fn check_can_be_right(what: &'static str, secret: &[u8]) -> Result<()> {
+    if secret.is_empty() || secret.len() > PinPolicy::HIGHEST_MAX_LEN {
+        return Err(Error::SecretLength {
+            what,
+            len: secret.len(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks a PIN with the TPM: the card storage key, loaded through its guard, authorizes
 /// a command with the PIN-derived authValue in a salted session.
 pub fn verify_pin(store: &Store, card_ref: &str, pin: &[u8]) -> Result<()> {
     let card = open_card(store, card_ref)?;
+    verify_pin_on(&card, pin, &OwnTpm::new()).map(|_| ())
+}
+
+/// [`verify_pin`] on an open card; returns the card's keys the PIN opened.
+pub fn verify_pin_on(card: &OpenCard, pin: &[u8], tpm: &impl TpmAccess) -> Result<CardKeys> {
+    check_can_be_right("PIN", pin)?;
     let keys = card.keys()?;
     let auth = card.pin_auth(pin);
-    card.attempt(Counter::Pin, |tpm| tpm.check_pin(keys.csk_ref(), &auth))
+    card.attempt(Counter::Pin, tpm, |t| t.check_pin(keys.csk_ref(), &auth))?;
+    Ok(keys)
+}
+
+/// Checks the PUK with the TPM (PolicySecret on the PUK object in a salted session).
+pub fn verify_puk_on(card: &OpenCard, puk: &[u8], tpm: &impl TpmAccess) -> Result<()> {
+    if !card.record.has_puk {
+        return Err(Error::NoPuk(card.record.name.clone()));
+    }
+    check_can_be_right("PUK", puk)?;
+    let obj: ObjectFile = card.dir.read(PUK_FILE)?;
+    let a = card.puk_auth(puk);
+    card.attempt(Counter::Puk, tpm, |t| t.check_auth(&obj.blob, &a))
 }
 
 /// Changes the PIN knowing the current one: one `ObjectChangeAuth` on the CSK through the
@@ -194,12 +209,23 @@ pub fn verify_pin(store: &Store, card_ref: &str, pin: &[u8]) -> Result<()> {
 /// is tried, so a typo in the new PIN costs no try.
 pub fn change_pin(store: &Store, card_ref: &str, current: &[u8], new: &[u8]) -> Result<()> {
     let card = open_card(store, card_ref)?;
+    change_pin_on(&card, current, new, &OwnTpm::new())
+}
+
+/// [`change_pin`] on an open card.
+pub fn change_pin_on(
+    card: &OpenCard,
+    current: &[u8],
+    new: &[u8],
+    tpm: &impl TpmAccess,
+) -> Result<()> {
     card.record.pin_policy.check("new PIN", new)?;
+    check_can_be_right("PIN", current)?;
     let keys = card.keys()?;
     let (old, fresh) = (card.pin_auth(current), card.pin_auth(new));
     let branches = card.record.branches();
-    let blob = card.attempt(Counter::Pin, |tpm| {
-        tpm.change_csk_auth(keys.csk_ref(), &branches, Authorizer::Pin(&old), &fresh)
+    let blob = card.attempt(Counter::Pin, tpm, |t| {
+        t.change_csk_auth(keys.csk_ref(), &branches, Authorizer::Pin(&old), &fresh)
     })?;
     card.replace_csk(blob)
 }
@@ -207,21 +233,32 @@ pub fn change_pin(store: &Store, card_ref: &str, current: &[u8], new: &[u8]) -> 
 /// Sets a new PIN with the PUK (the PUK branch of the CSK policy) and unblocks the card.
 pub fn unblock_with_puk(store: &Store, card_ref: &str, puk: &[u8], new_pin: &[u8]) -> Result<()> {
     let card = open_card(store, card_ref)?;
+    unblock_with_puk_on(&card, puk, new_pin, &OwnTpm::new())
+}
+
+/// [`unblock_with_puk`] on an open card.
+pub fn unblock_with_puk_on(
+    card: &OpenCard,
+    puk: &[u8],
+    new_pin: &[u8],
+    tpm: &impl TpmAccess,
+) -> Result<()> {
     if !card.record.has_puk {
         return Err(Error::NoPuk(card.record.name.clone()));
     }
     card.record.pin_policy.check("new PIN", new_pin)?;
+    check_can_be_right("PUK", puk)?;
     let keys = card.keys()?;
     let puk_obj: ObjectFile = card.dir.read(PUK_FILE)?;
     let (puk_auth, fresh) = (card.puk_auth(puk), card.pin_auth(new_pin));
     let branches = card.record.branches();
-    let blob = card.attempt(Counter::Puk, |tpm| {
+    let blob = card.attempt(Counter::Puk, tpm, |t| {
         let how = Authorizer::Secret {
             object: &puk_obj.blob,
             auth: &puk_auth,
             is_puk: true,
         };
-        tpm.change_csk_auth(keys.csk_ref(), &branches, how, &fresh)
+        t.change_csk_auth(keys.csk_ref(), &branches, how, &fresh)
     })?;
     card.replace_csk(blob)?;
     if !card.record.pin_initialized {
@@ -236,14 +273,25 @@ pub fn unblock_with_puk(store: &Store, card_ref: &str, puk: &[u8], new_pin: &[u8
 /// Name in the CSK policy stays the same).
 pub fn change_puk(store: &Store, card_ref: &str, current: &[u8], new: &[u8]) -> Result<()> {
     let card = open_card(store, card_ref)?;
+    change_puk_on(&card, current, new, &OwnTpm::new())
+}
+
+/// [`change_puk`] on an open card.
+pub fn change_puk_on(
+    card: &OpenCard,
+    current: &[u8],
+    new: &[u8],
+    tpm: &impl TpmAccess,
+) -> Result<()> {
     if !card.record.has_puk {
         return Err(Error::NoPuk(card.record.name.clone()));
     }
     PinPolicy::default().check("new PUK", new)?;
+    check_can_be_right("PUK", current)?;
     let puk_obj: ObjectFile = card.dir.read(PUK_FILE)?;
     let (old, fresh) = (card.puk_auth(current), card.puk_auth(new));
-    let blob = card.attempt(Counter::Puk, |tpm| {
-        tpm.change_object_auth(&puk_obj.blob, &old, &fresh)
+    let blob = card.attempt(Counter::Puk, tpm, |t| {
+        t.change_object_auth(&puk_obj.blob, &old, &fresh)
     })?;
     card.dir.write(PUK_FILE, &ObjectFile { blob }, true)
 }

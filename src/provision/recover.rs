@@ -13,9 +13,10 @@
 //! commands that change cards.
 
 use crate::card::{CARD_FILE, CardRecord};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::provision::access::{OwnTpm, TpmAccess};
 use crate::store::{CardDir, Leftover, LockGuard, Store};
-use crate::tpm::{NvCounter, Tpm, TpmError};
+use crate::tpm::{NvCounter, TpmError};
 
 /// A counter defined for a card that is not written yet (create), so that an interrupted
 /// create can free it.
@@ -28,15 +29,14 @@ pub fn recover(store: &Store) -> Result<usize> {
         return Ok(0);
     }
     let lock = store.lock()?;
-    let mut tpm = None;
-    recover_locked(store, &lock, &mut tpm)
+    recover_locked(store, &lock, &OwnTpm::new())
 }
 
-/// [`recover`] with the store lock held and a TPM connection opened on first need.
+/// [`recover`] with the store lock held; the TPM is used only when a leftover needs it.
 pub(crate) fn recover_locked(
     store: &Store,
     lock: &LockGuard,
-    tpm: &mut Option<Tpm>,
+    tpm: &impl TpmAccess,
 ) -> Result<usize> {
     let mut done = 0;
     for leftover in store.leftovers()? {
@@ -51,15 +51,6 @@ pub(crate) fn recover_locked(
         done += usize::from(resolved);
     }
     Ok(done)
-}
-
-/// The connection in `slot`, opened when there is none.
-pub(crate) fn connect(slot: &mut Option<Tpm>) -> Result<&mut Tpm> {
-    if slot.is_none() {
-        *slot = Some(Tpm::open()?);
-    }
-    slot.as_mut()
-        .ok_or_else(|| Error::Tpm(TpmError::Gone("no TPM connection".into())))
 }
 
 /// The counter a hidden card directory names (its record, or the pending counter of a
@@ -77,15 +68,12 @@ fn free_orphan(
     store: &Store,
     lock: &LockGuard,
     hidden: &CardDir,
-    tpm: &mut Option<Tpm>,
+    tpm: &impl TpmAccess,
 ) -> Result<bool> {
     if let Some(c) = counter_of(hidden)
         && !counter_in_use(store, c.index)
     {
-        let Ok(t) = connect(tpm) else {
-            return Ok(false);
-        };
-        match t.counter_undefine(c.index) {
+        match tpm.run(|t| t.counter_undefine(c.index)) {
             Ok(()) | Err(TpmError::CounterGone) => {}
             Err(_) => return Ok(false),
         }
@@ -100,7 +88,7 @@ fn finish_format(
     lock: &LockGuard,
     hidden: &CardDir,
     live: &CardDir,
-    tpm: &mut Option<Tpm>,
+    tpm: &impl TpmAccess,
 ) -> Result<bool> {
     let _card_lock = store.lock_card(live)?;
     let live_counter = live
@@ -110,10 +98,7 @@ fn finish_format(
     let new_counter = counter_of(hidden);
     match (live_counter, new_counter) {
         (Some(l), Some(n)) if l.index == n.index => {
-            let Ok(t) = connect(tpm) else {
-                return Ok(false);
-            };
-            let value = match t.counter_read(l.index) {
+            let value = match tpm.run(|t| t.counter_read(l.index)) {
                 Ok(v) => v,
                 Err(TpmError::CounterGone) => {
                     // Neither half can work any more; the live card shows why.

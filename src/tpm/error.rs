@@ -15,6 +15,9 @@ pub enum TpmError {
     NoTpm { tcti: String, why: String },
     /// The connection to the TPM broke during a command.
     Gone(String),
+    /// Another thread's TPM command has not come back for `secs` seconds (a frozen TPM):
+    /// this call gave up waiting for the connection.
+    Unresponsive { secs: u64 },
     /// A secret (PIN, PUK, admin response) was wrong: the TPM counted it (0x98E).
     AuthFail,
     /// The TPM is in dictionary-attack lockout (0x921).
@@ -144,6 +147,11 @@ impl fmt::Display for TpmError {
                  then `eval \"$(tpmvsc simulator env)\"`"
             ),
             TpmError::Gone(w) => write!(f, "the TPM went away during the operation: {w}"),
+            TpmError::Unresponsive { secs } => write!(
+                f,
+                "the TPM has not answered a command for {secs} s; try again later (a stuck \
+                 connection is replaced once the limit has passed)"
+            ),
             TpmError::AuthFail => write!(f, "the TPM rejected the secret (authorization failure)"),
             TpmError::Lockout => write!(f, "the TPM is in dictionary-attack lockout"),
             TpmError::Policy(c) => write!(

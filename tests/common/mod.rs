@@ -561,11 +561,16 @@ impl Relay {
     /// Starts relaying to the swtpm whose command port is `target`.
     pub fn start(target: u16) -> Relay {
         use std::net::TcpListener;
-        let (data, ctrl) = (0..50)
+        // Random candidates below the kernel's ephemeral range (32768 and up), where the
+        // port after a free one is rarely taken by a client connection.
+        let (data, ctrl) = (0..500)
             .find_map(|_| {
-                let a = TcpListener::bind("127.0.0.1:0").ok()?;
-                let q = a.local_addr().ok()?.port();
-                let b = TcpListener::bind(("127.0.0.1", q.checked_add(1)?)).ok()?;
+                let mut r = [0u8; 2];
+                std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").ok()?, &mut r)
+                    .ok()?;
+                let q = 20_000 + u16::from_le_bytes(r) % 12_000;
+                let a = TcpListener::bind(("127.0.0.1", q)).ok()?;
+                let b = TcpListener::bind(("127.0.0.1", q + 1)).ok()?;
                 Some((a, b))
             })
             .expect("two free consecutive loopback ports for the relay");
