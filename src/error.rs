@@ -38,6 +38,16 @@ pub enum Error {
     TpmLockout,
     /// No card matches the given name, card ID or instance ID.
     CardNotFound(String),
+    /// No readable card matches, and some cards could not be read (their files named).
+    CardNotFoundDamaged {
+        wanted: String,
+        damaged: Vec<String>,
+    },
+    /// The reference names more than one card (friendly names may repeat).
+    AmbiguousCard {
+        wanted: String,
+        candidates: Vec<String>,
+    },
     /// A card with this name exists already.
     CardExists(String),
     /// The store holds the maximum number of cards.
@@ -111,6 +121,8 @@ impl Error {
             Error::Tpm(TpmError::AuthFail) => 3,
             Error::PinLocked | Error::TpmLockout | Error::Tpm(TpmError::Lockout) => 4,
             Error::CardNotFound(_)
+            | Error::CardNotFoundDamaged { .. }
+            | Error::AmbiguousCard { .. }
             | Error::CardExists(_)
             | Error::TooManyCards { .. }
             | Error::CardUnusable { .. }
@@ -155,7 +167,8 @@ impl Error {
             Error::PinLocked | Error::PukLocked | Error::AdminLocked | Error::TpmLockout => {
                 CKR_PIN_LOCKED
             }
-            Error::CardNotFound(_) => CKR_SLOT_ID_INVALID,
+            Error::CardNotFound(_) | Error::CardNotFoundDamaged { .. } => CKR_SLOT_ID_INVALID,
+            Error::AmbiguousCard { .. } => CKR_ARGUMENTS_BAD,
             Error::CardExists(_) | Error::TooManyCards { .. } => CKR_FUNCTION_FAILED,
             Error::CardUnusable { .. } => CKR_TOKEN_NOT_RECOGNIZED,
             Error::StoreCorrupt { .. } | Error::StorePermissions { .. } | Error::Io { .. } => {
@@ -280,6 +293,16 @@ impl fmt::Display for Error {
                     "no card named {c:?} (name, card ID or instance ID); see `tpmvsc list`"
                 )
             }
+            Error::CardNotFoundDamaged { wanted, damaged } => write!(
+                f,
+                "no readable card named {wanted:?}; these card files could not be read: {}",
+                damaged.join("; ")
+            ),
+            Error::AmbiguousCard { wanted, candidates } => write!(
+                f,
+                "{wanted:?} names more than one card: {}; name one by its instance ID or card ID",
+                candidates.join(", ")
+            ),
             Error::CardExists(n) => {
                 write!(f, "a card named {n:?} exists already; choose another name")
             }

@@ -214,7 +214,9 @@ pub fn pin_auth(salt: &[u8], pin: &[u8]) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(h.finalize().to_vec())
 }
 
-/// A card name is 1–32 bytes of printable text.
+/// A card name is 1–32 bytes of printable text that cannot be mistaken for another card
+/// or another way of naming one (DESIGN.md §4): no leading or trailing space, no control
+/// or bidi-override characters, no `/`, and not shaped like an instance ID or a GUID.
 pub fn check_name(name: &str) -> crate::error::Result<()> {
     if name.is_empty() {
         return Err(crate::error::Error::Usage("the card name is empty".into()));
@@ -230,7 +232,38 @@ pub fn check_name(name: &str) -> crate::error::Result<()> {
             "the card name contains control characters".into(),
         ));
     }
+    let refuse = |why: &str| Err(crate::error::Error::Usage(format!("the card name {why}")));
+    if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
+        return refuse("starts or ends with a space (it would show like another name)");
+    }
+    if name.chars().any(is_bidi_control) {
+        return refuse("contains a bidirectional-text control character (it would show reordered)");
+    }
+    if name.contains('/') {
+        return refuse("contains '/'");
+    }
+    if looks_like_instance_id(name) {
+        return refuse("looks like an instance ID (ROOT\\SMARTCARDREADER\\000n); choose another");
+    }
+    if uuid::Uuid::parse_str(name).is_ok() {
+        return refuse("looks like a card ID (a GUID); choose another");
+    }
     Ok(())
+}
+
+/// Unicode characters that reorder how text is shown (embeddings, overrides, isolates,
+/// marks).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `ROOT\SMARTCARDREADER\000n` in any case, also with the backslashes a shell ate.
+pub fn looks_like_instance_id(text: &str) -> bool {
+    let t = text.to_ascii_uppercase();
+    let rest = t
+        .strip_prefix("ROOT\\SMARTCARDREADER\\")
+        .or_else(|| t.strip_prefix("ROOTSMARTCARDREADER"));
+    rest.is_some_and(|n| !n.is_empty() && n.len() <= 10 && n.chars().all(|c| c.is_ascii_digit()))
 }
 
 mod hex_opt {
@@ -264,15 +297,36 @@ mod tests {
 
     #[test]
     fn names_longer_than_a_token_label_are_refused() {
-        assert!(check_name(&"a".repeat(32)).is_ok());
+        assert!(check_name(&"x".repeat(32)).is_ok());
         assert!(
-            check_name(&"a".repeat(33))
+            check_name(&"x".repeat(33))
                 .unwrap_err()
                 .to_string()
                 .contains("32")
         );
         assert!(check_name("").is_err());
         assert!(check_name("a\tb").is_err());
+    }
+
+    #[test]
+    fn names_that_could_be_mistaken_are_refused() {
+        for bad in [
+            "r ",
+            " r",
+            "a/b",
+            "ROOT\\SMARTCARDREADER\\0000",
+            "root\\smartcardreader\\0001",
+            "ROOTSMARTCARDREADER0002",
+            "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+            "6F9619FF8B86D011B42D00C04FC964FF",
+            "ab\u{202E}cd",
+            "x\u{2066}y",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["r", "work card", "Alice's VSC", "ROOT", "smartcard 7"] {
+            check_name(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
     }
 
     #[test]

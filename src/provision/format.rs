@@ -85,16 +85,16 @@ pub fn format_with(
 
     let new = tpm.run(|tpm| -> Result<NewCard> {
         tpm.use_srk(&record.srk)
-            .map_err(|e| card_error(&record.name, e))?;
+            .map_err(|e| card_error(&record.name, &card.dir, e))?;
         // The counter the new card is bound to: one past the counter's value, so that the
         // increment below revokes the old card; a card made without a counter gets one.
         let (counter, increment) = match record.counter {
             Some(c) => {
                 let value = tpm
                     .counter_read(c.index)
-                    .map_err(|e| card_error(&record.name, e))?;
+                    .map_err(|e| card_error(&record.name, &card.dir, e))?;
                 if value > c.bound {
-                    return Err(card_error(&record.name, TpmError::Revoked));
+                    return Err(card_error(&record.name, &card.dir, TpmError::Revoked));
                 }
                 (
                     NvCounter {

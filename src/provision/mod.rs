@@ -327,39 +327,80 @@ pub fn info(store: &Store, card_ref: &str) -> Result<CardSummary> {
     summarize(&dir, &record)
 }
 
-/// Finds a card by name, card ID or instance ID (the last two case-insensitively).
+/// Finds a card by name (exactly), card ID or instance ID (the last two in any case).
+/// A reference that could mean two cards is refused with both; a card whose record is
+/// damaged is named by its file.
 pub fn find(store: &Store, card_ref: &str) -> Result<(CardDir, CardRecord)> {
     // The common case (the module, scripts): a card ID, read directly.
-    if let Some(dir) = store.card(card_ref.trim().to_ascii_lowercase().as_str()) {
+    if let Ok(id) = uuid::Uuid::parse_str(card_ref)
+        && let Some(dir) = store.card(&id.hyphenated().to_string())
+    {
         return match dir.read::<CardRecord>(CARD_FILE) {
             Ok(r) => Ok((dir, r)),
             Err(e) => Err(Error::CardUnusable {
-                name: card_ref.trim().to_string(),
+                name: card_ref.to_string(),
                 reason: e.to_string(),
             }),
         };
     }
     let cards = scan(store)?;
-    let wanted = card_ref.trim();
-    // A damaged card can still be named by its ID (to destroy it).
-    if let Some(c) = cards
-        .iter()
-        .find(|c| c.dir.id().eq_ignore_ascii_case(wanted))
-    {
-        return match &c.record {
-            Ok(r) => Ok((c.dir.clone(), r.clone())),
-            Err(e) => Err(Error::CardUnusable {
-                name: wanted.to_string(),
-                reason: e.to_string(),
-            }),
-        };
+    let c = resolve(&cards, card_ref)?;
+    match &c.record {
+        Ok(r) => Ok((c.dir.clone(), r.clone())),
+        Err(e) => Err(Error::CardUnusable {
+            name: card_ref.to_string(),
+            reason: e.to_string(),
+        }),
     }
-    let found = cards.iter().find_map(|c| {
-        let r = c.record.as_ref().ok()?;
-        let hit = r.name == wanted || r.instance_id().eq_ignore_ascii_case(wanted);
-        hit.then(|| (c.dir.clone(), r.clone()))
-    });
-    found.ok_or_else(|| Error::CardNotFound(wanted.to_string()))
+}
+
+/// The one card of `cards` that `card_ref` names.
+fn resolve<'a>(cards: &'a [Scanned], card_ref: &str) -> Result<&'a Scanned> {
+    let id = uuid::Uuid::parse_str(card_ref)
+        .ok()
+        .map(|u| u.hyphenated().to_string());
+    let hits: Vec<&Scanned> = cards
+        .iter()
+        .filter(|c| {
+            id.as_deref().is_some_and(|i| c.dir.id() == i)
+                || c.record.as_ref().is_ok_and(|r| {
+                    r.name == card_ref || r.instance_id().eq_ignore_ascii_case(card_ref)
+                })
+        })
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(one),
+        [] => {
+            if card::looks_like_instance_id(card_ref) && !card_ref.contains('\\') {
+                return Err(Error::Usage(format!(
+                    "{card_ref:?} looks like an instance ID whose backslashes the shell removed: \
+                     quote it, e.g. 'ROOT\\SMARTCARDREADER\\0000'"
+                )));
+            }
+            let damaged: Vec<String> = cards
+                .iter()
+                .filter_map(|c| c.record.as_ref().err().map(ToString::to_string))
+                .collect();
+            if damaged.is_empty() {
+                Err(Error::CardNotFound(card_ref.to_string()))
+            } else {
+                Err(Error::CardNotFoundDamaged {
+                    wanted: card_ref.to_string(),
+                    damaged,
+                })
+            }
+        }
+        many => Err(Error::AmbiguousCard {
+            wanted: card_ref.to_string(),
+            candidates: many
+                .iter()
+                .map(|c| match &c.record {
+                    Ok(r) => format!("{} (card ID {})", r.instance_id(), r.card_id),
+                    Err(_) => format!("card ID {}", c.dir.id()),
+                })
+                .collect(),
+        }),
+    }
 }
 
 /// Destroys a card and revokes every copy of it (DESIGN.md §2): the card's counter in the
@@ -371,16 +412,7 @@ pub fn destroy(store: &Store, card_ref: &str) -> Result<String> {
     let tpm = access::OwnTpm::new();
     recover::recover_locked(store, &lock, &tpm)?;
     let cards = scan(store)?;
-    let wanted = card_ref.trim();
-    let hit = cards.iter().find(|c| {
-        c.dir.id().eq_ignore_ascii_case(wanted)
-            || c.record
-                .as_ref()
-                .is_ok_and(|r| r.name == wanted || r.instance_id().eq_ignore_ascii_case(wanted))
-    });
-    let Some(card) = hit else {
-        return Err(Error::CardNotFound(wanted.to_string()));
-    };
+    let card = resolve(&cards, card_ref)?;
     let label = match &card.record {
         Ok(r) => format!("{} ({})", r.name, r.card_id),
         Err(_) => card.dir.id().to_string(),

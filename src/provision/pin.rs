@@ -67,7 +67,7 @@ impl OpenCard {
             Err(TpmError::AuthFail) => Err(wrong(which, counters.left(which))),
             Err(other) => {
                 self.dir.write(COUNTERS_FILE, &before, false)?;
-                Err(card_error(&self.record.name, other))
+                Err(card_error(&self.record.name, &self.dir, other))
             }
         }
     }
@@ -151,15 +151,19 @@ pub fn read_keys(dir: &CardDir, record: &CardRecord) -> Result<CardKeys> {
 
 /// What a TPM failure means for the card `name`: the TPM refusing the card as a whole
 /// (cleared, revoked, altered files, substituted salt key) makes the card unusable.
-pub fn card_error(name: &str, e: TpmError) -> Error {
+pub fn card_error(name: &str, dir: &CardDir, e: TpmError) -> Error {
     match e {
         TpmError::Cleared
         | TpmError::SaltKeySubstituted
         | TpmError::Revoked
-        | TpmError::CounterGone
-        | TpmError::UnexpectedObject(_) => Error::CardUnusable {
+        | TpmError::CounterGone => Error::CardUnusable {
             name: name.to_string(),
             reason: e.to_string(),
+        },
+        // Which file: the card's directory, where the object files live.
+        TpmError::UnexpectedObject(_) | TpmError::BadBlob(_) => Error::CardUnusable {
+            name: name.to_string(),
+            reason: format!("{e} (in {})", dir.path().display()),
         },
         other => other.into(),
     }
