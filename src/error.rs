@@ -250,7 +250,8 @@ impl fmt::Display for Error {
             Error::PinIncorrect { tries_left } => {
                 write!(
                     f,
-                    "wrong PIN; {tries_left} tries left before the card is blocked"
+                    "wrong PIN; {} left before the card is blocked",
+                    plural(*tries_left, "try", "tries")
                 )
             }
             Error::PinLocked => write!(
@@ -260,7 +261,8 @@ impl fmt::Display for Error {
             Error::PukIncorrect { tries_left } => {
                 write!(
                     f,
-                    "wrong PUK; {tries_left} tries left before the PUK is blocked"
+                    "wrong PUK; {} left before the PUK is blocked",
+                    plural(*tries_left, "try", "tries")
                 )
             }
             Error::PukLocked => write!(
@@ -271,12 +273,14 @@ impl fmt::Display for Error {
             Error::ResponseIncorrect { tries_left } => write!(
                 f,
                 "wrong administrator response; that challenge is used up, the next attempt shows \
-                 a new one ({tries_left} attempts left)"
+                 a new one ({} left)",
+                plural(*tries_left, "attempt", "attempts")
             ),
             Error::AdminLocked => {
                 write!(
                     f,
-                    "too many wrong administrator responses; the admin key is blocked for this card"
+                    "too many wrong administrator responses; the admin key is blocked for this card, \
+                     for good (only destroying and recreating the card clears it)"
                 )
             }
             Error::NoPuk(name) => write!(f, "card {name:?} was created without a PUK"),
@@ -366,6 +370,15 @@ impl From<TpmError> for Error {
             TpmError::Lockout => Error::TpmLockout,
             other => Error::Tpm(other),
         }
+    }
+}
+
+/// "1 try", "2 tries".
+fn plural(n: u32, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
     }
 }
 

@@ -753,7 +753,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::List { json } => {
-            let cards = provision::list(&store)?;
+            let mut cards = provision::list(&store)?;
+            let view = provision::TpmView::read();
+            if let Some(v) = &view {
+                cards.iter_mut().for_each(|c| v.annotate(c));
+            }
             if json {
                 print_json(&cards);
             } else if cards.is_empty() {
@@ -764,13 +768,19 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 print_table(&cards);
             }
-            if !json {
-                print_tpm_line();
+            if !json && let Some(state) = view.as_ref().and_then(|v| v.lockout_state) {
+                match state.warning() {
+                    None => println!("TPM: {}", state.describe()),
+                    Some(w) => println!("TPM: {}. Warning: {w}", state.describe()),
+                }
             }
             Ok(())
         }
         Cmd::Info { card, json } => {
-            let c = provision::info(&store, &card)?;
+            let mut c = provision::info(&store, &card)?;
+            if let Some(v) = provision::TpmView::read() {
+                v.annotate(&mut c);
+            }
             if json {
                 print_json(&c);
             } else {
@@ -1246,20 +1256,6 @@ fn admin_cmd(store: &Store, action: AdminCmd) -> Result<()> {
     Ok(())
 }
 
-/// The TPM's hardening state under `list` (nothing when no TPM is reachable: listing
-/// needs none).
-fn print_tpm_line() {
-    let Ok(mut t) = tpm::Tpm::open() else {
-        return;
-    };
-    if let Ok(state) = hardening::lockout_state(&mut t) {
-        match state.warning() {
-            None => println!("TPM: {}", state.describe()),
-            Some(w) => println!("TPM: {}. Warning: {w}", state.describe()),
-        }
-    }
-}
-
 fn tpm_cmd(action: TpmCmd) -> Result<()> {
     match action {
         TpmCmd::Status { json } => {
@@ -1541,25 +1537,53 @@ fn print_json<T: serde::Serialize>(v: &T) {
 }
 
 fn admin_text(c: &CardSummary) -> String {
-    match (c.admin.as_str(), c.default_admin_key) {
-        ("managed", true) => "DEFAULT KEY".into(),
-        ("managed", false) => "managed".into(),
-        (other, _) => other.into(),
+    match (c.admin.as_str(), c.default_admin_key, c.admin_blocked) {
+        ("managed", _, true) => "BLOCKED".into(),
+        ("managed", true, false) => "DEFAULT KEY".into(),
+        ("managed", false, false) => "managed".into(),
+        (other, _, _) => other.into(),
+    }
+}
+
+/// "1 try", "3 tries".
+fn tries(n: u32) -> String {
+    if n == 1 {
+        "1 try".into()
+    } else {
+        format!("{n} tries")
     }
 }
 
 fn print_table(cards: &[CardSummary]) {
+    // Columns as wide as their widest entry, so long names and states stay aligned.
+    let width = |head: &str, f: &dyn Fn(&CardSummary) -> String| {
+        cards
+            .iter()
+            .map(|c| f(c).chars().count())
+            .chain(std::iter::once(head.len()))
+            .max()
+            .unwrap_or(head.len())
+    };
+    let shown = |c: &CardSummary| !c.state.starts_with("damaged");
+    let name_w = width("NAME", &|c| c.name.clone());
+    let state_w = width("STATE", &|c| {
+        if shown(c) {
+            c.state.clone()
+        } else {
+            String::new()
+        }
+    });
     println!(
-        "{:<5} {:<20} {:<36} {:<27} {:<12} {:<6} {:<4} ADMIN",
+        "{:<5} {:<name_w$} {:<36} {:<27} {:<state_w$} {:<6} {:<4} ADMIN",
         "SLOT", "NAME", "CARD ID", "INSTANCE ID", "STATE", "PIN", "PUK"
     );
     for c in cards {
-        if c.state.starts_with("damaged") {
-            println!("{:<5} {:<20} {:<36} {}", "-", "?", c.card_id, c.state);
+        if !shown(c) {
+            println!("{:<5} {:<name_w$} {:<36} {}", "-", "?", c.card_id, c.state);
             continue;
         }
         println!(
-            "{:<5} {:<20} {:<36} {:<27} {:<12} {:<6} {:<4} {}{}",
+            "{:<5} {:<name_w$} {:<36} {:<27} {:<state_w$} {:<6} {:<4} {}{}",
             c.slot_id,
             c.name,
             c.card_id,
@@ -1574,6 +1598,16 @@ fn print_table(cards: &[CardSummary]) {
     if cards.iter().any(|c| c.default_admin_key) {
         println!(
             "DEFAULT KEY: the card uses the well-known admin key; anyone who can read its files can reset its PIN."
+        );
+    }
+    if cards.iter().any(|c| c.admin_blocked) {
+        println!(
+            "BLOCKED: too many wrong administrator responses; the admin key no longer works on that card (for good: only destroying and recreating the card clears it)."
+        );
+    }
+    if cards.iter().any(|c| c.tpm_cleared) {
+        println!(
+            "TPM cleared: the TPM was cleared since that card was made; its keys are gone for good. Destroy it and create a new one."
         );
     }
 }
@@ -1596,23 +1630,44 @@ fn print_info(c: &CardSummary) {
         "PIN tries:     {} of {} left",
         c.pin_tries_left, c.pin_tries
     );
+    if let Some(m) = c.tpm_lockout_minutes {
+        println!(
+            "TPM:           in dictionary-attack lockout for about {m} min more (TPM-wide; \
+             unblocking the PIN does not clear it; `tpmvsc tpm clear-lockout` does)"
+        );
+    }
     println!("PIN policy:    {}", c.pin_policy);
     println!(
         "PUK:           {}",
         if c.has_puk {
-            format!("yes ({} tries left)", c.puk_tries_left)
+            format!("yes ({} left)", tries(c.puk_tries_left))
         } else {
             "none".into()
         }
     );
+    // The last challenge is kept for `admin refill` and `admin change-key`.
+    let usable = c.admin_challenges_left.saturating_sub(1);
     match (c.admin.as_str(), c.default_admin_key) {
+        ("managed", _) if c.admin_blocked => println!(
+            "Admin key:     BLOCKED after too many wrong responses: it no longer works on this \
+             card, for good (only destroying and recreating the card clears it)"
+        ),
         ("managed", true) => println!(
             "Admin key:     the well-known DEFAULT key ({} challenges left): anyone who can read the card's files can reset its PIN",
             c.admin_challenges_left
         ),
         ("managed", false) => println!(
-            "Admin key:     managed ({} challenges left)",
-            c.admin_challenges_left
+            "Admin key:     managed ({} challenges left){}",
+            c.admin_challenges_left,
+            if usable <= 5 {
+                format!(
+                    "; {usable} usable before only the reserve is left: run `tpmvsc admin refill \
+                     {}` soon",
+                    c.name
+                )
+            } else {
+                String::new()
+            }
         ),
         _ => println!(
             "Admin key:     none (random: no administrator can unblock or reformat this card)"

@@ -219,8 +219,10 @@ pub enum AdminAction<'a> {
 
 /// Uses the next challenge with `response`. The ticket is removed before anything else,
 /// so a wrong or replayed response spends its challenge; a response that fails the check
-/// value costs no TPM try but counts as a wrong attempt. Unblock keeps the last challenge
-/// in reserve for `change-key` and `refill`.
+/// value costs no TPM try but counts as a wrong attempt. The last challenge is the
+/// reserve: only `change-key` and `refill` may use it (verify, unblock and format refuse),
+/// and a response to it that fails the check value leaves it in place, so a card never
+/// becomes unmanageable by running out.
 pub fn respond(
     store: &Store,
     card_ref: &str,
@@ -238,13 +240,9 @@ pub fn respond(
             )));
         }
         card.record.pin_policy.check("new PIN", new_pin)?;
-        if file.tickets.len() <= 1 {
-            return Err(Error::NotManaged(
-                "only the reserve challenge is left: ask the administrator to run `tpmvsc admin \
-                 refill` before the next unblock"
-                    .into(),
-            ));
-        }
+    }
+    if matches!(action, AdminAction::Verify | AdminAction::Unblock { .. }) {
+        not_the_reserve(&card, &file)?;
     }
     if let AdminAction::Refill { key } = &action {
         let t = file.tickets.first().ok_or_else(no_challenges)?;
@@ -267,6 +265,11 @@ pub fn respond(
     };
     card.dir.write(ADMIN_FILE, &file, true)?;
     let Some(x) = open_ticket(&ticket, response) else {
+        if file.tickets.is_empty() {
+            // The reserve: a typo must not make the card unmanageable.
+            file.tickets.push(ticket);
+            card.dir.write(ADMIN_FILE, &file, true)?;
+        }
         return Err(card.spend_try(Counter::Admin)?);
     };
     match action {
@@ -317,9 +320,7 @@ pub(crate) fn take_secret(
 ) -> Result<Zeroizing<[u8; 32]>> {
     let mut file = managed(card)?;
     card.ensure_not_blocked(Counter::Admin)?;
-    if file.tickets.is_empty() {
-        return Err(no_challenges());
-    }
+    not_the_reserve(card, &file)?;
     let ticket = file.tickets.remove(0);
     card.dir.write(ADMIN_FILE, &file, true)?;
     let Some(x) = open_ticket(&ticket, response) else {
@@ -340,6 +341,19 @@ fn managed(card: &OpenCard) -> Result<AdminFile> {
         )));
     }
     card.dir.read(ADMIN_FILE)
+}
+
+/// Refuses to spend the last challenge, which is kept for `admin refill` and
+/// `admin change-key`.
+fn not_the_reserve(card: &OpenCard, file: &AdminFile) -> Result<()> {
+    if file.tickets.len() <= 1 {
+        return Err(Error::NotManaged(format!(
+            "only the reserve challenge is left, kept for `tpmvsc admin refill {0}` (or \
+             `admin change-key`): ask the administrator to refill the card first",
+            card.record.name
+        )));
+    }
+    Ok(())
 }
 
 fn no_challenges() -> Error {

@@ -92,9 +92,72 @@ pub struct CardSummary {
     pub pin_policy: String,
     pub min_pin_len: usize,
     pub max_pin_len: usize,
-    /// "ready", "unformatted", "blocked", or "damaged: …" with the reason.
+    /// "ready", "unformatted", "blocked", "TPM lockout (about N min)", "TPM cleared:
+    /// recreate", or "damaged: …" with the reason.
     pub state: String,
     pub path: String,
+    /// Too many wrong administrator responses: the admin key no longer works on this
+    /// card (for good).
+    pub admin_blocked: bool,
+    /// The TPM is in dictionary-attack lockout: about this many minutes until it lets a
+    /// PIN be tried again (None: not in lockout, or the TPM was not asked).
+    pub tpm_lockout_minutes: Option<u64>,
+    /// The TPM was cleared since the card was made: it can never be used again.
+    pub tpm_cleared: bool,
+    /// The SRK Name the card was made under (to compare with the TPM's).
+    #[serde(skip)]
+    pub srk_name: Vec<u8>,
+}
+
+/// What `list` and `info` learn from the TPM (one GetCapability and the proved SRK Name).
+#[derive(Debug, Clone)]
+pub struct TpmView {
+    /// Seconds until the dictionary-attack lockout ends, when the TPM is in one.
+    pub lockout_secs: Option<u64>,
+    /// The TPM's proved SRK Name.
+    pub srk_name: Vec<u8>,
+    /// Who holds the TPM's lockout authorization.
+    pub lockout_state: Option<hardening::LockoutState>,
+}
+
+impl TpmView {
+    /// Reads the view from the TPM, or `None` when no TPM can be reached (listing needs
+    /// none).
+    pub fn read() -> Option<TpmView> {
+        let mut t = Tpm::open().ok()?;
+        let da = t.da_status().ok()?;
+        let lockout_secs = da.in_lockout.then(|| {
+            // One failure is forgotten every recovery_time seconds; the lockout ends when
+            // the counter is below the limit again.
+            let over = u64::from(da.counter.saturating_sub(da.max_tries)) + 1;
+            over * u64::from(da.recovery_time.max(1))
+        });
+        Some(TpmView {
+            lockout_secs,
+            srk_name: t.proved_srk_name().ok()?,
+            lockout_state: hardening::lockout_state(&mut t).ok(),
+        })
+    }
+
+    /// Marks the TPM's state on a card's summary (a cleared TPM wins over everything but
+    /// damage; a lockout over everything but a blocked card).
+    pub fn annotate(&self, c: &mut CardSummary) {
+        if c.state.starts_with("damaged") {
+            return;
+        }
+        if !c.srk_name.is_empty() && c.srk_name != self.srk_name {
+            c.tpm_cleared = true;
+            c.state = "TPM cleared: recreate".into();
+            return;
+        }
+        if let Some(secs) = self.lockout_secs {
+            let minutes = secs.div_ceil(60);
+            c.tpm_lockout_minutes = Some(minutes);
+            if c.state != "blocked" {
+                c.state = format!("TPM lockout (about {minutes} min)");
+            }
+        }
+    }
 }
 
 /// Creates a card: TPM objects first, then the card directory appears in one rename, so a
@@ -507,6 +570,10 @@ pub(crate) fn summarize(dir: &CardDir, r: &CardRecord) -> Result<CardSummary> {
         max_pin_len: r.pin_policy.max_len,
         state: state.into(),
         path: dir.path().display().to_string(),
+        admin_blocked: r.admin == AdminMode::Managed && counters.admin_tries_left == 0,
+        tpm_lockout_minutes: None,
+        tpm_cleared: false,
+        srk_name: r.srk.name.clone(),
     })
 }
 
@@ -531,6 +598,10 @@ fn damaged(dir: &CardDir, e: &Error) -> CardSummary {
         max_pin_len: 0,
         state: format!("damaged: {e}"),
         path: dir.path().display().to_string(),
+        admin_blocked: false,
+        tpm_lockout_minutes: None,
+        tpm_cleared: false,
+        srk_name: Vec::new(),
     }
 }
 
