@@ -283,7 +283,7 @@ impl fmt::Display for Error {
                      for good (only destroying and recreating the card clears it)"
                 )
             }
-            Error::NoPuk(name) => write!(f, "card {name:?} was created without a PUK"),
+            Error::NoPuk(name) => write!(f, "card {} was created without a PUK", Quoted(name)),
             Error::NotManaged(why) => write!(f, "{why}"),
             Error::TpmLockout | Error::Tpm(TpmError::Lockout) => write!(
                 f,
@@ -294,28 +294,36 @@ impl fmt::Display for Error {
             Error::CardNotFound(c) => {
                 write!(
                     f,
-                    "no card named {c:?} (name, card ID or instance ID); see `tpmvsc list`"
+                    "no card named {} (name, card ID or instance ID); see `tpmvsc list`",
+                    Quoted(c)
                 )
             }
             Error::CardNotFoundDamaged { wanted, damaged } => write!(
                 f,
-                "no readable card named {wanted:?}; these card files could not be read: {}",
+                "no readable card named {}; these card files could not be read: {}",
+                Quoted(wanted),
                 damaged.join("; ")
             ),
             Error::AmbiguousCard { wanted, candidates } => write!(
                 f,
-                "{wanted:?} names more than one card: {}; name one by its instance ID or card ID",
+                "{} names more than one card: {}; name one by its instance ID or card ID",
+                Quoted(wanted),
                 candidates.join(", ")
             ),
             Error::CardExists(n) => {
-                write!(f, "a card named {n:?} exists already; choose another name")
+                write!(
+                    f,
+                    "a card named {} exists already; choose another name",
+                    Quoted(n)
+                )
             }
             Error::TooManyCards { max } => write!(
                 f,
-                "this store holds {max} cards, the limit; destroy one first (`tpmvsc destroy`)"
+                "this store holds {max} cards, the limit; destroy one first (`tpmvsc destroy \
+                 CARD`, or `tpmvscmgr destroy /instance ID`)"
             ),
             Error::CardUnusable { name, reason } => {
-                write!(f, "card {name:?} cannot be used: {reason}")
+                write!(f, "card {} cannot be used: {reason}", Quoted(name))
             }
             Error::StoreCorrupt { path, why } => {
                 write!(f, "store file {} is damaged: {why}", path.display())
@@ -340,7 +348,7 @@ impl fmt::Display for Error {
             Error::KeyTypeInconsistent => write!(f, "the key does not fit the mechanism"),
             Error::KeyFunctionNotPermitted => write!(f, "the key may not be used for this"),
             Error::KeySizeRange => write!(f, "key size not supported"),
-            Error::Ckr { rv, why } => write!(f, "{why} (CK_RV {rv:#x})"),
+            Error::Ckr { why, .. } => write!(f, "{why}"),
             Error::InputTooLarge { what, limit } => write!(
                 f,
                 "the {what} is larger than {}, the most tpmvsc reads",
@@ -370,6 +378,25 @@ impl From<TpmError> for Error {
             TpmError::Lockout => Error::TpmLockout,
             other => Error::Tpm(other),
         }
+    }
+}
+
+/// Text in double quotes for messages: backslashes as they are (instance IDs), control
+/// characters escaped so that a message never carries raw ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        f.write_str("\"")
     }
 }
 

@@ -46,6 +46,25 @@ impl SecretReader {
         }
     }
 
+    /// After the last secret a command reads: on standard input, refuses more lines than
+    /// the command's documented order has (a secret in the wrong place would otherwise
+    /// become another secret), before anything is done. Empty lines at the end are fine.
+    pub fn finish(&mut self, order: &str) -> Result<()> {
+        if !self.from_stdin {
+            return Ok(());
+        }
+        let mut stdin = std::io::stdin().lock();
+        while let Some(line) = read_line_from(&mut stdin, "extra line", "standard input")? {
+            if !line.is_empty() {
+                return Err(Error::Usage(format!(
+                    "standard input has more lines than this command reads ({order}); nothing \
+                     was done"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// True when secrets are read as lines from standard input.
     pub fn uses_stdin(&self) -> bool {
         self.from_stdin

@@ -66,12 +66,18 @@ fn the_reserve_challenge_is_never_spent_by_verify_unblock_or_format() {
     assert_eq!(round, 31, "31 of the 32 challenges were usable");
     let (c, _) = admin_challenge(&cli, "m");
     let r = response(&c);
-    for args in [
-        vec!["admin", "verify", "m", "--stdin"],
-        vec!["unblock", "m", "--admin", "--stdin"],
-        vec!["format", "m", "--admin", "--stdin", "--yes"],
+    for (args, input) in [
+        (vec!["admin", "verify", "m", "--stdin"], format!("{r}\n")),
+        (
+            vec!["unblock", "m", "--admin", "--stdin"],
+            format!("{r}\n12345678\n12345678\n"),
+        ),
+        (
+            vec!["format", "m", "--admin", "--stdin", "--yes"],
+            format!("{r}\n12345678\n12345678\n"),
+        ),
     ] {
-        let out = cli.tpmvsc_stdin(&args, &format!("{r}\n12345678\n12345678\n"));
+        let out = cli.tpmvsc_stdin(&args, &input);
         assert_eq!(out.code, 1, "{args:?} on the reserve: {out:#?}");
         assert!(out.stderr.contains("reserve"), "{out:#?}");
         assert_eq!(

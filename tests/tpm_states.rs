@@ -16,13 +16,17 @@ fn a_tpm_lockout_shows_in_list_and_info() {
     // Two failures lock the TPM out; one is forgotten every 120 s.
     swtpm.set_da(2, 120, 1);
     for _ in 0..2 {
-        cli.check_pin("l", "Wrong-pin-000").expect_code(3, "a wrong PIN");
+        cli.check_pin("l", "Wrong-pin-000")
+            .expect_code(3, "a wrong PIN");
     }
     let c = &list_json(&cli)[0];
     assert_eq!(c["state"], "TPM lockout (about 2 min)", "{c:#}");
     assert_eq!(c["tpm_lockout_minutes"], 2, "{c:#}");
     let list = cli.tpmvsc(&["list"]).ok("list");
-    assert!(list.stdout.contains("TPM lockout (about 2 min)"), "{list:#?}");
+    assert!(
+        list.stdout.contains("TPM lockout (about 2 min)"),
+        "{list:#?}"
+    );
     let info = cli.tpmvsc(&["info", "l"]).ok("info");
     assert!(info.stdout.contains("TPM lockout"), "{info:#?}");
     assert!(info.stdout.contains("clear-lockout"), "{info:#?}");

@@ -274,20 +274,45 @@ fn pin_policy_with_the_default_pin_is_a_usage_error() {
 }
 
 #[test]
-fn missing_admin_key_names_the_three_choices() {
+fn microsofts_examples_run_one_after_another() {
     let w = world();
-    let out = w
-        .cli
-        .tpmvscmgr(&["create", "/name", "x"])
-        .expect_code(2, "no /AdminKey");
-    for word in ["DEFAULT", "PROMPT", "RANDOM"] {
-        assert!(
-            out.stderr.contains(word),
-            "stderr names {word}: {:?}",
-            out.stderr
-        );
-    }
-    assert!(list_json(&w.cli).is_empty());
+    // The reference's examples, in order; the last one leaves /AdminKey out ("the default
+    // value for the administrator key").
+    w.cli
+        .tpmvscmgr_stdin(
+            &[
+                "create",
+                "/name",
+                "VirtualSmartCardForCorpAccess",
+                "/AdminKey",
+                "DEFAULT",
+                "/PIN",
+                "PROMPT",
+            ],
+            "my-pin-2026\n",
+        )
+        .expect_code(0, "example 1");
+    let out = w.cli.tpmvscmgr_stdin(
+        &[
+            "create",
+            "/name",
+            "VirtualSmartCardForCorpAccess",
+            "/PIN",
+            "PROMPT",
+            "/pinpolicy",
+            "minlen",
+            "4",
+        ],
+        "1234\n",
+    );
+    assert_eq!(out.code, 0, "the example without /AdminKey: {out:#?}");
+    assert!(
+        out.stderr.contains("DEFAULT admin key"),
+        "it warns about the default key: {out:#?}"
+    );
+    let cards = list_json(&w.cli);
+    assert_eq!(cards.len(), 2, "a repeated friendly name: {cards:#?}");
+    assert!(cards.iter().all(|c| c["default_admin_key"] == true));
 }
 
 #[test]
@@ -409,4 +434,84 @@ fn destroy_of_an_unknown_instance_fails_and_keeps_other_cards() {
         .tpmvscmgr(&["destroy", "/instance", "ROOT\\SMARTCARDREADER\\0007"]);
     assert_eq!(out.code, 1, "{out:#?}");
     assert_eq!(list_json(&w.cli).len(), 1);
+}
+
+#[test]
+fn each_stdin_order_is_documented_and_extra_lines_are_refused() {
+    let w = world();
+    // tpmvscmgr and tpmvsc read the same order: PIN, PUK, admin key, once each.
+    let out = w.cli.tpmvscmgr_stdin(
+        &[
+            "create",
+            "/name",
+            "o",
+            "/PIN",
+            "PROMPT",
+            "/AdminKey",
+            "PROMPT",
+        ],
+        &format!("Order-pin-1\n{DEFAULT_ADMIN_KEY}\n"),
+    );
+    assert_eq!(out.code, 0, "{out:#?}");
+    w.cli
+        .tpmvsc_stdin(&["check-pin", "o", "--stdin"], "Order-pin-1\n")
+        .ok("the PIN is the first line");
+    // The admin key piped twice (as if asked twice): refused before anything is made.
+    let out = w.cli.tpmvscmgr_stdin(
+        &[
+            "create",
+            "/name",
+            "p",
+            "/PIN",
+            "PROMPT",
+            "/AdminKey",
+            "PROMPT",
+        ],
+        &format!("Order-pin-2\n{DEFAULT_ADMIN_KEY}\n{DEFAULT_ADMIN_KEY}\n"),
+    );
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.contains("more lines"), "{out:#?}");
+    let out = w.cli.tpmvsc_stdin(
+        &["create", "--name", "p", "--pin", "prompt", "--stdin"],
+        "Order-pin-2\nOrder-pin-2\n",
+    );
+    assert_eq!(
+        out.code, 2,
+        "create reads the new PIN once on stdin: {out:#?}"
+    );
+    assert_eq!(list_json(&w.cli).len(), 1, "nothing made");
+    // change-pin: current, new, new.
+    w.cli
+        .tpmvsc_stdin(
+            &["change-pin", "o", "--stdin"],
+            "Order-pin-1\nOrder-pin-3\nOrder-pin-3\n",
+        )
+        .ok("change-pin with its order");
+    let help = w.cli.tpmvscmgr(&["create", "/?"]).ok("help");
+    assert!(
+        help.stdout.contains("in the order PIN, PUK, key"),
+        "{help:#?}"
+    );
+}
+
+#[test]
+fn both_front_ends_follow_one_rule_for_no_arguments_help_and_version() {
+    let w = world();
+    for (out, what) in [
+        (w.cli.tpmvscmgr(&[]), "tpmvscmgr alone"),
+        (w.cli.tpmvsc(&[]), "tpmvsc alone"),
+    ] {
+        assert_eq!(out.code, 2, "{what}: {out:#?}");
+    }
+    for args in [["--version"], ["--help"]] {
+        w.cli.tpmvscmgr(&args).ok("tpmvscmgr");
+        w.cli.tpmvsc(&args).ok("tpmvsc");
+    }
+    w.cli.tpmvscmgr(&["/?"]).ok("/?");
+    let help = w.cli.tpmvscmgr(&["/?"]).stdout;
+    assert!(
+        help.contains("/machine HOST   Run the command on HOST. Refused for now")
+            && help.contains("Refused for now: the card is not"),
+        "help says what runs: {help}"
+    );
 }

@@ -801,6 +801,7 @@ fn run(cli: Cli) -> Result<()> {
             let policy = provision::find(&store, &card)?.1.pin_policy;
             let current = r.current_pin("current PIN")?;
             let new = r.new_secret_with("PIN", &|s: &[u8]| policy.check("new PIN", s), true)?;
+            r.finish("current PIN, new PIN, new PIN")?;
             provision::change_pin(&store, &card, &current, &new)?;
             println!("PIN changed.");
             Ok(())
@@ -811,6 +812,7 @@ fn run(cli: Cli) -> Result<()> {
             let current = r.current_pin("current PUK")?;
             let policy = PinPolicy::default();
             let new = r.new_secret_with("PUK", &|s: &[u8]| policy.check("new PUK", s), true)?;
+            r.finish("current PUK, new PUK, new PUK")?;
             provision::change_puk(&store, &card, &current, &new)?;
             println!("PUK changed.");
             Ok(())
@@ -833,6 +835,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 let p = r.current_pin("PUK")?;
                 let new = r.new_secret_with("PIN", &check, true)?;
+                r.finish("PUK, new PIN, new PIN")?;
                 provision::unblock_with_puk(&store, &card, &p, &new)?;
             } else {
                 if record.has_puk {
@@ -844,6 +847,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 let resp = admin_response(&store, &card, response_file.as_deref(), &mut r)?;
                 let new = r.new_secret_with("PIN", &check, true)?;
+                r.finish("response, new PIN, new PIN")?;
                 admin::respond(
                     &store,
                     &card,
@@ -878,6 +882,7 @@ fn run(cli: Cli) -> Result<()> {
             let summary = if puk {
                 let p = r.current_pin("PUK")?;
                 let new = r.new_secret_with("PIN", &check, true)?;
+                r.finish("PUK, new PIN, new PIN")?;
                 format::format(&store, &card, format::FormatAuth::Puk(&p), &new)?
             } else {
                 let resp = admin_response(&store, &card, response_file.as_deref(), &mut r)?;
@@ -893,6 +898,7 @@ fn run(cli: Cli) -> Result<()> {
                 } else {
                     None
                 };
+                r.finish("response, new PIN, new PIN (then new PUK twice on a card with a PUK)")?;
                 format::format(
                     &store,
                     &card,
@@ -1087,6 +1093,7 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
         }
         (None, Some(AdminChoice::Random)) | (None, None) => AdminKeySpec::Random,
     };
+    reader.finish("PIN, PUK, admin key: one line for each set to prompt, once")?;
     if matches!(&req.admin, AdminKeySpec::Key(k) if k.is_default()) {
         eprintln!(
             "warning: the default admin key is public: anyone who can read this card's files can \
@@ -1219,6 +1226,7 @@ fn admin_cmd(store: &Store, action: AdminCmd) -> Result<()> {
         AdminCmd::Verify { card, response } => {
             let mut r = SecretReader::new(response.stdin);
             let resp = admin_response(store, &card, response.response_file.as_deref(), &mut r)?;
+            r.finish("response")?;
             admin::respond(store, &card, &resp, admin::AdminAction::Verify)?;
             println!("The response is correct.");
         }
@@ -1228,6 +1236,7 @@ fn admin_cmd(store: &Store, action: AdminCmd) -> Result<()> {
             let check = |s: &[u8]| AdminKey::parse_hex(&String::from_utf8_lossy(s)).map(|_| ());
             let k = r.new_secret_with("admin key (48 hex digits)", &check, true)?;
             let key = AdminKey::parse_hex(&String::from_utf8_lossy(&k))?;
+            r.finish("response, new admin key, new admin key")?;
             admin::respond(
                 store,
                 &card,
@@ -1244,6 +1253,7 @@ fn admin_cmd(store: &Store, action: AdminCmd) -> Result<()> {
             let resp = admin_response(store, &card, response.response_file.as_deref(), &mut r)?;
             let k = r.current("admin key (48 hex digits)")?;
             let key = AdminKey::parse_hex(&String::from_utf8_lossy(&k))?;
+            r.finish("response, admin key")?;
             admin::respond(
                 store,
                 &card,

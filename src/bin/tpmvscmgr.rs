@@ -24,6 +24,14 @@ fn main() -> ExitCode {
             println!("{}", winsyntax::usage(verb));
             Ok(())
         }
+        WinCommand::Version => {
+            println!("tpmvscmgr {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        WinCommand::NoCommand => {
+            eprintln!("{}", winsyntax::usage(None));
+            Err(Error::Usage("no command given: create or destroy".into()))
+        }
         WinCommand::Create(c) => create(c),
         WinCommand::Destroy(d) => destroy(d),
     });
@@ -80,6 +88,7 @@ fn create(c: WinCreate) -> Result<()> {
             AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(&k))?)
         }
     };
+    reader.finish("PIN, PUK, admin key: one line for each set to PROMPT, once")?;
     req.pin_policy = policy;
     req.format = c.generate;
     if !c.quiet {

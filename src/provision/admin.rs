@@ -39,9 +39,16 @@ impl AdminKey {
                 .filter(|c| !matches!(c, ' ' | ':' | '-'))
                 .collect(),
         );
-        if digits.len() != 48 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        if !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::PolicyViolation(
+                "an admin key is 48 hexadecimal digits (0-9, a-f; 24 bytes, three-key 3DES); \
+                 this one has other characters"
+                    .into(),
+            ));
+        }
+        if digits.len() != 48 {
             return Err(Error::PolicyViolation(format!(
-                "an admin key is 48 hexadecimal digits (24 bytes, three-key 3DES); got {} characters",
+                "an admin key is 48 hexadecimal digits (24 bytes, three-key 3DES); got {} digits",
                 digits.len()
             )));
         }

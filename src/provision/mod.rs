@@ -196,12 +196,8 @@ pub fn create(
     if existing.len() >= MAX_CARDS {
         return Err(Error::TooManyCards { max: MAX_CARDS });
     }
-    if existing
-        .iter()
-        .any(|c| c.record.as_ref().is_ok_and(|r| r.name == req.name))
-    {
-        return Err(Error::CardExists(req.name.clone()));
-    }
+    // Names are friendly names, as on Windows: they may repeat (lookups by a repeated
+    // name are refused with the instance IDs to use instead).
     if existing
         .iter()
         .any(|c| c.dir.id().eq_ignore_ascii_case(&card_id))
@@ -210,11 +206,7 @@ pub fn create(
             "a card with ID {card_id} exists already"
         )));
     }
-    let used: Vec<u32> = existing
-        .iter()
-        .filter_map(|c| c.record.as_ref().ok().map(|r| r.instance))
-        .collect();
-    let instance = (0..).find(|n| !used.contains(n)).unwrap_or(0);
+    let instance = next_instance(store, &existing)?;
 
     let mut tpm = match access.into_inner() {
         Some(t) => t,
@@ -296,6 +288,7 @@ pub fn create(
     new.write(CARD_FILE, &record)?;
     new.remove(recover::PENDING_COUNTER_FILE)?;
     let dir = new.commit()?;
+    record_instance(store, instance)?;
     drop(lock);
     summarize(&dir, &record)
 }
@@ -364,6 +357,43 @@ fn make_card_objects(
         guard,
         csk,
     })
+}
+
+/// Where the store remembers the next instance number (Windows counts up and never
+/// reuses one).
+const INSTANCES_FILE: &str = "instances.json";
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Instances {
+    next: u32,
+}
+
+/// The instance number of a new card: above every number the store ever handed out and
+/// every card it holds (the store lock is held).
+fn next_instance(store: &Store, existing: &[Scanned]) -> Result<u32> {
+    let path = store.root().join(INSTANCES_FILE);
+    let recorded = match crate::store::atomic::read_record::<Instances>(&path) {
+        Ok(i) => i.next,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e),
+    };
+    let above_existing = existing
+        .iter()
+        .filter_map(|c| c.record.as_ref().ok().map(|r| r.instance + 1))
+        .max()
+        .unwrap_or(0);
+    Ok(recorded.max(above_existing))
+}
+
+/// Records that `instance` was handed out.
+fn record_instance(store: &Store, instance: u32) -> Result<()> {
+    crate::store::atomic::write_record(
+        &store.root().join(INSTANCES_FILE),
+        &Instances {
+            next: instance.saturating_add(1),
+        },
+        true,
+    )
 }
 
 /// The 16 bytes of a card ID (a GUID); seeds the choice of its counter's NV index.

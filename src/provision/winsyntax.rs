@@ -16,8 +16,12 @@ pub enum WinCommand {
     Create(WinCreate),
     /// `tpmvscmgr destroy ...`
     Destroy(WinDestroy),
-    /// No arguments, or `/?` anywhere: show [`usage`] for the verb, if one was given.
+    /// `/?` (or `-h`, `--help`) anywhere: show [`usage`] for the verb, if one was given.
     Help(Option<WinVerb>),
+    /// No arguments: the usage, as an error (exit 2) — the same rule as `tpmvsc`.
+    NoCommand,
+    /// `--version` or `-V`.
+    Version,
 }
 
 /// The two verbs.
@@ -65,7 +69,7 @@ pub struct WinCreate {
     pub quiet: bool,
     /// `/name`: 1–32 bytes, no control characters, not ending in a space.
     pub name: String,
-    /// `/AdminKey` (required).
+    /// `/AdminKey` (DEFAULT when left out).
     pub admin_key: WinAdminKey,
     /// `/PIN`; left out = [`WinSecret::Default`].
     pub pin: WinSecret,
@@ -101,8 +105,11 @@ pub struct WinDestroy {
 /// `-?`, `-h` and `--help` also ask for help.
 pub fn parse(args: &[String]) -> Result<WinCommand> {
     let Some((first, rest)) = args.split_first() else {
-        return Ok(WinCommand::Help(None));
+        return Ok(WinCommand::NoCommand);
     };
+    if args.len() == 1 && matches!(first.as_str(), "--version" | "-V") {
+        return Ok(WinCommand::Version);
+    }
     let verb = WinVerb::from_word(first);
     if args.iter().any(|a| is_help(a)) {
         return Ok(WinCommand::Help(verb));
@@ -429,13 +436,9 @@ fn parse_create(args: &[String]) -> Result<WinCreate> {
         )));
     };
     check_name(name)?;
-    let Some(admin_key) = admin_key else {
-        return Err(usage_error(
-            "create needs /AdminKey DEFAULT, PROMPT or RANDOM: DEFAULT uses the well-known key, \
-             PROMPT asks for a key, RANDOM makes a key nobody knows (no administrator unblock)"
-                .to_owned(),
-        ));
-    };
+    // Left out means DEFAULT, as Microsoft's last example ("the default value for the
+    // administrator key") shows; create warns about it.
+    let admin_key = admin_key.unwrap_or(WinAdminKey::Default);
     let pin = pin.unwrap_or(WinSecret::Default);
     if pin_policy.is_some() && pin == WinSecret::Default {
         return Err(usage_error(
@@ -588,7 +591,7 @@ macro_rules! help_overview {
         r"tpmvscmgr - create and destroy TPM virtual smart cards, in Windows syntax
 
 Usage:
-  tpmvscmgr create [/quiet] /name NAME /AdminKey {DEFAULT|PROMPT|RANDOM}
+  tpmvscmgr create [/quiet] /name NAME [/AdminKey {DEFAULT|PROMPT|RANDOM}]
                    [/PIN {DEFAULT|PROMPT}] [/PUK {DEFAULT|PROMPT}] [/generate]
                    [/machine HOST] [/pinpolicy OPTION VALUE ...]
                    [/attestation {AIK_AND_CERT|AIK_ONLY}]
@@ -605,11 +608,12 @@ macro_rules! help_create {
     () => {
         r"create: make a new virtual smart card and print its instance ID.
 
-  /name NAME      Required. The card's name, shown as the token label: 1 to
-                  32 bytes, unique, no control characters. Quote a name that
-                  has spaces.
-  /AdminKey KEY   Required. The administrator key (3DES, 48 hex digits) that
-                  answers unblock challenges from a help desk:
+  /name NAME      Required. The card's friendly name, shown as the token label:
+                  1 to 32 bytes, no control characters, no leading or trailing
+                  space, not shaped like an instance ID. Names may repeat; the
+                  instance ID tells cards apart. Quote a name that has spaces.
+  /AdminKey KEY   The administrator key (3DES, 48 hex digits) that answers
+                  unblock challenges from a help desk (DEFAULT when left out):
                     DEFAULT  the well-known key 0102030405060708 repeated three
                              times; anyone who can read the card's files can
                              then reset its PIN
@@ -622,11 +626,15 @@ macro_rules! help_create {
                   /PUK the card has no PUK. A card with a PUK is unblocked with
                   the PUK, not the administrator key.
                   A PIN, PUK or key itself is never given on the command line
-                  (other users can read it): PROMPT asks on the terminal, or
-                  reads one line each (PIN, PUK, key) from standard input.
+                  (other users can read it): PROMPT asks on the terminal (new
+                  secrets twice), or reads from standard input one line for
+                  each secret set to PROMPT, once, in the order PIN, PUK, key
+                  (as `tpmvsc create --stdin`). More lines than that are
+                  refused before anything is done.
   /generate       Format the card now so it can hold keys. Without it the card
                   stays unformatted until formatted with tpmvsc.
-  /machine HOST   Run the command on HOST, over ssh.
+  /machine HOST   Run the command on HOST. Refused for now: run tpmvscmgr on
+                  that machine (e.g. over ssh).
   /pinpolicy OPTION VALUE ...
                   Rules for the PIN chosen with /PIN PROMPT (refused with the
                   default PIN). Options, each at most once:
@@ -639,8 +647,8 @@ macro_rules! help_create {
                     specialchars R  every other printable ASCII character,
                                     space included
   /attestation KIND
-                  Attestation for the card: AIK_AND_CERT (an attestation key and
-                  its certificate) or AIK_ONLY (the key alone).
+                  AIK_AND_CERT or AIK_ONLY. Refused for now: the card is not
+                  made.
   /quiet          Print only the result.
   /?              Show this help.
 "
@@ -653,8 +661,8 @@ macro_rules! help_destroy {
 There is no undo.
 
   /instance ID    Required. The card's instance ID as create printed it, such as
-                  ROOT\SMARTCARDREADER\0000 (any case).
-  /machine HOST   Run the command on HOST, over ssh.
+                  ROOT\SMARTCARDREADER\0000 (any case; quote it in a shell).
+  /machine HOST   Refused for now: run tpmvscmgr on that machine.
   /quiet          Print only the result.
   /?              Show this help.
 "
@@ -776,22 +784,18 @@ mod tests {
     }
 
     #[test]
-    fn microsoft_last_example_without_admin_key_is_refused() {
-        let m = usage_err("create /name tpmvsc /pin prompt /pinpolicy minlen 4 /g");
-        assert!(
-            m.contains("/AdminKey")
-                && m.contains("DEFAULT")
-                && m.contains("PROMPT")
-                && m.contains("RANDOM"),
-            "{m}"
-        );
+    fn microsoft_last_example_without_admin_key_uses_the_default_key() {
+        let c =
+            create("create /name VirtualSmartCardForCorpAccess /PIN PROMPT /pinpolicy minlen 4");
+        assert_eq!(c.admin_key, WinAdminKey::Default);
     }
 
     // --- verbs and help ---
 
     #[test]
     fn no_arguments_is_help() {
-        assert_eq!(parse(&[]).unwrap(), WinCommand::Help(None));
+        assert_eq!(parse(&[]).unwrap(), WinCommand::NoCommand);
+        assert_eq!(run("--version").unwrap(), WinCommand::Version);
     }
 
     #[test]
@@ -1023,11 +1027,10 @@ mod tests {
     }
 
     #[test]
-    fn admin_key_is_required() {
-        let m = usage_err("create /name x /pin prompt");
-        assert!(
-            m.contains("needs /AdminKey DEFAULT, PROMPT or RANDOM"),
-            "{m}"
+    fn admin_key_left_out_is_default() {
+        assert_eq!(
+            create("create /name x /pin prompt").admin_key,
+            WinAdminKey::Default
         );
     }
 
