@@ -61,6 +61,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 EOF
 [ "$(id -u)" != 0 ] || mkdir -p -m 0755 /run/sshd   # sshd's privilege separation dir
+: > sshd.log                    # exists before the loop below reads it
 "$(command -v sshd || echo /usr/sbin/sshd)" -f "$WORKDIR/sshd_config" -D -e 2> sshd.log &
 SSHD_PID=$!
 AGENT_PID=

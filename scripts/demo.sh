@@ -9,7 +9,8 @@
 # The store is target/demo-store unless TPMVSC_STORE says otherwise, the scratch files
 # (CA, requests, sshd config and logs) go to <store>-work (TPMVSC_DEMO_WORK); run it again
 # to start over. Ports: SSH_PORT (default 2222), TLS_PORT and TLS_PORT+1 (default 8443).
-# Stop the simulator with: target/release/tpmvsc simulator stop
+# The simulator it starts is stopped again at the end (also on failure); set
+# TPMVSC_DEMO_KEEP=1 to keep it running for your own commands afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # TPMVSC_DEMO_BIN (used by the test suite) names already built binaries and skips the
@@ -35,6 +36,11 @@ export PIN_FILE="$work/pin"
 
 echo "== starting the simulated TPM (state in $TPMVSC_STORE/simulator)"
 eval "$(tpmvsc simulator start)"
+if [ -z "${TPMVSC_DEMO_KEEP:-}" ]; then
+  trap 'echo "== stopping the simulated TPM"; tpmvsc simulator stop' EXIT
+else
+  echo "(keeping the simulator: stop it with TPMVSC_STORE=$TPMVSC_STORE $bin/tpmvsc simulator stop)"
+fi
 echo "TPMVSC_TCTI=$TPMVSC_TCTI"
 
 if tpmvsc info demo >/dev/null 2>&1; then

@@ -120,6 +120,16 @@ pub fn launch(state_dir: &Path, daemon: bool) -> Result<Launched> {
     Err(Error::Simulator(format!("could not start swtpm: {last}")))
 }
 
+/// A program on PATH, or in the system daemon directories (`/usr/sbin`, `/sbin`,
+/// `/usr/local/sbin`) that an ordinary user's PATH lacks.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// First-time set-up of a fresh simulator TPM: DA parameters, then the SRK persisted at
 /// 0x81000001.
 pub fn provision(tcti: &str, max_tries: u32, recovery: u32, lockout_recovery: u32) -> Result<()> {
@@ -325,7 +335,7 @@ impl Abrmd {
         let mut r = [0u8; 6];
         getrandom::fill(&mut r).map_err(|e| fail(e.to_string()))?;
         let name = format!("com.intel.tss2.Tabrmd.x{}", hex::encode(r));
-        let abrmd = Command::new("tpm2-abrmd")
+        let abrmd = Command::new(find_program("tpm2-abrmd").unwrap_or_else(|| "tpm2-abrmd".into()))
             .arg("--session")
             .arg(format!("--tcti={tcti}"))
             .arg(format!("--dbus-name={name}"))

@@ -90,11 +90,11 @@ fn check_walkthrough(store: &TestStore, stdout: &str, stderr: &str) {
         2,
         "sshd accepted the card key twice (ssh -I, ssh-agent):\n{sshd}"
     );
-    // The certificate the demo's CA issued is on the card, next to the key.
+    // The certificate the demo's CA issued is on the card, next to the key (read from the
+    // store: the demo stopped its simulator).
     let out = Command::new(env!("CARGO_BIN_EXE_tpmvsc"))
         .args(["certs", "demo", "--json"])
         .env("TPMVSC_STORE", store.path())
-        .env("TPMVSC_TCTI", tcti_of(store))
         .env("TPMVSC_LOCK_DIR", tpmvsc::tpm::lock_dir())
         .env("TSS2_LOG", "all+NONE")
         .output()
@@ -114,22 +114,6 @@ fn check_walkthrough(store: &TestStore, stdout: &str, stderr: &str) {
     );
 }
 
-/// The simulator's TCTI (`tpmvsc simulator env`).
-fn tcti_of(store: &TestStore) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_tpmvsc"))
-        .args(["simulator", "env"])
-        .env("TPMVSC_STORE", store.path())
-        .output()
-        .expect("tpmvsc simulator env");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split("TPMVSC_TCTI=")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no TPMVSC_TCTI in {text:?}"))
-        .trim_matches(|c| c == '\'' || c == '"')
-        .to_string()
-}
-
 #[test]
 fn the_readme_run_command_runs_the_walkthrough_and_ends_by_listing_the_cards() {
     if !demo_tools() {
@@ -146,7 +130,10 @@ fn the_readme_run_command_runs_the_walkthrough_and_ends_by_listing_the_cards() {
     let stdout = &out.stdout;
     assert!(out.code == 0, "demo failed:\n{stdout}\n{}", out.stderr);
     check_walkthrough(&store, stdout, &out.stderr);
-    let tail: Vec<&str> = stdout.lines().rev().take(3).collect();
+    let tail: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.contains("== cards in the store"))
+        .collect();
     assert!(
         tail.iter().any(|l| l.contains(" demo ")
             && l.contains("ROOT\\SMARTCARDREADER\\0000")
@@ -158,6 +145,13 @@ fn the_readme_run_command_runs_the_walkthrough_and_ends_by_listing_the_cards() {
             .any(|l| l.contains(" win-demo ") && l.contains("ready")),
         "{stdout}"
     );
+    // It stops the simulator it started.
+    assert!(
+        stdout.contains("Simulated TPM stopped"),
+        "the demo stops its simulator: {stdout}"
+    );
+    let st = tpmvsc::simulator::status(&store.store()).expect("simulator status");
+    assert!(!st.running, "the demo left its simulator running: {st:?}");
     // It can run again on the same store (the README says so).
     let again = run_demo(&root, &bin, &store);
     assert!(

@@ -119,3 +119,19 @@ fn the_simulator_starts_on_loopback_keeps_its_state_and_stops() {
         .ok("start while running");
     assert_eq!(started_tcti(&again), tcti2);
 }
+
+#[test]
+fn stop_says_the_truth_when_nothing_runs() {
+    let store = TestStore::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tpmvsc"))
+        .args(["simulator", "stop"])
+        .env("TPMVSC_STORE", store.path())
+        .output()
+        .expect("tpmvsc simulator stop");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("No simulated TPM was running") && !stdout.contains("stopped ("),
+        "{stdout}"
+    );
+}

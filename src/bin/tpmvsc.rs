@@ -1481,14 +1481,26 @@ fn simulator_cmd(store: &Store, action: SimAction, json: bool) -> Result<()> {
             println!("export {}={}", tpm::TCTI_ENV, st.tcti.unwrap_or_default());
         }
         SimAction::Stop => {
+            let was = simulator::status(store)?;
+            if !was.running {
+                println!(
+                    "No simulated TPM was running for the store {} (nothing stopped).",
+                    store.root().display()
+                );
+                return Ok(());
+            }
             let st = simulator::stop(store)?;
+            if st.running {
+                return Err(Error::Simulator(format!(
+                    "the simulated TPM (pid {}) is still running; stop it with `kill {}`",
+                    st.pid.unwrap_or(0),
+                    st.pid.unwrap_or(0)
+                )));
+            }
             println!(
-                "Simulated TPM {}.",
-                if st.running {
-                    "still running"
-                } else {
-                    "stopped"
-                }
+                "Simulated TPM stopped (pid {}, store {}).",
+                was.pid.unwrap_or(0),
+                store.root().display()
             );
         }
         SimAction::Status => {
