@@ -54,6 +54,21 @@ int tpmvsc_card_create(tpmvsc_context *ctx, const char *name, const char *pin,
                        const char *puk, const char *admin_key_hex, int format,
                        char *card_id_out, size_t card_id_size,
                        char *instance_id_out, size_t instance_id_size);
+/* tpmvsc_card_create with a PIN policy in the `tpmvsc create --pin-policy` spelling
+ * ("minlen=6,maxlen=12,digits=required,specialchars=disallowed"; NULL = default), which
+ * the PIN (required then) and every later new PIN must meet. */
+int tpmvsc_card_create_with_policy(tpmvsc_context *ctx, const char *name, const char *pin,
+                                   const char *puk, const char *admin_key_hex,
+                                   const char *pin_policy, int format,
+                                   char *card_id_out, size_t card_id_size,
+                                   char *instance_id_out, size_t instance_id_size);
+/* Formats a card (every key erased, old copies revoked, card ID kept) with its PUK. */
+int tpmvsc_card_format_puk(tpmvsc_context *ctx, const char *card, const char *puk,
+                           const char *new_pin);
+/* Formats a card with the administrator's response to its current challenge; new_puk is
+ * required for a card with a PUK (it gets a new one) and NULL otherwise. */
+int tpmvsc_card_format_admin(tpmvsc_context *ctx, const char *card, const char *response_hex,
+                             const char *new_puk, const char *new_pin);
 /* Destroys a card named by name, card ID or instance ID. Cannot be undone. */
 int tpmvsc_card_destroy(tpmvsc_context *ctx, const char *card);
 /* The cards as a JSON array. *size: buffer size in, bytes needed (with NUL) out;
@@ -74,6 +89,12 @@ int tpmvsc_challenge_get(tpmvsc_context *ctx, const char *card, char *out, size_
  * challenge is spent whatever the outcome. */
 int tpmvsc_admin_unblock(tpmvsc_context *ctx, const char *card, const char *response_hex,
                          const char *new_pin);
+/* Replaces the admin key (response under the old key); a new batch of challenges. */
+int tpmvsc_admin_key_change(tpmvsc_context *ctx, const char *card, const char *response_hex,
+                            const char *new_admin_key_hex);
+/* A new batch of challenges under the same key (the last challenge is kept for this). */
+int tpmvsc_admin_refill(tpmvsc_context *ctx, const char *card, const char *response_hex,
+                        const char *admin_key_hex);
 /* Help-desk side: the response to a challenge under an admin key (no context needed). */
 int tpmvsc_admin_response(const char *admin_key_hex, const char *challenge_hex, char *out,
                           size_t size);

@@ -68,6 +68,12 @@ fn the_c_example_compiles_against_the_header_and_provisions_a_card() {
         "{out}"
     );
     assert!(out.contains("old PIN refused: yes (3:"), "{out}");
+    assert!(out.contains("PIN without a digit refused: yes"), "{out}");
+    assert!(
+        out.contains("admin key changed, challenges refilled, card formatted"),
+        "{out}"
+    );
+    assert!(out.contains("\"default_admin_key\":false"), "{out}");
     assert!(
         out.contains("\"admin_challenges_left\":31"),
         "one challenge spent: {out}"

@@ -1,6 +1,7 @@
 /*
- * A provisioning program in C over include/tpmvsc.h: create a card with an admin key,
- * change its PIN, unblock it with the administrator's challenge-response, list, destroy.
+ * A provisioning program in C over include/tpmvsc.h: create a card with an admin key and
+ * a PIN policy, change its PIN, unblock it with the administrator's challenge-response,
+ * change the admin key, refill its challenges, format it, list, destroy.
  *
  * Build: cc -Iinclude examples/c/provision.c -Ltarget/release -ltpmvsc \
  *           -Wl,-rpath,$PWD/target/release -o provision
@@ -11,6 +12,17 @@
 #include <tpmvsc.h>
 
 #define ADMIN_KEY "0123456789abcdeffedcba987654321089abcdef01234567"
+#define ADMIN_KEY2 "89abcdef012345670123456789abcdeffedcba9876543210"
+
+/* The response to the card's current challenge under `key`. */
+static void respond(tpmvsc_context *ctx, const char *card, const char *key, char *response) {
+    char challenge[TPMVSC_CHALLENGE_SIZE];
+    if (tpmvsc_challenge_get(ctx, card, challenge, sizeof challenge, NULL) != TPMVSC_OK ||
+        tpmvsc_admin_response(key, challenge, response, TPMVSC_CHALLENGE_SIZE) != TPMVSC_OK) {
+        fprintf(stderr, "challenge/response failed: %s\n", tpmvsc_error_message(ctx));
+        exit(1);
+    }
+}
 
 static int check(tpmvsc_context *ctx, int rc, const char *what) {
     if (rc != TPMVSC_OK) {
@@ -28,8 +40,17 @@ int main(int argc, char **argv) {
         return 1;
     }
     char card_id[TPMVSC_CARD_ID_SIZE], instance[TPMVSC_INSTANCE_ID_SIZE];
-    check(ctx, tpmvsc_card_create(ctx, name, "first-pin-1", NULL, ADMIN_KEY, 1, card_id,
-                                  sizeof card_id, instance, sizeof instance), "create");
+    /* The policy refuses a PIN without a digit before anything is made. */
+    int bad = tpmvsc_card_create_with_policy(ctx, name, "no-digits-here", NULL, ADMIN_KEY,
+                                             "minlen=6,digits=required", 1, card_id,
+                                             sizeof card_id, instance, sizeof instance);
+    printf("PIN without a digit refused: %s (%s)\n", bad == TPMVSC_ERR_ARGUMENT ? "yes" : "NO",
+           tpmvsc_error_message(ctx));
+    if (bad != TPMVSC_ERR_ARGUMENT) return 1;
+    check(ctx, tpmvsc_card_create_with_policy(ctx, name, "first-pin-1", NULL, ADMIN_KEY,
+                                              "minlen=6,digits=required", 1, card_id,
+                                              sizeof card_id, instance, sizeof instance),
+          "create");
     printf("created %s: card ID %s, instance %s\n", name, card_id, instance);
 
     check(ctx, tpmvsc_pin_change(ctx, name, "first-pin-1", "second-pin-2"), "change PIN");
@@ -45,6 +66,16 @@ int main(int argc, char **argv) {
     printf("challenge %s (%zu left), response %s\n", challenge, left, response);
     check(ctx, tpmvsc_admin_unblock(ctx, name, response, "admin-set-4"), "admin unblock");
     check(ctx, tpmvsc_pin_change(ctx, name, "admin-set-4", "fifth-pin-5"), "PIN set by admin");
+
+    char response2[TPMVSC_CHALLENGE_SIZE];
+    respond(ctx, name, ADMIN_KEY, response2);
+    check(ctx, tpmvsc_admin_key_change(ctx, name, response2, ADMIN_KEY2), "admin key change");
+    respond(ctx, name, ADMIN_KEY2, response2);
+    check(ctx, tpmvsc_admin_refill(ctx, name, response2, ADMIN_KEY2), "admin refill");
+    respond(ctx, name, ADMIN_KEY2, response2);
+    check(ctx, tpmvsc_card_format_admin(ctx, name, response2, NULL, "formatted-6"), "format");
+    check(ctx, tpmvsc_pin_change(ctx, name, "formatted-6", "seventh-pin-7"), "PIN after format");
+    printf("admin key changed, challenges refilled, card formatted\n");
 
     size_t size = 0;
     check(ctx, tpmvsc_card_list(ctx, NULL, &size), "list size");

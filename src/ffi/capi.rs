@@ -9,9 +9,10 @@ use std::ptr;
 
 use zeroize::Zeroizing;
 
+use crate::card::PinPolicy;
 use crate::error::Error;
 use crate::provision::admin::{self, AdminKey};
-use crate::provision::{self, AdminKeySpec, CreateRequest};
+use crate::provision::{self, AdminKeySpec, CreateRequest, format};
 use crate::store::Store;
 
 /// Success.
@@ -219,6 +220,155 @@ pub unsafe extern "C" fn tpmvsc_card_create(
         let s = provision::create(&ctx.store, req, &mut |_| {})?;
         write_text(&s.card_id, card_id_out, card_id_size)?;
         write_text(&s.instance_id, instance_id_out, instance_id_size)
+    })
+}
+
+/// Creates a card like [`tpmvsc_card_create`] with a PIN policy (the `tpmvsc create
+/// --pin-policy` spelling, e.g. `minlen=6,digits=required`; NULL = the default policy)
+/// that the PIN must meet now and every new PIN later.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated; output buffers are valid for their sizes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_card_create_with_policy(
+    ctx: *mut TpmvscContext,
+    name: *const c_char,
+    pin: *const c_char,
+    puk: *const c_char,
+    admin_key_hex: *const c_char,
+    pin_policy: *const c_char,
+    format: c_int,
+    card_id_out: *mut c_char,
+    card_id_size: usize,
+    instance_id_out: *mut c_char,
+    instance_id_size: usize,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        let name = text(name, "name")?;
+        let mut req = CreateRequest::new(name);
+        if !pin_policy.is_null() {
+            req.pin_policy = PinPolicy::parse(text(pin_policy, "PIN policy")?)?;
+        }
+        if let Some(p) = secret_opt(pin) {
+            req.pin = p;
+        } else if !pin_policy.is_null() {
+            return Err(arg(
+                "a PIN policy applies to a PIN you choose: pass the PIN",
+            ));
+        }
+        req.puk = secret_opt(puk);
+        if !admin_key_hex.is_null() {
+            req.admin = AdminKeySpec::Key(AdminKey::parse_hex(text(admin_key_hex, "admin key")?)?);
+        }
+        req.format = format != 0;
+        if card_id_out.is_null() || instance_id_out.is_null() {
+            return Err(arg("output buffer is NULL"));
+        }
+        if card_id_size < 37 || instance_id_size < 27 {
+            return Err(Failure::Code(
+                TPMVSC_ERR_BUFFER_TOO_SMALL,
+                "card ID needs 37 bytes, instance ID 27".into(),
+            ));
+        }
+        let s = provision::create(&ctx.store, req, &mut |_| {})?;
+        write_text(&s.card_id, card_id_out, card_id_size)?;
+        write_text(&s.instance_id, instance_id_out, instance_id_size)
+    })
+}
+
+/// Formats a card with its PUK: every key and object is erased, old copies of the card
+/// are revoked, `new_pin` is set; the card ID stays.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_card_format_puk(
+    ctx: *mut TpmvscContext,
+    card: *const c_char,
+    puk: *const c_char,
+    new_pin: *const c_char,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        let card = text(card, "card")?;
+        let (puk, new) = (secret(puk, "PUK")?, secret(new_pin, "new PIN")?);
+        format::format(&ctx.store, card, format::FormatAuth::Puk(&puk), &new)?;
+        Ok(())
+    })
+}
+
+/// Formats a card with the administrator's response to its current challenge; a card
+/// with a PUK gets `new_puk` (required then, NULL otherwise).
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_card_format_admin(
+    ctx: *mut TpmvscContext,
+    card: *const c_char,
+    response_hex: *const c_char,
+    new_puk: *const c_char,
+    new_pin: *const c_char,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        let card = text(card, "card")?;
+        let response = admin::parse_response(text(response_hex, "response")?)?;
+        let puk = secret_opt(new_puk);
+        let new = secret(new_pin, "new PIN")?;
+        let auth = format::FormatAuth::Admin(&response, puk.as_deref().map(|p| p.as_slice()));
+        format::format(&ctx.store, card, auth, &new)?;
+        Ok(())
+    })
+}
+
+/// Replaces the card's admin key with `new_admin_key_hex` (48 hex digits), authorized by
+/// the response to the current challenge under the old key; a new batch of challenges.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_admin_key_change(
+    ctx: *mut TpmvscContext,
+    card: *const c_char,
+    response_hex: *const c_char,
+    new_admin_key_hex: *const c_char,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        let card = text(card, "card")?;
+        let response = admin::parse_response(text(response_hex, "response")?)?;
+        let key = AdminKey::parse_hex(text(new_admin_key_hex, "new admin key")?)?;
+        admin::respond(
+            &ctx.store,
+            card,
+            &response,
+            admin::AdminAction::ChangeKey { new_key: &key },
+        )?;
+        Ok(())
+    })
+}
+
+/// A new batch of challenges under the same admin key, authorized by the response to the
+/// current challenge (the reserve challenge serves when nothing else is left).
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tpmvsc_admin_refill(
+    ctx: *mut TpmvscContext,
+    card: *const c_char,
+    response_hex: *const c_char,
+    admin_key_hex: *const c_char,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        let card = text(card, "card")?;
+        let response = admin::parse_response(text(response_hex, "response")?)?;
+        let key = AdminKey::parse_hex(text(admin_key_hex, "admin key")?)?;
+        admin::respond(
+            &ctx.store,
+            card,
+            &response,
+            admin::AdminAction::Refill { key: &key },
+        )?;
+        Ok(())
     })
 }
 
