@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::checked_dir::LockBusy;
 use crate::tpm::TpmError;
 
 /// Everything that can go wrong, in our words. `Display` says what happened and, where
@@ -58,6 +59,11 @@ pub enum Error {
     StoreCorrupt { path: PathBuf, why: String },
     /// A store file or directory has unsafe permissions.
     StorePermissions { path: PathBuf, why: String },
+    /// A directory that the command must change is read-only for this process (a
+    /// read-only file system, or another owner); `path` is the directory.
+    ReadOnly { path: PathBuf, why: String },
+    /// A lock (store, card or TPM) stayed held by another process for the whole wait.
+    LockBusy(LockBusy),
     /// Reading or writing the store failed.
     Io {
         path: PathBuf,
@@ -128,6 +134,8 @@ impl Error {
             | Error::CardUnusable { .. }
             | Error::StoreCorrupt { .. }
             | Error::StorePermissions { .. }
+            | Error::ReadOnly { .. }
+            | Error::LockBusy(_)
             | Error::Io { .. }
             | Error::Simulator(_)
             | Error::Tpm(_)
@@ -171,9 +179,11 @@ impl Error {
             Error::AmbiguousCard { .. } => CKR_ARGUMENTS_BAD,
             Error::CardExists(_) | Error::TooManyCards { .. } => CKR_FUNCTION_FAILED,
             Error::CardUnusable { .. } => CKR_TOKEN_NOT_RECOGNIZED,
-            Error::StoreCorrupt { .. } | Error::StorePermissions { .. } | Error::Io { .. } => {
-                CKR_DEVICE_ERROR
-            }
+            Error::StoreCorrupt { .. }
+            | Error::StorePermissions { .. }
+            | Error::ReadOnly { .. }
+            | Error::Io { .. } => CKR_DEVICE_ERROR,
+            Error::LockBusy(_) => CKR_FUNCTION_FAILED,
             Error::Simulator(_) => CKR_DEVICE_ERROR,
             Error::Tpm(e) => match e {
                 TpmError::AuthFail => CKR_PIN_INCORRECT,
@@ -329,6 +339,14 @@ impl fmt::Display for Error {
                 write!(f, "store file {} is damaged: {why}", path.display())
             }
             Error::StorePermissions { path, why } => write!(f, "{}: {why}", path.display()),
+            Error::ReadOnly { path, why } => write!(
+                f,
+                "{} is read-only: {why}. Run the command as the directory's owner, remount it \
+                 read-write, or point tpmvsc at a directory you can write (TPMVSC_STORE for \
+                 the card store, TPMVSC_LOCK_DIR for lock files)",
+                path.display()
+            ),
+            Error::LockBusy(b) => write!(f, "{b}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Simulator(m) => write!(f, "simulator: {m}"),
             Error::Tpm(e) => write!(f, "{e}"),

@@ -8,9 +8,12 @@
 //! - [`tpm`]: the TPM (tss-esapi), templates, policies, sessions, object cache;
 //! - [`store`]: versioned, atomically written card files and locks;
 //! - [`simulator`]: the swtpm-based simulator for machines without a TPM;
+//! - [`checked_dir`]: directories opened once and checked, files in them without following
+//!   links, bounded reads, lock files with a bounded wait (used by `store` and `tpm`);
 //! - [`error`]: the error type, its messages and exit codes.
 
 pub mod card;
+pub mod checked_dir;
 pub mod error;
 pub mod ffi;
 pub mod mechanism;
