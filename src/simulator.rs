@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{SMALL_LIMIT, Store};
 use crate::tpm::Tpm;
 
 /// DA parameters the simulator sets: lockout after 32 failures, one forgotten every
@@ -19,6 +19,7 @@ pub const DA_MAX_TRIES: u32 = 32;
 pub const DA_RECOVERY_SECS: u32 = 600;
 pub const DA_LOCKOUT_RECOVERY_SECS: u32 = 600;
 
+const STATE_DIR: &str = "simulator";
 const PID_FILE: &str = "swtpm.pid";
 const PORT_FILE: &str = "port";
 const READY_FILE: &str = "provisioned";
@@ -151,25 +152,21 @@ pub struct Status {
 
 /// `tpmvsc simulator start`: starts (or finds running) the store's simulator.
 pub fn start(store: &Store) -> Result<Status> {
-    let dir = store.private_dir("simulator")?;
+    let dir = store.private_dir(STATE_DIR)?;
     let st = status(store)?;
     if st.running {
         return Ok(st);
     }
-    let launched = launch(&dir, true)?;
-    crate::store::atomic::write_atomic(
-        &dir.join(PORT_FILE),
-        launched.port.to_string().as_bytes(),
-        true,
-    )?;
-    if !dir.join(READY_FILE).exists() {
+    let launched = launch(dir.path(), true)?;
+    dir.write_atomic(PORT_FILE, launched.port.to_string().as_bytes(), true)?;
+    if !dir.exists(READY_FILE)? {
         provision(
             &launched.tcti(),
             DA_MAX_TRIES,
             DA_RECOVERY_SECS,
             DA_LOCKOUT_RECOVERY_SECS,
         )?;
-        crate::store::atomic::write_atomic(&dir.join(READY_FILE), b"1\n", true)?;
+        dir.write_atomic(READY_FILE, b"1\n", true)?;
     }
     status(store)
 }
@@ -186,17 +183,21 @@ pub fn stop(store: &Store) -> Result<Status> {
         }
         terminate(pid);
     }
-    let _ = std::fs::remove_file(st.state_dir.join(PID_FILE));
+    if let Some(dir) = store.existing_private_dir(STATE_DIR)? {
+        let _ = dir.remove_file(PID_FILE);
+    }
     status(store)
 }
 
 /// `tpmvsc simulator status`.
 pub fn status(store: &Store) -> Result<Status> {
-    let dir = store.root().join("simulator");
-    let pid = read_pid(&dir.join(PID_FILE));
-    let port = std::fs::read_to_string(dir.join(PORT_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse::<u16>().ok());
+    let state = store.existing_private_dir(STATE_DIR)?;
+    let number = |name: &str| {
+        let bytes = state.as_ref()?.read(name, SMALL_LIMIT).ok()?;
+        String::from_utf8(bytes).ok()?.trim().parse::<i64>().ok()
+    };
+    let pid = number(PID_FILE).and_then(|p| i32::try_from(p).ok());
+    let port = number(PORT_FILE).and_then(|p| u16::try_from(p).ok());
     let running = match (pid, port) {
         (Some(p), Some(port)) => {
             process_alive(p) && wait_listening(port, Duration::from_millis(200))
@@ -208,7 +209,7 @@ pub fn status(store: &Store) -> Result<Status> {
         pid,
         port,
         tcti: port.map(tcti_for),
-        state_dir: dir,
+        state_dir: store.root().join(STATE_DIR),
     })
 }
 
@@ -247,7 +248,8 @@ fn process_alive(pid: i32) -> bool {
 }
 
 fn read_pid(path: &Path) -> Option<i32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    let bytes = crate::checked_dir::read_path(path, SMALL_LIMIT).ok()?;
+    String::from_utf8(bytes).ok()?.trim().parse().ok()
 }
 
 fn wait_listening(port: u16, limit: Duration) -> bool {

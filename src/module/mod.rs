@@ -610,7 +610,7 @@ impl Module {
     fn remove_token_objects_from_disk(&self, card_id: &str) -> Result<()> {
         let (dir, _) = provision::find(&self.store, card_id)?;
         for name in dir.list("obj-")? {
-            let _ = std::fs::remove_file(dir.file(&name));
+            let _ = dir.remove(&name);
         }
         Ok(())
     }
@@ -823,7 +823,7 @@ impl Module {
         if let Some(name) = &obj.file {
             let card_id = self.card_id(slot)?;
             let (dir, _) = provision::find(&self.store, &card_id)?;
-            std::fs::remove_file(dir.file(name)).map_err(|e| Error::io(dir.file(name), e))?;
+            dir.remove(name)?;
         }
         let mut st = self.state.lock();
         st.objects.remove(&oh);

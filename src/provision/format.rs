@@ -122,7 +122,7 @@ pub fn format_with(
             if !increment {
                 let _ = tpm.counter_undefine(counter.index);
             }
-            let _ = store.discard(&store_lock, &new.as_card_dir());
+            let _ = store.discard(&store_lock, new.as_card_dir().entry_name());
             return Err(e);
         }
         // From here the new card works and, once the counter moves, the old one does not: a

@@ -198,10 +198,7 @@ pub fn create(
     }
     // Names are friendly names, as on Windows: they may repeat (lookups by a repeated
     // name are refused with the instance IDs to use instead).
-    if existing
-        .iter()
-        .any(|c| c.dir.id().eq_ignore_ascii_case(&card_id))
-    {
+    if existing.iter().any(|c| c.id.eq_ignore_ascii_case(&card_id)) {
         return Err(Error::Usage(format!(
             "a card with ID {card_id} exists already"
         )));
@@ -236,7 +233,7 @@ pub fn create(
         Ok(o) => o,
         Err(e) => {
             let _ = tpm.counter_undefine(counter.index);
-            let _ = store.discard(&lock, &new.as_card_dir());
+            let _ = store.discard(&lock, new.as_card_dir().entry_name());
             return Err(e);
         }
     };
@@ -405,9 +402,10 @@ pub(crate) fn uuid_bytes(card_id: &str) -> [u8; 16] {
 pub fn list(store: &Store) -> Result<Vec<CardSummary>> {
     let mut out: Vec<CardSummary> = scan(store)?
         .into_iter()
-        .map(|c| match &c.record {
-            Ok(r) => summarize(&c.dir, r).unwrap_or_else(|e| damaged(&c.dir, &e)),
-            Err(e) => damaged(&c.dir, e),
+        .map(|c| match (&c.dir, &c.record) {
+            (Ok(d), Ok(r)) => summarize(d, r).unwrap_or_else(|e| damaged(&c.id, &c.path, &e)),
+            (_, Err(e)) => damaged(&c.id, &c.path, e),
+            (Err(e), _) => damaged(&c.id, &c.path, e),
         })
         .collect();
     out.sort_by_key(|s| (s.slot_id, s.card_id.clone()));
@@ -438,13 +436,13 @@ pub fn find(store: &Store, card_ref: &str) -> Result<(CardDir, CardRecord)> {
     }
     let cards = scan(store)?;
     let c = resolve(&cards, card_ref)?;
-    match &c.record {
-        Ok(r) => Ok((c.dir.clone(), r.clone())),
-        Err(e) => Err(Error::CardUnusable {
+    c.card().map_err(|e| match e {
+        Error::CardUnusable { reason, .. } => Error::CardUnusable {
             name: card_ref.to_string(),
-            reason: e.to_string(),
-        }),
-    }
+            reason,
+        },
+        other => other,
+    })
 }
 
 /// The one card of `cards` that `card_ref` names.
@@ -455,7 +453,7 @@ fn resolve<'a>(cards: &'a [Scanned], card_ref: &str) -> Result<&'a Scanned> {
     let hits: Vec<&Scanned> = cards
         .iter()
         .filter(|c| {
-            id.as_deref().is_some_and(|i| c.dir.id() == i)
+            id.as_deref().is_some_and(|i| c.id == i)
                 || c.record.as_ref().is_ok_and(|r| {
                     r.name == card_ref || r.instance_id().eq_ignore_ascii_case(card_ref)
                 })
@@ -489,7 +487,7 @@ fn resolve<'a>(cards: &'a [Scanned], card_ref: &str) -> Result<&'a Scanned> {
                 .iter()
                 .map(|c| match &c.record {
                     Ok(r) => format!("{} (card ID {})", r.instance_id(), r.card_id),
-                    Err(_) => format!("card ID {}", c.dir.id()),
+                    Err(_) => format!("card ID {}", c.id),
                 })
                 .collect(),
         }),
@@ -508,9 +506,12 @@ pub fn destroy(store: &Store, card_ref: &str) -> Result<String> {
     let card = resolve(&cards, card_ref)?;
     let label = match &card.record {
         Ok(r) => format!("{} ({})", r.name, r.card_id),
-        Err(_) => card.dir.id().to_string(),
+        Err(_) => card.id.clone(),
     };
-    let _card_lock = store.lock_card(&card.dir)?;
+    let _card_lock = match &card.dir {
+        Ok(d) => Some(store.lock_card(d)?),
+        Err(_) => None,
+    };
     let counter = card.record.as_ref().ok().and_then(|r| r.counter);
     if let Some(c) = counter {
         match tpm.run(|t| t.counter_increment(c.index)) {
@@ -518,7 +519,7 @@ pub fn destroy(store: &Store, card_ref: &str) -> Result<String> {
             Err(e) => return Err(revoke_failed(&label, e.into())),
         }
     }
-    let hidden = store.hide_card(&lock, &card.dir)?;
+    let hidden = store.hide_card(&lock, &card.id)?;
     if let Some(c) = counter {
         match tpm.run(|t| t.counter_undefine(c.index)) {
             Ok(()) | Err(tpm::TpmError::CounterGone) => {}
@@ -542,18 +543,43 @@ fn revoke_failed(label: &str, e: Error) -> Error {
 
 // ----- helpers -----
 
+/// One entry of the store: the card's directory and record, or why it cannot be used (it
+/// is listed as damaged, and can still be destroyed by its ID).
 struct Scanned {
-    dir: CardDir,
+    id: String,
+    path: std::path::PathBuf,
+    dir: Result<CardDir>,
     record: Result<CardRecord>,
+}
+
+impl Scanned {
+    /// The directory and record of a usable card.
+    fn card(&self) -> Result<(CardDir, CardRecord)> {
+        match (&self.dir, &self.record) {
+            (Ok(d), Ok(r)) => Ok((d.clone(), r.clone())),
+            (Err(e), _) | (_, Err(e)) => Err(Error::CardUnusable {
+                name: self.id.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
 }
 
 fn scan(store: &Store) -> Result<Vec<Scanned>> {
     Ok(store
         .cards()?
         .into_iter()
-        .map(|dir| Scanned {
-            record: dir.read(CARD_FILE),
-            dir,
+        .map(|e| {
+            let record = match &e.dir {
+                Ok(d) => d.read(CARD_FILE),
+                Err(err) => Err(Error::corrupt(&e.path, err.to_string())),
+            };
+            Scanned {
+                id: e.id,
+                path: e.path,
+                dir: e.dir,
+                record,
+            }
         })
         .collect())
 }
@@ -607,10 +633,10 @@ pub(crate) fn summarize(dir: &CardDir, r: &CardRecord) -> Result<CardSummary> {
     })
 }
 
-fn damaged(dir: &CardDir, e: &Error) -> CardSummary {
+fn damaged(id: &str, path: &std::path::Path, e: &Error) -> CardSummary {
     CardSummary {
         name: String::new(),
-        card_id: dir.id().to_string(),
+        card_id: id.to_string(),
         instance_id: String::new(),
         slot_id: u32::MAX,
         formatted: false,
@@ -627,7 +653,7 @@ fn damaged(dir: &CardDir, e: &Error) -> CardSummary {
         min_pin_len: 0,
         max_pin_len: 0,
         state: format!("damaged: {e}"),
-        path: dir.path().display().to_string(),
+        path: path.display().to_string(),
         admin_blocked: false,
         tpm_lockout_minutes: None,
         tpm_cleared: false,

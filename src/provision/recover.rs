@@ -47,6 +47,10 @@ pub(crate) fn recover_locked(
             Leftover::Replacement { hidden, live } => {
                 finish_format(store, lock, hidden, live, tpm)?
             }
+            Leftover::Junk(name) => {
+                store.discard(lock, name)?;
+                true
+            }
         };
         done += usize::from(resolved);
     }
@@ -78,7 +82,7 @@ fn free_orphan(
             Err(_) => return Ok(false),
         }
     }
-    store.discard(lock, hidden)?;
+    store.discard(lock, hidden.entry_name())?;
     Ok(true)
 }
 
@@ -102,7 +106,7 @@ fn finish_format(
                 Ok(v) => v,
                 Err(TpmError::CounterGone) => {
                     // Neither half can work any more; the live card shows why.
-                    store.discard(lock, hidden)?;
+                    store.discard(lock, hidden.entry_name())?;
                     return Ok(true);
                 }
                 Err(_) => return Ok(false),
@@ -110,7 +114,7 @@ fn finish_format(
             if value > l.bound && value <= n.bound {
                 store.swap_in(lock, hidden, live)?;
             } else {
-                store.discard(lock, hidden)?;
+                store.discard(lock, hidden.entry_name())?;
             }
             Ok(true)
         }
@@ -119,7 +123,7 @@ fn finish_format(
         (None, Some(_)) => free_orphan(store, lock, hidden, tpm),
         // After the swap the hidden half is the old card, or it is unreadable.
         _ => {
-            store.discard(lock, hidden)?;
+            store.discard(lock, hidden.entry_name())?;
             Ok(true)
         }
     }
@@ -128,9 +132,11 @@ fn finish_format(
 /// True when a card of the store names this counter.
 fn counter_in_use(store: &Store, index: u32) -> bool {
     store.cards().is_ok_and(|cards| {
-        cards.iter().any(|d| {
-            d.read::<CardRecord>(CARD_FILE)
-                .is_ok_and(|r| r.counter.is_some_and(|c| c.index == index))
+        cards.iter().any(|e| {
+            e.dir.as_ref().is_ok_and(|d| {
+                d.read::<CardRecord>(CARD_FILE)
+                    .is_ok_and(|r| r.counter.is_some_and(|c| c.index == index))
+            })
         })
     })
 }

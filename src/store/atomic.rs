@@ -1,55 +1,37 @@
-//! Crash-safe file writes and reads that name the file on every error.
+//! Crash-safe file writes and bounded reads that name the file on every error, and the
+//! versioned JSON records of the store.
 //!
-//! A write goes to a temporary file in the same directory, is fsynced, renamed over the
-//! old file, and the directory is fsynced: a crash at any point leaves the old or the new
-//! content, never a mix (DESIGN.md §6).
+//! A write goes to a new temporary file in the same directory (created with `O_EXCL`
+//! under an unpredictable name), is fsynced, renamed over the old file, and the directory
+//! is fsynced: a crash at any point leaves the old or the new content, never a mix
+//! (DESIGN.md §6). The store writes through [`CheckedDir`](crate::checked_dir::CheckedDir);
+//! the path-based functions here are for files a user names (an exported certificate).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::checked_dir;
 use crate::error::{Error, Result};
 
 /// Format version written into every store file.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Largest file [`read_record`] reads: the largest store file kind (object files).
+pub const READ_LIMIT: u64 = 1 << 20;
+
 /// Writes `bytes` to `path` atomically (mode 0600). With `durable` the data and the
 /// directory entry are fsynced; without it (retry counters, DESIGN.md §6) a crash may
-/// lose the write but never leaves a torn file.
+/// lose the write but never leaves a torn file. The directory is the one `path` names
+/// (links above the file are followed: the user chose the path); the file itself is
+/// replaced, never written through a link.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        if durable {
-            f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        }
-        drop(f);
-        fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-        if durable {
-            sync_dir(dir)?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let (dir, name) = split(path)?;
+    let fd = checked_dir::open_dir_unchecked(dir)?;
+    checked_dir::write_atomic_in(fd.as_fd(), dir, name, bytes, durable)
 }
 
 /// Fsyncs a directory so that renames and creations in it survive a crash.
@@ -61,6 +43,18 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Serializes `value` as a versioned JSON record and writes it atomically.
 pub fn write_record<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<()> {
+    write_atomic(path, &encode_record(path, value)?, durable)
+}
+
+/// Reads a versioned JSON record (at most [`READ_LIMIT`] bytes, a regular file, not
+/// through a link). A missing, truncated, malformed or newer-format file is an error
+/// naming the file, never a panic.
+pub fn read_record<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    decode_record(path, &checked_dir::read_path(path, READ_LIMIT)?)
+}
+
+/// `value` as the bytes of a versioned JSON record (`path` names it in errors).
+pub fn encode_record<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
     let mut v = serde_json::to_value(value).map_err(|e| Error::corrupt(path, e.to_string()))?;
     if let serde_json::Value::Object(map) = &mut v {
         map.insert("version".into(), FORMAT_VERSION.into());
@@ -68,14 +62,12 @@ pub fn write_record<T: Serialize>(path: &Path, value: &T, durable: bool) -> Resu
     let mut bytes =
         serde_json::to_vec_pretty(&v).map_err(|e| Error::corrupt(path, e.to_string()))?;
     bytes.push(b'\n');
-    write_atomic(path, &bytes, durable)
+    Ok(bytes)
 }
 
-/// Reads a versioned JSON record. A missing, truncated, malformed or newer-format file is
-/// an error naming the file, never a panic.
-pub fn read_record<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+/// Parses the bytes of a versioned JSON record read from `path`.
+pub fn decode_record<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         Error::corrupt(
             path,
             format!("not valid JSON ({e}); the file is truncated or altered"),
@@ -96,10 +88,26 @@ pub fn read_record<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_value(v).map_err(|e| Error::corrupt(path, format!("unexpected content: {e}")))
 }
 
+/// The directory and the file name of `path`.
+fn split(path: &Path) -> Result<(&Path, &str)> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        Error::Usage(format!(
+            "{}: not a file name tpmvsc can write",
+            path.display()
+        ))
+    })?;
+    Ok((dir, name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::Deserialize;
+    use std::fs;
 
     #[derive(Debug, Serialize, Deserialize, PartialEq)]
     struct Rec {

@@ -17,20 +17,42 @@
 pub mod atomic;
 pub mod lock;
 
-use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::checked_dir::{CheckedDir, DirRule, EntryKind, human_size};
 use crate::error::{Error, Result};
 pub use lock::LockGuard;
 
 /// Environment variable that replaces the system and user stores with one directory.
 pub const STORE_ENV: &str = "TPMVSC_STORE";
+
+/// Most bytes a card record file may have: `card.json`, `counters.json`, `csk.json`,
+/// `puk.json`, `admin.json`. Measured on a card with PUK and admin key: `admin.json` (the
+/// admin object and a batch of 32 challenges) 5.5 KiB, `card.json` 1.1 KiB, `csk.json`
+/// 0.6 KiB, `counters.json` 90 bytes. 64 KiB is ten times the largest, and stops a
+/// replaced file (a link to `/dev/zero` is refused anyway) from being read whole.
+pub const RECORD_LIMIT: u64 = 64 * 1024;
+
+/// Most bytes an object file (`obj-*.json`: a token object's attributes in hex) may have.
+/// Certificates are the large ones (a few KiB, rarely above 16 KiB, 32 KiB in hex); 1 MiB
+/// keeps a data object or a certificate chain of up to 500 KiB. Writes beyond it are
+/// refused, so the store never holds a file it would refuse to read.
+pub const OBJECT_LIMIT: u64 = 1 << 20;
+
+/// Most bytes of the small files of the store's private directories (the simulator's
+/// pid and port files: a number each).
+pub const SMALL_LIMIT: u64 = 4096;
+
 const NEW_PREFIX: &str = ".new-";
 const DEL_PREFIX: &str = ".del-";
+const CARDS: &str = "cards";
+const LOCKS: &str = "locks";
+const STORE_WHAT: &str = "card store";
+const CARDS_WHAT: &str = "directory of card directories";
+const CARD_WHAT: &str = "card directory";
 
 /// A store root.
 #[derive(Debug, Clone)]
@@ -38,32 +60,49 @@ pub struct Store {
     root: PathBuf,
 }
 
-/// A complete card's directory.
+/// A complete card's directory, open and checked (every file of the card is reached
+/// through it, never through a path).
 #[derive(Debug, Clone)]
 pub struct CardDir {
-    path: PathBuf,
+    dir: CheckedDir,
+    /// The entry's name in the cards directory (the card ID, or a hidden name).
+    name: String,
     id: String,
+}
+
+/// One entry of the store's card list: a card directory, or why it cannot be used (a
+/// link, a directory open to others, another owner), so that a damaged card is listed as
+/// such and never hides the others.
+#[derive(Debug)]
+pub struct CardEntry {
+    /// The card ID (the entry's name).
+    pub id: String,
+    /// Where it is.
+    pub path: PathBuf,
+    /// The open card directory, or why it was refused.
+    pub dir: Result<CardDir>,
 }
 
 /// A card under construction: files go into a hidden directory that becomes the card in
 /// one rename ([`NewCard::commit`]).
 #[derive(Debug)]
 pub struct NewCard {
-    tmp: PathBuf,
-    final_path: PathBuf,
+    cards: CheckedDir,
+    tmp: CheckedDir,
+    tmp_name: String,
     id: String,
 }
 
 impl Store {
     /// The store for this process: `TPMVSC_STORE`, else the system store for root and the
-    /// user's store otherwise.
+    /// user's store otherwise. Touches no file.
     pub fn open() -> Result<Store> {
         Ok(Store {
             root: default_root()?,
         })
     }
 
-    /// A store at an explicit directory.
+    /// A store at an explicit directory. Touches no file.
     pub fn at(root: impl Into<PathBuf>) -> Store {
         Store { root: root.into() }
     }
@@ -73,60 +112,73 @@ impl Store {
         &self.root
     }
 
-    fn cards_dir(&self) -> PathBuf {
-        self.root.join("cards")
+    /// A private directory (0700, the caller's) under the root, created when missing with
+    /// the root and its missing parents.
+    pub fn private_dir(&self, name: &str) -> Result<CheckedDir> {
+        self.create_root()?
+            .create_dir(name, "private directory", DirRule::Private)
     }
 
-    fn locks_dir(&self) -> PathBuf {
-        self.root.join("locks")
+    /// [`Store::private_dir`] when it exists; creates nothing.
+    pub fn existing_private_dir(&self, name: &str) -> Result<Option<CheckedDir>> {
+        match self.open_root()? {
+            Some(root) => root.open_dir(name, "private directory", DirRule::Private),
+            None => Ok(None),
+        }
     }
 
-    /// A private (0700) directory under the root, created when missing.
-    pub fn private_dir(&self, name: &str) -> Result<PathBuf> {
-        let p = self.root.join(name);
-        make_private_dir(&self.root)?;
-        make_private_dir(&p)?;
-        Ok(p)
-    }
-
-    /// Takes the store-wide lock (creation, destruction, instance numbers).
+    /// Takes the store-wide lock (creation, destruction, instance numbers). Creates the
+    /// store (0700, with its missing parents) on first use; refuses a store this process
+    /// may not change before it waits for anything.
     pub fn lock(&self) -> Result<LockGuard> {
-        make_private_dir(&self.root)?;
-        make_private_dir(&self.locks_dir())?;
-        LockGuard::exclusive(&self.locks_dir().join("store.lock"))
+        let root = self.create_root()?;
+        root.check_writable()?;
+        let locks = root.create_dir(LOCKS, "lock directory", DirRule::Lock)?;
+        LockGuard::exclusive(&locks, "store.lock")
     }
 
-    /// Every complete card directory, in no particular order. A missing store has none.
-    pub fn cards(&self) -> Result<Vec<CardDir>> {
-        let dir = self.cards_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(&dir, e)),
+    /// Every card directory, in no particular order, with the ones that cannot be used
+    /// (and why). A missing store has none.
+    pub fn cards(&self) -> Result<Vec<CardEntry>> {
+        let Some(cards) = self.open_cards()? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(&dir, e))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if name.starts_with('.') || !entry.path().is_dir() {
+        for entry in cards.entries()? {
+            if entry.name.starts_with('.') || entry.kind == EntryKind::File {
                 continue;
             }
-            out.push(CardDir {
-                path: entry.path(),
-                id: name,
+            let dir = match cards.open_dir(&entry.name, CARD_WHAT, DirRule::Store) {
+                Ok(Some(dir)) => Ok(CardDir {
+                    dir,
+                    name: entry.name.clone(),
+                    id: entry.name.clone(),
+                }),
+                // Removed since the listing.
+                Ok(None) => continue,
+                Err(e) => Err(e),
+            };
+            out.push(CardEntry {
+                path: cards.join(&entry.name),
+                id: entry.name,
+                dir,
             });
         }
         Ok(out)
     }
 
-    /// The complete card with this ID, without scanning the store.
+    /// The complete, usable card with this ID, without scanning the store. `None` when
+    /// there is none or it cannot be used ([`Store::cards`] says why).
     pub fn card(&self, id: &str) -> Option<CardDir> {
         let valid = !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
-        let path = self.cards_dir().join(id);
-        (valid && path.is_dir()).then(|| CardDir {
-            path,
+        if !valid {
+            return None;
+        }
+        let cards = self.open_cards().ok()??;
+        let dir = cards.open_dir(id, CARD_WHAT, DirRule::Store).ok()??;
+        Some(CardDir {
+            dir,
+            name: id.to_string(),
             id: id.to_string(),
         })
     }
@@ -135,25 +187,27 @@ impl Store {
     /// directories), each with what it was. Deciding what to do with one needs the TPM
     /// (the card's counter), so that is the provisioning layer's job.
     pub fn leftovers(&self) -> Result<Vec<Leftover>> {
-        let dir = self.cards_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(&dir, e)),
+        let Some(cards) = self.open_cards()? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for entry in entries.filter_map(|e| e.ok()) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let (id, new) = if let Some(id) = name.strip_prefix(NEW_PREFIX) {
-                (id.to_string(), true)
-            } else if let Some(id) = name.strip_prefix(DEL_PREFIX) {
-                (id.to_string(), false)
-            } else {
-                continue;
+        for name in leftover_names(&cards)? {
+            let (id, new) = match name.strip_prefix(NEW_PREFIX) {
+                Some(id) => (id.to_string(), true),
+                None => (name[DEL_PREFIX.len()..].to_string(), false),
             };
-            let hidden = CardDir {
-                path: entry.path(),
-                id: id.clone(),
+            let hidden = match cards.open_dir(&name, CARD_WHAT, DirRule::Store) {
+                Ok(Some(dir)) => CardDir {
+                    dir,
+                    name: name.clone(),
+                    id: id.clone(),
+                },
+                Ok(None) => continue,
+                // A link or a directory that is not ours: never used, only removed.
+                Err(_) => {
+                    out.push(Leftover::Junk(name));
+                    continue;
+                }
             };
             out.push(match (new, self.card(&id)) {
                 (true, Some(live)) => Leftover::Replacement { hidden, live },
@@ -164,88 +218,108 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes a leftover directory. Needs the store lock.
-    pub fn discard(&self, _lock: &LockGuard, hidden: &CardDir) -> Result<()> {
-        fs::remove_dir_all(&hidden.path).map_err(|e| Error::io(&hidden.path, e))?;
-        atomic::sync_dir(&self.cards_dir())
+    /// Deletes a leftover (or any entry of the cards directory, by name), links removed
+    /// and never followed. Needs the store lock.
+    pub fn discard(&self, _lock: &LockGuard, name: &str) -> Result<()> {
+        let cards = self.existing_cards()?;
+        cards.remove_tree(name)?;
+        cards.sync()
     }
 
     /// Finishes an interrupted replacement: the hidden new card is swapped in for the
     /// live one in one exchange, then the old files are deleted. Needs the store lock.
     pub fn swap_in(&self, _lock: &LockGuard, hidden: &CardDir, live: &CardDir) -> Result<()> {
-        exchange(&hidden.path, &live.path)?;
-        atomic::sync_dir(&self.cards_dir())?;
-        fs::remove_dir_all(&hidden.path).map_err(|e| Error::io(&hidden.path, e))
+        let cards = self.existing_cards()?;
+        cards.exchange(&hidden.name, &live.name)?;
+        cards.sync()?;
+        cards.remove_tree(&hidden.name)
+    }
+
+    /// Hides a card being destroyed: one rename makes it disappear from every listing; its
+    /// files stay readable in the returned directory until [`Store::discard`]. Needs the
+    /// store lock.
+    pub fn hide_card(&self, _lock: &LockGuard, id: &str) -> Result<String> {
+        let cards = self.existing_cards()?;
+        let doomed = format!("{DEL_PREFIX}{id}");
+        cards.remove_tree(&doomed)?;
+        cards.rename_new(id, &doomed)?;
+        cards.sync()?;
+        let locks = self
+            .open_root()?
+            .map(|r| r.open_dir(LOCKS, "lock directory", DirRule::Lock));
+        if let Some(Ok(Some(locks))) = locks {
+            let _ = locks.remove_file(&format!("{id}.lock"));
+        }
+        Ok(doomed)
     }
 
     /// Starts a new card directory (hidden until committed). Needs the store lock.
     pub fn begin_card(&self, _lock: &LockGuard, id: &str) -> Result<NewCard> {
-        let cards = self.cards_dir();
-        make_private_dir(&self.root)?;
-        make_private_dir(&cards)?;
-        let final_path = cards.join(id);
-        if final_path.exists() {
+        let cards = self
+            .create_root()?
+            .create_dir(CARDS, CARDS_WHAT, DirRule::Store)?;
+        if cards.exists(id)? {
             return Err(Error::Usage(format!("a card with ID {id} exists already")));
         }
-        let tmp = cards.join(format!("{NEW_PREFIX}{id}"));
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        }
-        make_private_dir(&tmp)?;
-        Ok(NewCard {
-            tmp,
-            final_path,
-            id: id.to_string(),
-        })
+        NewCard::start(cards, id)
     }
 
     /// Starts a replacement of a card's whole directory (format): the new files go into a
     /// hidden directory that [`NewCard::commit_replacing`] swaps in with one atomic
     /// exchange. Needs the store lock. An earlier interrupted replacement must have been
     /// resolved first (it may hold the only working copy of the card).
-    pub fn begin_replacement(&self, lock: &LockGuard, card: &CardDir) -> Result<NewCard> {
-        let tmp = self.cards_dir().join(format!("{NEW_PREFIX}{}", card.id));
-        if tmp.exists() {
+    pub fn begin_replacement(&self, _lock: &LockGuard, card: &CardDir) -> Result<NewCard> {
+        let cards = self.existing_cards()?;
+        let tmp = format!("{NEW_PREFIX}{}", card.id);
+        if cards.exists(&tmp)? {
             return Err(Error::corrupt(
-                &tmp,
+                cards.join(&tmp),
                 "an interrupted format of this card is still unresolved; run the command again",
             ));
         }
-        let _ = lock;
-        make_private_dir(&tmp)?;
-        Ok(NewCard {
-            tmp,
-            final_path: card.path.clone(),
-            id: card.id.clone(),
-        })
+        NewCard::start(cards, &card.id)
     }
 
-    /// Hides a card being destroyed: one rename makes it disappear from every listing;
-    /// its files stay readable under the returned directory until [`Store::discard`].
-    /// Needs the store lock.
-    pub fn hide_card(&self, _lock: &LockGuard, card: &CardDir) -> Result<CardDir> {
-        let doomed = self.cards_dir().join(format!("{DEL_PREFIX}{}", card.id));
-        fs::rename(&card.path, &doomed).map_err(|e| Error::io(&card.path, e))?;
-        atomic::sync_dir(&self.cards_dir())?;
-        let lock = self.locks_dir().join(format!("{}.lock", card.id));
-        let _ = fs::remove_file(lock);
-        Ok(CardDir {
-            path: doomed,
-            id: card.id.clone(),
-        })
-    }
-
-    /// Takes the lock of one card (for updates of its files).
+    /// Takes the lock of one card (for updates of its files). Refuses a card this process
+    /// may not change before it waits for anything.
     pub fn lock_card(&self, card: &CardDir) -> Result<LockGuard> {
-        make_private_dir(&self.locks_dir())?;
-        LockGuard::exclusive(&self.locks_dir().join(format!("{}.lock", card.id)))
+        card.dir.check_writable()?;
+        let root = self.create_root()?;
+        let locks = root.create_dir(LOCKS, "lock directory", DirRule::Lock)?;
+        LockGuard::exclusive(&locks, &format!("{}.lock", card.id))
+    }
+
+    // ----- helpers -----
+
+    fn open_root(&self) -> Result<Option<CheckedDir>> {
+        CheckedDir::open(&self.root, STORE_WHAT, DirRule::Store)
+    }
+
+    fn create_root(&self) -> Result<CheckedDir> {
+        CheckedDir::create(&self.root, STORE_WHAT, DirRule::Store)
+    }
+
+    fn open_cards(&self) -> Result<Option<CheckedDir>> {
+        match self.open_root()? {
+            Some(root) => root.open_dir(CARDS, CARDS_WHAT, DirRule::Store),
+            None => Ok(None),
+        }
+    }
+
+    fn existing_cards(&self) -> Result<CheckedDir> {
+        self.open_cards()?.ok_or_else(|| {
+            Error::io(
+                self.root.join(CARDS),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })
     }
 }
 
 impl CardDir {
     /// The directory.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dir.path()
     }
 
     /// The card ID (the directory's name).
@@ -253,95 +327,134 @@ impl CardDir {
         &self.id
     }
 
-    /// Path of one file of the card.
+    /// Path of one file of the card (for messages: files are reached through the open
+    /// directory).
     pub fn file(&self, name: &str) -> PathBuf {
-        self.path.join(name)
+        self.dir.join(name)
     }
 
     /// Names of the card's files that start with `prefix` and end in `.json`, sorted.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let entries = fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        let mut out: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        let mut out: Vec<String> = self
+            .dir
+            .entries()?
+            .into_iter()
+            .map(|e| e.name)
             .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
             .collect();
         out.sort();
         Ok(out)
     }
 
-    /// True when the card has this file.
+    /// True when the card has this file (anything by that name; reading it says what is
+    /// wrong with it).
     pub fn has(&self, name: &str) -> bool {
-        self.path.join(name).exists()
+        self.dir.exists(name).unwrap_or(true)
     }
 
-    /// Reads a versioned record of the card.
+    /// Reads a versioned record of the card: a regular file, not through a link, at most
+    /// [`RECORD_LIMIT`] bytes ([`OBJECT_LIMIT`] for `obj-*` files).
     pub fn read<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
-        read_record(&self.path.join(name))
+        let bytes = self.dir.read(name, limit_for(name))?;
+        atomic::decode_record(&self.file(name), &bytes)
     }
 
     /// Writes a record atomically; `durable` adds the fsyncs (everything but counters).
     pub fn write<T: Serialize>(&self, name: &str, value: &T, durable: bool) -> Result<()> {
-        atomic::write_record(&self.path.join(name), value, durable)
+        let bytes = encode_within_limit(&self.file(name), name, value)?;
+        self.dir.write_atomic(name, &bytes, durable)
+    }
+
+    /// Removes one file of the card.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.dir.remove_file(name)
     }
 
     /// Refuses a card directory others can read or write, or that another user owns
     /// (DESIGN.md §2).
     pub fn check_private(&self) -> Result<()> {
-        check_private_dir(&self.path)
+        self.dir.check_private()
+    }
+
+    /// The entry's name in the cards directory (the card ID, or a hidden name).
+    pub fn entry_name(&self) -> &str {
+        &self.name
     }
 }
 
 impl NewCard {
+    /// Empties and makes the hidden directory for card `id` in `cards`.
+    fn start(cards: CheckedDir, id: &str) -> Result<NewCard> {
+        let tmp_name = format!("{NEW_PREFIX}{id}");
+        cards.remove_tree(&tmp_name)?;
+        let tmp = cards.create_dir(&tmp_name, CARD_WHAT, DirRule::Store)?;
+        Ok(NewCard {
+            cards,
+            tmp,
+            tmp_name,
+            id: id.to_string(),
+        })
+    }
+
     /// Writes one record into the new card (durably).
     pub fn write<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        atomic::write_record(&self.tmp.join(name), value, true)
+        let bytes = encode_within_limit(&self.tmp.join(name), name, value)?;
+        self.tmp.write_atomic(name, &bytes, true)
     }
 
     /// Removes a file from the new card (one that only mattered while it was built).
     pub fn remove(&self, name: &str) -> Result<()> {
-        let p = self.tmp.join(name);
-        fs::remove_file(&p).map_err(|e| Error::io(&p, e))
+        self.tmp.remove_file(name)
+    }
+
+    /// The hidden directory as a card directory (to read back or discard).
+    pub fn as_card_dir(&self) -> CardDir {
+        CardDir {
+            dir: self.tmp.clone(),
+            name: self.tmp_name.clone(),
+            id: self.id.clone(),
+        }
     }
 
     /// Makes the card visible in one rename. Until then nothing lists it.
     pub fn commit(self) -> Result<CardDir> {
-        atomic::sync_dir(&self.tmp)?;
-        fs::rename(&self.tmp, &self.final_path).map_err(|e| Error::io(&self.final_path, e))?;
-        let parent = self.final_path.parent().unwrap_or(Path::new("/"));
-        atomic::sync_dir(parent)?;
-        Ok(CardDir {
-            path: self.final_path.clone(),
-            id: self.id.clone(),
-        })
+        self.tmp.sync()?;
+        self.cards.rename_new(&self.tmp_name, &self.id)?;
+        self.cards.sync()?;
+        self.reopen()
     }
 
     /// Swaps the new directory in for an existing card in one `renameat2(RENAME_EXCHANGE)`
     /// (a crash leaves the old or the new card, whole), then deletes the old files.
     pub fn commit_replacing(self) -> Result<CardDir> {
-        atomic::sync_dir(&self.tmp)?;
-        exchange(&self.tmp, &self.final_path)?;
-        let parent = self.final_path.parent().unwrap_or(Path::new("/"));
-        atomic::sync_dir(parent)?;
-        // The old card now sits at the hidden path.
-        fs::remove_dir_all(&self.tmp).map_err(|e| Error::io(&self.tmp, e))?;
-        Ok(CardDir {
-            path: self.final_path.clone(),
-            id: self.id.clone(),
-        })
+        self.tmp.sync()?;
+        self.cards.exchange(&self.tmp_name, &self.id)?;
+        self.cards.sync()?;
+        // The old card now sits at the hidden name.
+        self.cards.remove_tree(&self.tmp_name)?;
+        self.reopen()
     }
 
     /// The hidden directory (for tests of interrupted creation).
     pub fn path(&self) -> &Path {
-        &self.tmp
+        self.tmp.path()
     }
 
-    /// The hidden directory as a card directory (to read back what was written).
-    pub fn as_card_dir(&self) -> CardDir {
-        CardDir {
-            path: self.tmp.clone(),
+    fn reopen(&self) -> Result<CardDir> {
+        let dir = self
+            .cards
+            .open_dir(&self.id, CARD_WHAT, DirRule::Store)?
+            .ok_or_else(|| {
+                Error::io(
+                    self.cards.join(&self.id),
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                )
+            })?;
+        Ok(CardDir {
+            dir,
+            name: self.id.clone(),
             id: self.id.clone(),
-        }
+        })
     }
 }
 
@@ -355,54 +468,43 @@ pub enum Leftover {
     Creation(CardDir),
     /// `.del-<id>`: an interrupted destroy.
     Destruction(CardDir),
+    /// A hidden entry that is not a usable directory (a link, another owner's): removed
+    /// unread.
+    Junk(String),
 }
 
-/// Exchanges two directories in one `renameat2(RENAME_EXCHANGE)`.
-fn exchange(a: &Path, b: &Path) -> Result<()> {
-    rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        a,
-        rustix::fs::CWD,
-        b,
-        rustix::fs::RenameFlags::EXCHANGE,
-    )
-    .map_err(|e| Error::io(b, std::io::Error::from(e)))
-}
-
-fn read_record<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    atomic::read_record(path)
-}
-
-/// Creates `dir` with mode 0700 when missing.
-fn make_private_dir(dir: &Path) -> Result<()> {
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::io(dir, e)),
+/// The read limit of a card file, by its name.
+fn limit_for(name: &str) -> u64 {
+    if name.starts_with("obj-") {
+        OBJECT_LIMIT
+    } else {
+        RECORD_LIMIT
     }
 }
 
-fn check_private_dir(dir: &Path) -> Result<()> {
-    let md = fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
-    let mode = md.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(Error::StorePermissions {
-            path: dir.to_path_buf(),
-            why: format!(
-                "card directory is open to other users (mode {mode:o}); refusing to use it. \
-                 If nobody else could have changed it, run `chmod 700 {}`",
-                dir.display()
-            ),
-        });
+/// `value` as a record, refused when larger than what the store reads back.
+fn encode_within_limit<T: Serialize>(path: &Path, name: &str, value: &T) -> Result<Vec<u8>> {
+    let bytes = atomic::encode_record(path, value)?;
+    let limit = limit_for(name);
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limit {
+        return Err(Error::Usage(format!(
+            "{}: {} bytes is more than the {} the store keeps in one file of this kind; \
+             store less (a smaller certificate or data object)",
+            path.display(),
+            bytes.len(),
+            human_size(limit)
+        )));
     }
-    let me = rustix::process::geteuid();
-    if md.uid() != me.as_raw() && !me.is_root() {
-        return Err(Error::StorePermissions {
-            path: dir.to_path_buf(),
-            why: format!("card directory belongs to uid {}, not to you", md.uid()),
-        });
-    }
-    Ok(())
+    Ok(bytes)
+}
+
+fn leftover_names(cards: &CheckedDir) -> Result<Vec<String>> {
+    Ok(cards
+        .entries()?
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| n.starts_with(NEW_PREFIX) || n.starts_with(DEL_PREFIX))
+        .collect())
 }
 
 fn default_root() -> Result<PathBuf> {
@@ -426,9 +528,11 @@ fn default_root() -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
-    fn a_card_is_invisible_until_committed_and_leftovers_are_cleaned() {
+    fn a_card_is_invisible_until_committed_and_leftovers_are_named() {
         let d = tempfile::tempdir().unwrap();
         let store = Store::at(d.path().join("s"));
         let lock = store.lock().unwrap();
@@ -444,7 +548,7 @@ mod tests {
         assert_eq!(store.cards().unwrap().len(), 1);
         card.check_private().unwrap();
         let other = store.begin_card(&lock, "def").unwrap().as_card_dir();
-        store.discard(&lock, &other).unwrap();
+        store.discard(&lock, other.entry_name()).unwrap();
         let replacement = store.begin_replacement(&lock, &card).unwrap();
         assert!(matches!(
             store.leftovers().unwrap().as_slice(),
@@ -454,8 +558,10 @@ mod tests {
             store.begin_replacement(&lock, &card).is_err(),
             "an unresolved replacement is never deleted blindly"
         );
-        store.discard(&lock, &replacement.as_card_dir()).unwrap();
-        let hidden = store.hide_card(&lock, &card).unwrap();
+        store
+            .discard(&lock, replacement.as_card_dir().entry_name())
+            .unwrap();
+        let hidden = store.hide_card(&lock, card.id()).unwrap();
         assert!(store.cards().unwrap().is_empty());
         assert!(matches!(
             store.leftovers().unwrap().as_slice(),

@@ -1,27 +1,59 @@
 //! The cross-process lock of a TPM without a resource manager (DESIGN.md §6) and the
-//! directory its lock files live in. Files only: no TPM commands here.
+//! directories its lock files and per-boot facts live in. Files only: no TPM commands.
+//!
+//! The lock directory is checked like the store ([`crate::checked_dir`]): `/run/tpmvsc`
+//! for root, `$XDG_RUNTIME_DIR/tpmvsc` for a user, `TPMVSC_LOCK_DIR` when set; a user
+//! without a runtime directory falls back to `/tmp/tpmvsc-UID`, which must then be their
+//! own private directory (another user could pre-create it and hold the lock). Waits for
+//! the lock are bounded and then name the process that holds it.
 
-use std::fs::File;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use sha2::{Digest as _, Sha256};
 
 use super::TpmError;
+use crate::checked_dir::{CheckedDir, DirRule, LockFile, lock_file};
 
-/// Directory for lock files shared by every user of one TPM.
+/// Environment variable naming the lock directory.
+pub const LOCK_DIR_ENV: &str = "TPMVSC_LOCK_DIR";
+
+/// Directory for lock files shared by every user of one TPM (not checked: see
+/// [`checked_lock_dir`]).
 pub fn lock_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("TPMVSC_LOCK_DIR") {
-        return PathBuf::from(d);
+    runtime_path().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("tpmvsc-{}", rustix::process::geteuid().as_raw()))
+    })
+}
+
+/// `TPMVSC_LOCK_DIR`, `/run/tpmvsc` for root, `$XDG_RUNTIME_DIR/tpmvsc` for a user.
+fn runtime_path() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os(LOCK_DIR_ENV).filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
     }
     if rustix::process::geteuid().is_root() {
-        return PathBuf::from("/run/tpmvsc");
+        return Some(PathBuf::from("/run/tpmvsc"));
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) => PathBuf::from(d).join("tpmvsc"),
-        None => {
-            std::env::temp_dir().join(format!("tpmvsc-{}", rustix::process::geteuid().as_raw()))
-        }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map(|d| PathBuf::from(d).join("tpmvsc"))
+}
+
+/// The lock directory, created when missing and checked (refused by name when another
+/// user owns it or others may write it).
+pub fn checked_lock_dir() -> crate::Result<CheckedDir> {
+    match runtime_path() {
+        Some(p) => CheckedDir::create(&p, "lock directory", DirRule::Lock),
+        None => CheckedDir::create(&lock_dir(), "lock directory", DirRule::Private),
     }
+}
+
+/// The private runtime directory for small per-boot facts (the proved SRK Name), when
+/// there is one an offline attacker cannot write and a reboot clears: `None` for the
+/// `/tmp` fallback.
+pub fn runtime_dir() -> Option<CheckedDir> {
+    let p = runtime_path()?;
+    CheckedDir::create(&p, "runtime directory", DirRule::Lock).ok()
 }
 
 /// The cross-process lock of a TPM without resource manager: `tpm-<tag>.lock`, held
@@ -30,54 +62,35 @@ pub fn lock_dir() -> PathBuf {
 /// (DESIGN.md §6). The path derives from the TCTI, not from a user's store.
 #[derive(Debug)]
 pub struct TpmLock {
-    _main: File,
-    wait: File,
+    _main: LockFile,
+    wait: LockFile,
 }
 
 impl TpmLock {
-    /// Takes the lock, announcing itself on the wait file while it has to wait.
+    /// Takes the lock, announcing itself on the wait file while it has to wait; the wait
+    /// is bounded and then fails naming the holder.
     pub(crate) fn take(tcti: &str) -> Result<TpmLock, TpmError> {
-        let dir = lock_dir();
-        let fail = |why: String| TpmError::NoTpm {
-            tcti: tcti.to_string(),
-            why,
+        let fail = |e: crate::Error| TpmError::Other {
+            code: 0,
+            what: format!("the TPM's lock: {e}"),
         };
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| fail(format!("cannot create lock dir {}: {e}", dir.display())))?;
+        let dir = checked_lock_dir().map_err(fail)?;
         let tag = hex::encode(&Sha256::digest(tcti.as_bytes())[..8]);
-        let open = |name: String| {
-            let path = dir.join(name);
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(|e| fail(format!("cannot open lock {}: {e}", path.display())))
-        };
-        let main = open(format!("tpm-{tag}.lock"))?;
-        let wait = open(format!("tpm-{tag}.wait"))?;
-        match main.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                wait.lock().map_err(|e| fail(format!("cannot lock: {e}")))?;
-                let r = main.lock();
-                let _ = wait.unlock();
-                r.map_err(|e| fail(format!("cannot lock: {e}")))?;
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(fail(format!("cannot lock: {e}"))),
+        let main = dir.lock_file(&format!("tpm-{tag}.lock")).map_err(fail)?;
+        let wait = dir.lock_file(&format!("tpm-{tag}.wait")).map_err(fail)?;
+        if !main.try_lock().map_err(fail)? {
+            let started = Instant::now();
+            let deadline = started + lock_file::lock_timeout().map_err(fail)?;
+            wait.lock_until(started, deadline).map_err(fail)?;
+            let r = main.lock_until(started, deadline);
+            wait.unlock();
+            r.map_err(fail)?;
         }
         Ok(TpmLock { _main: main, wait })
     }
 
     /// True when another process waits for this TPM.
     pub fn others_waiting(&self) -> bool {
-        match self.wait.try_lock_shared() {
-            Ok(()) => {
-                let _ = self.wait.unlock();
-                false
-            }
-            Err(_) => true,
-        }
+        self.wait.held_by_others()
     }
 }

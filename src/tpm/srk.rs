@@ -8,10 +8,6 @@
 //! clears, so later processes skip the CreatePrimary. A card's recorded SRK Name only
 //! tells "this TPM was cleared" apart.
 
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
-
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tss_esapi::traits::Marshall;
@@ -257,80 +253,27 @@ mod proof_cache {
     /// Longest file the cache ever writes (hex Name and a newline).
     const MAX_LEN: u64 = 128;
 
-    /// The directory: `TPMVSC_LOCK_DIR`, `/run/tpmvsc` for root, the user's
-    /// `$XDG_RUNTIME_DIR/tpmvsc`; never a world-writable temporary directory.
-    fn dir() -> Option<PathBuf> {
-        let d = if let Some(d) = std::env::var_os("TPMVSC_LOCK_DIR").filter(|d| !d.is_empty()) {
-            PathBuf::from(d)
-        } else if rustix::process::geteuid().is_root() {
-            PathBuf::from("/run/tpmvsc")
-        } else {
-            PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty())?)
-                .join("tpmvsc")
-        };
-        private_dir(&d).then_some(d)
-    }
-
-    /// True when `d` is a directory (not a symlink) owned by us or root and closed to
-    /// group and others; created 0700 when missing.
-    fn private_dir(d: &std::path::Path) -> bool {
-        use std::os::unix::fs::DirBuilderExt;
-        let me = rustix::process::geteuid().as_raw();
-        if std::fs::symlink_metadata(d).is_err() {
-            let _ = std::fs::DirBuilder::new().mode(0o700).create(d);
-        }
-        std::fs::symlink_metadata(d)
-            .is_ok_and(|m| m.is_dir() && (m.uid() == me || m.uid() == 0) && m.mode() & 0o022 == 0)
-    }
-
-    fn file(tcti: &str) -> Option<PathBuf> {
+    fn file_name(tcti: &str) -> String {
         let tag = hex::encode(&Sha256::digest(tcti.as_bytes())[..8]);
-        Some(dir()?.join(format!("srk-{tag}.name")))
+        format!("srk-{tag}.name")
     }
 
-    /// The cached Name, when the file is ours, regular and well-formed.
+    /// The cached Name, when the runtime directory and the file pass their checks.
     pub(super) fn read(tcti: &str) -> Option<Vec<u8>> {
-        let path = file(tcti)?;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&path)
-            .ok()?;
-        let md = f.metadata().ok()?;
-        let me = rustix::process::geteuid().as_raw();
-        if !md.is_file() || (md.uid() != me && md.uid() != 0) || md.mode() & 0o022 != 0 {
-            return None;
-        }
-        let mut text = String::new();
-        f.take(MAX_LEN).read_to_string(&mut text).ok()?;
-        let name = hex::decode(text.trim()).ok()?;
+        let dir = super::super::lock::runtime_dir()?;
+        let bytes = dir.read_if_exists(&file_name(tcti), MAX_LEN).ok()??;
+        let name = hex::decode(String::from_utf8(bytes).ok()?.trim()).ok()?;
         (name.len() == 34 && name[..2] == [0x00, 0x0b]).then_some(name)
     }
 
-    /// Records the proved Name (write-temp, rename; never through a symlink).
+    /// Records the proved Name (write-temp, rename; never through a link).
     pub(super) fn write(tcti: &str, name: &[u8]) {
-        let Some(path) = file(tcti) else { return };
         if read(tcti).as_deref() == Some(name) {
             return;
         }
-        let Some(dir) = path.parent() else { return };
-        let mut nonce = [0u8; 8];
-        if getrandom::fill(&mut nonce).is_err() {
-            return;
-        }
-        let tmp = dir.join(format!(".srk-{}.tmp", hex::encode(nonce)));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&tmp)
-            .and_then(|mut f| {
-                use std::io::Write;
-                f.write_all(format!("{}\n", hex::encode(name)).as_bytes())
-            });
-        if written.is_err() || std::fs::rename(&tmp, &path).is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        if let Some(dir) = super::super::lock::runtime_dir() {
+            let text = format!("{}\n", hex::encode(name));
+            let _ = dir.write_atomic(&file_name(tcti), text.as_bytes(), false);
         }
     }
 }
