@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(
   build-essential pkg-config ca-certificates curl git
   libtss2-dev libtss2-tcti-tabrmd0 tpm2-abrmd tpm2-tools
-  swtpm swtpm-tools dbus dbus-bin iproute2
+  swtpm swtpm-tools dbus dbus-bin iproute2 strace
   opensc libnss3-tools gnutls-bin openssl openssh-client openssh-server p11-kit
   firefox-esr
   libtpm2-pkcs11-1 libtpm2-pkcs11-tools

@@ -195,6 +195,7 @@ impl Error {
                 | TpmError::CounterGone
                 | TpmError::UnexpectedObject(_) => CKR_TOKEN_NOT_RECOGNIZED,
                 TpmError::NvFull => CKR_DEVICE_MEMORY,
+                TpmError::CounterTaken(_) => CKR_FUNCTION_FAILED,
                 TpmError::NoTpm { .. }
                 | TpmError::Gone(_)
                 | TpmError::Unresponsive { .. }

@@ -195,8 +195,107 @@ fn a_held_lock_fails_after_the_bound_naming_its_holder() {
     );
     drop(held);
 
+    // The TPM's cross-process lock (no resource manager): every command waits for it.
+    use sha2::Digest as _;
+    let tag = hex::encode(&sha2::Sha256::digest(swtpm.tcti().as_bytes())[..8]);
+    let tpm_lock = tpmvsc::tpm::lock_dir().join(format!("tpm-{tag}.lock"));
+    assert!(tpm_lock.exists(), "the TPM lock file of earlier commands");
+    let held = hold_lock(&tpm_lock);
+    let started = Instant::now();
+    busy(
+        cli.check_pin("h", DEFAULT_PIN),
+        &tpm_lock.display().to_string(),
+        started,
+    );
+    drop(held);
+
     cli.check_pin("h", DEFAULT_PIN)
         .ok("check-pin once the locks are free");
+}
+
+/// A user uses no store or lock directory that another user owns or that others may
+/// write: each is refused by name before anything is read from or written into it.
+#[test]
+fn a_user_refuses_directories_of_others_and_ones_others_may_write() {
+    let swtpm = Swtpm::start();
+    let user = OtherUser::new();
+    let stranger = user.uid + 1;
+    let tcti = swtpm.tcti();
+    let own_locks = user.own_dir("locks");
+    let own_store = user.own_dir("store");
+    let run = |store: &Path, locks: &Path| {
+        user.tpmvsc(
+            &["create", "--name", "x"],
+            &[
+                ("TPMVSC_TCTI", tcti.as_str()),
+                ("TPMVSC_STORE", store.to_str().expect("utf-8")),
+                ("TPMVSC_LOCK_DIR", locks.to_str().expect("utf-8")),
+                ("TPMVSC_LOCK_TIMEOUT", "2"),
+            ],
+        )
+    };
+    let refused = |out: Output, dir: &Path, why: &str| {
+        assert_eq!(out.code, 1, "{why}: {out:#?}");
+        assert!(
+            out.stderr.contains(&dir.display().to_string()),
+            "{why}: the directory is named: {out:#?}"
+        );
+    };
+    // A store owned by someone else (readable and enterable by everyone).
+    let foreign = user.base().join("foreign-store");
+    std::fs::create_dir(&foreign).expect("mkdir");
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::chown(&foreign, Some(stranger), Some(stranger)).expect("chown");
+    refused(run(&foreign, &own_locks), &foreign, "another user's store");
+    assert!(names_in(&foreign).is_empty(), "nothing written into it");
+    // The user's own store, but the group may write it.
+    std::fs::set_permissions(&own_store, std::fs::Permissions::from_mode(0o770)).expect("chmod");
+    refused(
+        run(&own_store, &own_locks),
+        &own_store,
+        "a group-writable store",
+    );
+    std::fs::set_permissions(&own_store, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    // A lock directory owned by someone else, or open to everyone's writes.
+    let foreign_locks = user.base().join("foreign-locks");
+    std::fs::create_dir(&foreign_locks).expect("mkdir");
+    std::fs::set_permissions(&foreign_locks, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    std::os::unix::fs::chown(&foreign_locks, Some(stranger), Some(stranger)).expect("chown");
+    refused(
+        run(&own_store, &foreign_locks),
+        &foreign_locks,
+        "another user's lock directory",
+    );
+    std::fs::set_permissions(&own_locks, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    refused(
+        run(&own_store, &own_locks),
+        &own_locks,
+        "a world-writable lock directory",
+    );
+    std::fs::set_permissions(&own_locks, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    // A card directory in the user's own store that belongs to someone else (root could
+    // have planted it): listed as damaged, by name, and never used.
+    let out = run(&own_store, &own_locks);
+    assert_eq!(out.code, 0, "the user's own directories work: {out:#?}");
+    let cards = own_store.join("cards");
+    let planted = cards.join("00000000-0000-4000-8000-000000000000");
+    std::fs::create_dir(&planted).expect("mkdir");
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::os::unix::fs::chown(&planted, Some(stranger), Some(stranger)).expect("chown");
+    let listed = user.tpmvsc(
+        &["list"],
+        &[
+            ("TPMVSC_TCTI", tcti.as_str()),
+            ("TPMVSC_STORE", own_store.to_str().expect("utf-8")),
+            ("TPMVSC_LOCK_DIR", own_locks.to_str().expect("utf-8")),
+        ],
+    );
+    assert_eq!(listed.code, 0, "{listed:#?}");
+    assert!(
+        listed.stdout.contains("damaged") && listed.stdout.contains("x"),
+        "the planted directory lists as damaged, the user's card as usual: {listed:#?}"
+    );
 }
 
 #[test]

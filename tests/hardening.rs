@@ -341,7 +341,7 @@ fn the_marker_counts_only_when_root_owns_it_and_it_names_this_tpm() {
     let file = store.scratch("lockout-auth");
     tpm_harden(&cli, &file).ok("harden");
     assert_eq!(tpm_status(&cli)["lockout_state"], "hardened_by_tpmvsc");
-    let marker = store.config_dir().join("hardened.json");
+    let marker = marker_of(&store.config_dir());
     let original = std::fs::read(&marker).expect("the marker");
 
     // A marker naming another TPM's SRK (a cleared TPM, or a copied file) is void.
@@ -390,4 +390,133 @@ fn harden_can_print_the_value_and_keep_nothing_on_the_machine() {
     // Run again: hardened by tpmvsc, the value is not on the machine to re-verify.
     let again = tpm_harden(&cli, &file).ok("harden again");
     assert!(again.stdout.contains("not re-verified"), "{again:#?}");
+}
+
+/// The one marker file `harden` left in `config` (`hardened-<tag>.json`).
+fn marker_of(config: &std::path::Path) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(config)
+        .expect("the configuration directory")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("hardened-") && n.ends_with(".json"))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one marker: {found:?}");
+    found[0].clone()
+}
+
+/// The marker exists for every user's `tpm status`, `create` and `list`: after a first
+/// harden on a machine without /etc/tpmvsc, the directory is 0755 and another user
+/// reads "hardened by tpmvsc".
+#[test]
+fn the_marker_is_read_by_other_users_after_a_first_harden() {
+    let swtpm = Swtpm::start();
+    let user = OtherUser::new();
+    let config = user.base().join("etc").join("tpmvsc");
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti())
+        .with_env("TPMVSC_CONFIG_DIR", config.to_str().expect("utf-8"));
+    let out = cli
+        .tpmvsc(&["tpm", "harden"])
+        .ok("harden with the default file");
+    assert!(out.stdout.contains("lockout-auth-"), "{out:#?}");
+    let mode = std::fs::metadata(&config)
+        .expect("the configuration directory")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755, "mode {mode:o}");
+    let lock_dir = user.own_dir("locks");
+    let env = [
+        ("TPMVSC_TCTI", swtpm.tcti()),
+        ("TPMVSC_CONFIG_DIR", config.to_string_lossy().into_owned()),
+        ("TPMVSC_LOCK_DIR", lock_dir.to_string_lossy().into_owned()),
+        (
+            "TPMVSC_STORE",
+            user.own_dir("store").to_string_lossy().into_owned(),
+        ),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let status = user.tpmvsc(&["tpm", "status", "--json"], &env);
+    assert_eq!(status.code, 0, "{status:#?}");
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).expect("JSON");
+    assert_eq!(v["lockout_state"], "hardened_by_tpmvsc", "{status:#?}");
+    let created = user.tpmvsc(&["create", "--name", "u"], &env);
+    assert_eq!(created.code, 0, "{created:#?}");
+    assert!(
+        created.stderr.contains("hardened by tpmvsc"),
+        "create says so: {created:#?}"
+    );
+    let listed = user.tpmvsc(&["list"], &env);
+    assert!(listed.stdout.contains("hardened by tpmvsc"), "{listed:#?}");
+}
+
+/// Each TPM has its own lockout authorization file and marker: hardening a second TPM
+/// (a simulator next to the real one) with the same configuration directory leaves the
+/// first one hardened, its value where it was, and both clear their lockout without
+/// being told which file to read.
+#[test]
+fn hardening_a_second_tpm_keeps_the_first_ones_value() {
+    let first = Swtpm::start();
+    let second = Swtpm::start();
+    let store = TestStore::new();
+    let config = store.config_dir();
+    let cli1 = Cli::new(&store, &first.tcti());
+    let cli2 = Cli::new(&store, &second.tcti());
+    cli1.tpmvsc(&["tpm", "harden"]).ok("harden the first TPM");
+    let files = |dir: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .expect("config dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("lockout-auth"))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).expect("reading"),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let after_first = files(&config);
+    assert_eq!(after_first.len(), 1, "{after_first:?}");
+    cli2.tpmvsc(&["tpm", "harden"]).ok("harden the second TPM");
+    let after_second = files(&config);
+    assert_eq!(after_second.len(), 2, "{after_second:?}");
+    assert!(
+        after_second.contains(&after_first[0]),
+        "the first TPM's value is where it was"
+    );
+    for cli in [&cli1, &cli2] {
+        assert_eq!(tpm_status(cli)["lockout_state"], "hardened_by_tpmvsc");
+        cli.tpmvsc(&["tpm", "clear-lockout"])
+            .ok("clear-lockout finds this TPM's own file");
+    }
+}
+
+/// A file that may hold a lockout authorization is never overwritten: the value of
+/// another TPM would be lost for good.
+#[test]
+fn harden_never_overwrites_an_existing_lockout_auth_file() {
+    let swtpm = Swtpm::start();
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    let file = store.scratch("lockout-auth");
+    std::fs::write(&file, "00112233445566778899aabbccddeeff\n").expect("an earlier value");
+    let out = tpm_harden(&cli, &file);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.contains("never overwrites"), "{out:#?}");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("reading"),
+        "00112233445566778899aabbccddeeff\n",
+        "the file is unchanged"
+    );
+    assert_eq!(
+        tpm_status(&cli)["lockout_auth_set"],
+        false,
+        "the TPM is unchanged"
+    );
 }

@@ -462,3 +462,352 @@ fn a_full_tpm_nv_gives_a_clear_error_and_no_card() {
         .unwrap_or_default();
     assert!(hidden.is_empty(), "nothing left in the store: {hidden:?}");
 }
+
+/// The card's guard and CSK as tpm2-tools files (TPM2B_PUBLIC and TPM2B_PRIVATE, size
+/// prefixed) in `work`: (guard public, guard private, CSK public, CSK private).
+fn tools_files(dir: &Path, work: &Path) -> [String; 4] {
+    let write_2b = |name: &str, hex_text: &str| {
+        let bytes = hex::decode(hex_text).expect("hex");
+        let mut out = u16::try_from(bytes.len())
+            .expect("size")
+            .to_be_bytes()
+            .to_vec();
+        out.extend_from_slice(&bytes);
+        let p = work.join(name);
+        std::fs::write(&p, out).expect("writing a tpm2-tools file");
+        p.to_string_lossy().into_owned()
+    };
+    let guard = read_json(&dir.join(GUARD_FILE));
+    let csk = read_json(&dir.join("csk.json"));
+    [
+        write_2b("g.pub", guard["blob"]["public"].as_str().expect("hex")),
+        write_2b("g.priv", guard["blob"]["private"].as_str().expect("hex")),
+        write_2b("c.pub", csk["blob"]["public"].as_str().expect("hex")),
+        write_2b("c.priv", csk["blob"]["private"].as_str().expect("hex")),
+    ]
+}
+
+/// PolicyNV is checked when the policy command runs, not when the session is used: an
+/// attacker with TPM access and a copy of the files satisfies the old guard's policy
+/// before the format, keeps the session (tpm2-tools saves it), and tries to load the old
+/// card storage key through it afterwards. Without a resource manager every tpmvsc
+/// connection flushes sessions others left, so the format itself kills that session.
+#[test]
+fn a_policy_session_satisfied_before_a_format_dies_with_the_old_card() {
+    for t in [
+        "tpm2_load",
+        "tpm2_startauthsession",
+        "tpm2_policynv",
+        "tpm2_flushcontext",
+    ] {
+        if !require_tool(t) {
+            return;
+        }
+    }
+    let swtpm = Swtpm::start_with_persistent_srk();
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    create(&cli, "p");
+    let dir = card_dir(&cli, "p");
+    let counter = record_of(&dir).counter.expect("counter");
+    let work = tempfile::tempdir().expect("temp dir");
+    let [gpub, gpriv, cpub, cpriv] = tools_files(&dir, work.path());
+    let w = |n: &str| work.path().join(n).to_string_lossy().into_owned();
+    std::fs::write(w("bound"), counter.bound.to_be_bytes()).expect("operand file");
+    let index = format!("{:#x}", counter.index);
+    let ok = |o: std::process::Output, what: &str| {
+        assert!(o.status.success(), "{what}: {o:?}");
+    };
+    let load_guard = || {
+        tool(
+            "tpm2_load",
+            &swtpm,
+            &[
+                "-C",
+                "0x81000001",
+                "-u",
+                &gpub,
+                "-r",
+                &gpriv,
+                "-c",
+                &w("g.ctx"),
+            ],
+        )
+    };
+    let load_csk = || {
+        let sess = format!("session:{}", w("s.ctx"));
+        tool(
+            "tpm2_load",
+            &swtpm,
+            &[
+                "-C",
+                &w("g.ctx"),
+                "-P",
+                &sess,
+                "-u",
+                &cpub,
+                "-r",
+                &cpriv,
+                "-c",
+                &w("c.ctx"),
+            ],
+        )
+    };
+    // The session works before the format: the attack is real.
+    ok(load_guard(), "loading the guard");
+    ok(
+        tool(
+            "tpm2_startauthsession",
+            &swtpm,
+            &["--policy-session", "-S", &w("s.ctx")],
+        ),
+        "a policy session",
+    );
+    ok(
+        tool(
+            "tpm2_policynv",
+            &swtpm,
+            &[
+                "-S",
+                &w("s.ctx"),
+                "-C",
+                &index,
+                "-i",
+                &w("bound"),
+                &index,
+                "ule",
+            ],
+        ),
+        "PolicyNV while the counter is at the guard's bound",
+    );
+    ok(
+        load_csk(),
+        "the CSK loads through the satisfied session before the format",
+    );
+    let _ = tool("tpm2_flushcontext", &swtpm, &["-t"]);
+
+    cli.tpmvsc_stdin(
+        &["format", "p", "--puk", "--stdin", "--yes"],
+        &format!("{PUK}\n{FORMAT_PIN}\n{FORMAT_PIN}\n"),
+    )
+    .ok("format");
+
+    ok(
+        load_guard(),
+        "the old guard itself still loads (it is only a key)",
+    );
+    let after = load_csk();
+    assert!(
+        !after.status.success(),
+        "the session satisfied before the format still loaded the old card storage key: \
+         {after:?}"
+    );
+    let _ = tool("tpm2_flushcontext", &swtpm, &["-t"]);
+    cli.check_pin("p", FORMAT_PIN).ok("the formatted card");
+}
+
+/// Destroy finds the counter from the card ID, not from the record an attacker can
+/// write: a damaged record, or one that lost its counter, does not keep copies alive.
+#[test]
+fn destroy_revokes_copies_even_when_the_record_is_damaged_or_lost_its_counter() {
+    let swtpm = Swtpm::start();
+    swtpm.set_da(1000, 600, 1);
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 3] = [
+        ("garbage", |p| {
+            std::fs::write(p, b"{garbage").expect("writing")
+        }),
+        ("no counter", |p| {
+            let mut r = read_json(p);
+            r.as_object_mut().expect("object").remove("counter");
+            std::fs::write(p, serde_json::to_vec(&r).expect("JSON")).expect("writing");
+        }),
+        ("another counter", |p| {
+            let mut r = read_json(p);
+            r["counter"]["index"] = serde_json::json!(0x0130_0000u32 + 7);
+            std::fs::write(p, serde_json::to_vec(&r).expect("JSON")).expect("writing");
+        }),
+    ];
+    for (i, (what, damage)) in damages.iter().enumerate() {
+        let name = format!("x{i}");
+        create(&cli, &name);
+        let dir = card_dir(&cli, &name);
+        let record = record_of(&dir);
+        let counter = record.counter.expect("counter");
+        let copy = tempfile::tempdir().expect("temp dir");
+        copy_dir(&dir, copy.path());
+        damage(&dir.join(CARD_FILE));
+        let out = cli.check_pin(&record.card_id, PIN);
+        assert_eq!(out.code, 1, "{what}: the altered card is refused: {out:#?}");
+        cli.tpmvsc(&["destroy", &record.card_id, "--yes"])
+            .ok(&format!("destroy a card whose record has {what}"));
+        assert!(
+            !Tpm::open_tcti(&swtpm.tcti())
+                .expect("TPM")
+                .counter_exists(counter.index)
+                .expect("reading the NV index"),
+            "{what}: destroy incremented and freed the card's counter"
+        );
+        restore(copy.path(), &dir);
+        let r = check_copy(&swtpm.tcti(), &dir, PIN);
+        assert!(
+            matches!(r, Err(TpmError::CounterGone | TpmError::Revoked)),
+            "{what}: the copy from before the destroy still works: {r:?}"
+        );
+        std::fs::remove_dir_all(&dir).expect("removing the restored copy");
+    }
+}
+
+/// Format of a card whose record lost its counter (an attacker removed it, keeping a
+/// copy) finds the counter from the card ID, increments it, and so revokes the copy.
+#[test]
+fn format_revokes_copies_even_when_the_record_lost_its_counter() {
+    let swtpm = Swtpm::start();
+    swtpm.set_da(1000, 600, 1);
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    create(&cli, "n");
+    let dir = card_dir(&cli, "n");
+    let counter = record_of(&dir).counter.expect("counter");
+    let copy = tempfile::tempdir().expect("temp dir");
+    copy_dir(&dir, copy.path());
+    let mut r = read_json(&dir.join(CARD_FILE));
+    r.as_object_mut().expect("object").remove("counter");
+    std::fs::write(dir.join(CARD_FILE), serde_json::to_vec(&r).expect("JSON")).expect("writing");
+
+    cli.tpmvsc_stdin(
+        &["format", "n", "--puk", "--stdin", "--yes"],
+        &format!("{PUK}\n{FORMAT_PIN}\n{FORMAT_PIN}\n"),
+    )
+    .ok("format a card whose record lost its counter");
+    let formatted = record_of(&dir).counter.expect("a counter after format");
+    assert_eq!(formatted.index, counter.index, "the card ID's own counter");
+    assert!(
+        formatted.bound > counter.bound,
+        "{counter:?} -> {formatted:?}"
+    );
+    cli.check_pin("n", FORMAT_PIN).ok("the formatted card");
+    let now = tempfile::tempdir().expect("temp dir");
+    copy_dir(&dir, now.path());
+    restore(copy.path(), &dir);
+    assert_eq!(
+        check_copy(&swtpm.tcti(), &dir, PIN),
+        Err(TpmError::Revoked),
+        "the copy from before the format"
+    );
+    restore(now.path(), &dir);
+    cli.check_pin("n", FORMAT_PIN)
+        .ok("the formatted card again");
+}
+
+/// The same attack through tpm2-abrmd (a resource manager: every process has its own
+/// handles): an old copy is refused after format and after destroy.
+#[test]
+fn an_old_copy_is_refused_through_a_resource_manager() {
+    let swtpm = Swtpm::start();
+    swtpm.set_da(1000, 600, 1);
+    let abrmd = Abrmd::start(&swtpm);
+    let store = TestStore::new();
+    let (key, value) = abrmd.env();
+    let cli = Cli::new(&store, &abrmd.tcti()).with_env(&key, &value);
+    create(&cli, "rm");
+    let dir = card_dir(&cli, "rm");
+    let copy = tempfile::tempdir().expect("temp dir");
+    copy_dir(&dir, copy.path());
+    cli.tpmvsc_stdin(
+        &["format", "rm", "--puk", "--stdin", "--yes"],
+        &format!("{PUK}\n{FORMAT_PIN}\n{FORMAT_PIN}\n"),
+    )
+    .ok("format through abrmd");
+    let formatted = tempfile::tempdir().expect("temp dir");
+    copy_dir(&dir, formatted.path());
+    restore(copy.path(), &dir);
+    let out = cli.check_pin("rm", PIN);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("revoked"), "{out:#?}");
+    restore(formatted.path(), &dir);
+    cli.check_pin("rm", FORMAT_PIN).ok("the formatted card");
+    copy_dir(&dir, copy.path());
+    cli.tpmvsc(&["destroy", "rm", "--yes"]).ok("destroy");
+    restore(copy.path(), &dir);
+    let out = cli.check_pin("rm", FORMAT_PIN);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("counter"), "{out:#?}");
+}
+
+/// A format killed just before each of its file and TPM steps — every rename, every
+/// write (TPM commands included) — leaves exactly the old or the new card once the
+/// next command has run. The kills come from strace's fault injection, so every step
+/// is hit, not only those a timer happens to land on.
+#[test]
+fn a_format_killed_before_each_of_its_steps_leaves_the_old_or_the_new_card() {
+    if !require_tool("strace") {
+        return;
+    }
+    let swtpm = Swtpm::start();
+    swtpm.set_da(1000, 1, 1);
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    // A kill between persisting the PUK counter and the TPM's answer costs a try, as a
+    // pulled plug would: give the PUK enough of them for every step.
+    cli.tpmvsc_stdin(
+        &[
+            "create",
+            "--name",
+            "k",
+            "--pin",
+            "prompt",
+            "--puk",
+            "prompt",
+            "--puk-tries",
+            "255",
+            "--stdin",
+        ],
+        &format!("{PIN}\n{PUK}\n"),
+    )
+    .ok("create a card with PIN and PUK");
+    let mut current = PIN.to_string();
+    let (mut old, mut new) = (0, 0);
+    let mut step = 1;
+    loop {
+        let next = format!("Killed-pin-{step:04}");
+        let inject = format!("inject=renameat,renameat2,write:signal=KILL:when={step}");
+        let out = cli.tpmvsc_wrapped(
+            &["strace", "-f", "-o", "/dev/null", "-e", &inject, "--"],
+            &["format", "k", "--puk", "--stdin", "--yes"],
+            &format!("{PUK}\n{next}\n{next}\n"),
+        );
+        let finished = out.code == 0;
+        let listed = list_json(&cli);
+        assert_eq!(listed.len(), 1, "step {step}: {listed:#?}");
+        let leftovers: Vec<String> = std::fs::read_dir(store.cards_dir())
+            .expect("cards dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "step {step}: leftovers {leftovers:?}");
+        let with_old = check_pin(&store, &swtpm.tcti(), "k", &current);
+        let with_new = check_pin(&store, &swtpm.tcti(), "k", &next);
+        match (with_old, with_new) {
+            (Ok(()), Err(TpmError::AuthFail)) if !finished => old += 1,
+            (Err(TpmError::AuthFail), Ok(())) => {
+                new += 1;
+                current = next;
+            }
+            other => panic!(
+                "killed before step {step} (finished: {finished}): not exactly the old or the \
+                 new card: {other:?} ({out:#?})"
+            ),
+        }
+        if finished {
+            break;
+        }
+        step += 1;
+        assert!(step < 400, "format never finished under injection");
+    }
+    eprintln!("{step} steps: {old} kills left the old card, {new} the new one");
+    assert!(old > 0 && new > 1, "both outcomes were reached");
+}

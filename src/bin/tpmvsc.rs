@@ -435,8 +435,9 @@ enum TpmCmd {
     )]
     Harden {
         /// The lockout authorization file: the TPM's current value is read from it when the
-        /// TPM has one, and the new value is written to it (mode 0600; default
-        /// /etc/tpmvsc/lockout-auth). A path on removable media keeps it off this machine.
+        /// TPM has one, and the new value is written to a new file there (mode 0600;
+        /// default /etc/tpmvsc/lockout-auth-<tag>, one file per TPM; an existing file is
+        /// never overwritten). A path on removable media keeps it off this machine.
         #[arg(long)]
         lockout_auth_file: Option<PathBuf>,
         /// Print the new value once instead of keeping it in a file on this machine
@@ -453,8 +454,8 @@ enum TpmCmd {
     /// authorization; one wrong try blocks it for the lockout recovery time).
     ClearLockout {
         /// Read the lockout authorization from the first line of this file or /dev/fd/N
-        /// (default /etc/tpmvsc/lockout-auth when it exists; prompted otherwise; empty on
-        /// a TPM nobody set it on).
+        /// (default: this TPM's /etc/tpmvsc/lockout-auth-<tag> when it exists; prompted
+        /// otherwise; empty on a TPM nobody set it on).
         #[arg(long)]
         lockout_auth_file: Option<PathBuf>,
     },
@@ -462,7 +463,9 @@ enum TpmCmd {
 
 #[derive(clap::Args, Debug)]
 struct CreateArgs {
-    /// Card name, 1-32 bytes, unique in the store (the PKCS#11 token label).
+    /// Card name, 1-32 bytes (the PKCS#11 token label); a friendly name, as on Windows:
+    /// it may repeat, and a name that means several cards is refused with their
+    /// instance IDs.
     #[arg(long)]
     name: String,
     /// `default` = 12345678 (left out: default), `prompt` = ask. Never the PIN itself:
@@ -1339,66 +1342,51 @@ fn tpm_cmd(action: TpmCmd) -> Result<()> {
         TpmCmd::Harden {
             lockout_auth_file,
             print_lockout_auth,
-        } => {
-            let file = lockout_auth_file.unwrap_or_else(hardening::default_lockout_auth_file);
-            let escrow = if print_lockout_auth {
-                hardening::Escrow::Print
-            } else {
-                hardening::Escrow::File(file.clone())
-            };
-            match hardening::harden(escrow, Some(&file))? {
-                hardening::HardenOutcome::AlreadyHardened { verified } => println!(
-                    "The TPM is hardened by tpmvsc already{}; nothing changed.",
-                    if verified {
-                        " (its lockout authorization proved itself again)"
-                    } else {
-                        " (not re-verified: its lockout authorization is not in that file)"
-                    }
-                ),
-                hardening::HardenOutcome::Hardened {
-                    escrow,
-                    printed,
-                    adopted,
-                } => {
-                    if adopted {
-                        println!(
-                            "The lockout authorization given was the TPM's; it is replaced now, so \
-                             whoever set it no longer holds it."
-                        );
-                    }
-                    match (&escrow, printed) {
-                        (_, Some(value)) => println!(
-                            "New lockout authorization (shown once, kept nowhere on this machine: \
-                             store it safely): {}",
-                            String::from_utf8_lossy(&value)
-                        ),
-                        (hardening::Escrow::File(f), None) => println!(
-                            "Lockout authorization in {} (root only). Root can read it and so lift \
-                             the retry limit: keep a copy off this machine.",
-                            f.display()
-                        ),
-                        (hardening::Escrow::Print, None) => {}
-                    }
+        } => match hardening::harden(lockout_auth_file.as_deref(), print_lockout_auth)? {
+            hardening::HardenOutcome::AlreadyHardened { verified } => println!(
+                "The TPM is hardened by tpmvsc already{}; nothing changed.",
+                if verified {
+                    " (its lockout authorization proved itself again)"
+                } else {
+                    " (not re-verified: its lockout authorization is not in that file)"
+                }
+            ),
+            hardening::HardenOutcome::Hardened {
+                escrow,
+                printed,
+                adopted,
+            } => {
+                if adopted {
                     println!(
-                        "TPM hardened: lockout after {} failures with one forgotten every {} s; \
-                         TPM2_Clear needs the platform authorization.",
-                        simulator::DA_MAX_TRIES,
-                        simulator::DA_RECOVERY_SECS
+                        "The lockout authorization given was the TPM's; it is replaced now, so \
+                             whoever set it no longer holds it."
                     );
                 }
-            }
-        }
-        TpmCmd::ClearLockout { lockout_auth_file } => {
-            let default = hardening::default_lockout_auth_file();
-            let file = lockout_auth_file.or_else(|| default.exists().then_some(default));
-            let auth = match file {
-                Some(f) => hardening::read_lockout_auth(&f)?,
-                None => {
-                    let mut r = SecretReader::new(false);
-                    r.current("Lockout authorization (empty if never set)")?
+                match (&escrow, printed) {
+                    (_, Some(value)) => println!(
+                        "New lockout authorization (shown once, kept nowhere on this machine: \
+                             store it safely): {}",
+                        String::from_utf8_lossy(&value)
+                    ),
+                    (hardening::Escrow::File(f), None) => println!(
+                        "Lockout authorization in {} (root only). Root can read it and so lift \
+                             the retry limit: keep a copy off this machine.",
+                        f.display()
+                    ),
+                    (hardening::Escrow::Print, None) => {}
                 }
-            };
-            hardening::clear_lockout(&auth)?;
+                println!(
+                    "TPM hardened: lockout after {} failures with one forgotten every {} s; \
+                         TPM2_Clear needs the platform authorization.",
+                    simulator::DA_MAX_TRIES,
+                    simulator::DA_RECOVERY_SECS
+                );
+            }
+        },
+        TpmCmd::ClearLockout { lockout_auth_file } => {
+            hardening::clear_lockout(lockout_auth_file.as_deref(), || {
+                SecretReader::new(false).current("Lockout authorization (empty if never set)")
+            })?;
             println!("The TPM's dictionary-attack counter and lockout are cleared.");
         }
     }

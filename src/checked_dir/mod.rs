@@ -154,6 +154,17 @@ impl CheckedDir {
         self.path.join(name)
     }
 
+    /// True when the directory lives in memory (tmpfs or ramfs): what it holds was
+    /// written since the last boot, by someone who could reach it while the machine ran,
+    /// never by an offline attacker with the disk.
+    pub fn is_volatile(&self) -> bool {
+        /// `TMPFS_MAGIC` and `RAMFS_MAGIC` of statfs(2).
+        const IN_MEMORY: [i64; 2] = [0x0102_1994, 0x8584_58f6];
+        // f_type is i64 here, i32 or u32 on other targets.
+        #[allow(clippy::useless_conversion)]
+        rustix::fs::fstatfs(&*self.fd).is_ok_and(|s| IN_MEMORY.contains(&i64::from(s.f_type)))
+    }
+
     /// Refuses a directory that group or others may read or write, or that another user
     /// owns (root aside): for directories holding secrets, such as a card's blobs and
     /// salts (DESIGN.md §2).

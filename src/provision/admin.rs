@@ -226,10 +226,11 @@ pub enum AdminAction<'a> {
 
 /// Uses the next challenge with `response`. The ticket is removed before anything else,
 /// so a wrong or replayed response spends its challenge; a response that fails the check
-/// value costs no TPM try but counts as a wrong attempt. The last challenge is the
-/// reserve: only `change-key` and `refill` may use it (verify, unblock and format refuse),
-/// and a response to it that fails the check value leaves it in place, so a card never
-/// becomes unmanageable by running out.
+/// value costs no TPM try but counts as a wrong attempt. A response the TPM never judged
+/// (a lockout, a refused salt key, a lost TPM) gives its challenge back. The last
+/// challenge is the reserve: only `change-key` and `refill` may use it (verify, unblock
+/// and format refuse), and it is never removed — a new batch replaces it — so a card
+/// never becomes unmanageable by running out, whatever fails.
 pub fn respond(
     store: &Store,
     card_ref: &str,
@@ -265,36 +266,30 @@ pub fn respond(
         }
     }
     card.ensure_not_blocked(Counter::Admin)?;
-    let ticket = if file.tickets.is_empty() {
-        return Err(no_challenges());
-    } else {
-        file.tickets.remove(0)
-    };
-    card.dir.write(ADMIN_FILE, &file, true)?;
-    let Some(x) = open_ticket(&ticket, response) else {
-        if file.tickets.is_empty() {
-            // The reserve: a typo must not make the card unmanageable.
-            file.tickets.push(ticket);
-            card.dir.write(ADMIN_FILE, &file, true)?;
-        }
+    let taken = take_ticket(&card, &mut file)?;
+    let Some(x) = open_ticket(&taken.ticket, response) else {
         return Err(card.spend_try(Counter::Admin)?);
     };
     match action {
-        AdminAction::Verify => card.attempt(Counter::Admin, &OwnTpm::new(), |tpm| {
-            tpm.check_auth(&file.blob, x.as_slice())
-        }),
+        AdminAction::Verify => card
+            .attempt(Counter::Admin, &OwnTpm::new(), |tpm| {
+                tpm.check_auth(&file.blob, x.as_slice())
+            })
+            .map_err(|e| give_back(&card, &mut file, taken, e)),
         AdminAction::Unblock { new_pin } => {
             let keys = card.keys()?;
             let fresh = card.pin_auth(new_pin);
             let branches = card.record.branches();
-            let blob = card.attempt(Counter::Admin, &OwnTpm::new(), |tpm| {
-                let how = Authorizer::Secret {
-                    object: &file.blob,
-                    auth: x.as_slice(),
-                    is_puk: false,
-                };
-                tpm.change_csk_auth(keys.csk_ref(), &branches, how, &fresh)
-            })?;
+            let blob = card
+                .attempt(Counter::Admin, &OwnTpm::new(), |tpm| {
+                    let how = Authorizer::Secret {
+                        object: &file.blob,
+                        auth: x.as_slice(),
+                        is_puk: false,
+                    };
+                    tpm.change_csk_auth(keys.csk_ref(), &branches, how, &fresh)
+                })
+                .map_err(|e| give_back(&card, &mut file, taken, e))?;
             card.replace_csk(blob)?;
             card.reset_counter(Counter::Pin)
         }
@@ -303,9 +298,11 @@ pub fn respond(
             getrandom::fill(x2.as_mut_slice())
                 .map_err(|e| Error::Usage(format!("no randomness: {e}")))?;
             let tickets = make_tickets(key, &x2, TICKETS_PER_BATCH)?;
-            let blob = card.attempt(Counter::Admin, &OwnTpm::new(), |tpm| {
-                tpm.change_object_auth(&file.blob, x.as_slice(), x2.as_slice())
-            })?;
+            let blob = card
+                .attempt(Counter::Admin, &OwnTpm::new(), |tpm| {
+                    tpm.change_object_auth(&file.blob, x.as_slice(), x2.as_slice())
+                })
+                .map_err(|e| give_back(&card, &mut file, taken, e))?;
             card.dir
                 .write(ADMIN_FILE, &AdminFile { blob, tickets }, true)?;
             if key.is_default() != card.record.default_admin_key {
@@ -328,15 +325,57 @@ pub(crate) fn take_secret(
     let mut file = managed(card)?;
     card.ensure_not_blocked(Counter::Admin)?;
     not_the_reserve(card, &file)?;
-    let ticket = file.tickets.remove(0);
-    card.dir.write(ADMIN_FILE, &file, true)?;
-    let Some(x) = open_ticket(&ticket, response) else {
+    let taken = take_ticket(card, &mut file)?;
+    let Some(x) = open_ticket(&taken.ticket, response) else {
         return Err(card.spend_try(Counter::Admin)?);
     };
     card.attempt(Counter::Admin, tpm, |t| {
         t.check_auth(&file.blob, x.as_slice())
-    })?;
+    })
+    .map_err(|e| give_back(card, &mut file, taken, e))?;
     Ok(x)
+}
+
+/// The challenge a response is for, taken from the card's file.
+#[derive(Debug)]
+struct Taken {
+    ticket: Ticket,
+    /// The reserve stays in the file (only a new batch replaces it).
+    reserve: bool,
+}
+
+/// Takes the next ticket: spent on disk before it is tried, so that a response is used
+/// once even across a crash — except the reserve, which stays.
+fn take_ticket(card: &OpenCard, file: &mut AdminFile) -> Result<Taken> {
+    match file.tickets.len() {
+        0 => Err(no_challenges()),
+        1 => Ok(Taken {
+            ticket: file.tickets[0].clone(),
+            reserve: true,
+        }),
+        _ => {
+            let ticket = file.tickets.remove(0);
+            card.dir.write(ADMIN_FILE, &*file, true)?;
+            Ok(Taken {
+                ticket,
+                reserve: false,
+            })
+        }
+    }
+}
+
+/// After a failed attempt: a response the TPM judged wrong keeps its challenge spent; one
+/// it never judged (lockout, refused salt key, TPM gone) gets its challenge back, first in
+/// line. Returns the attempt's error.
+fn give_back(card: &OpenCard, file: &mut AdminFile, taken: Taken, e: Error) -> Error {
+    let judged = matches!(e, Error::ResponseIncorrect { .. } | Error::AdminLocked);
+    if !judged && !taken.reserve {
+        file.tickets.insert(0, taken.ticket);
+        if let Err(w) = card.dir.write(ADMIN_FILE, &*file, true) {
+            return w;
+        }
+    }
+    e
 }
 
 fn managed(card: &OpenCard) -> Result<AdminFile> {

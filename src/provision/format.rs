@@ -104,7 +104,23 @@ pub fn format_with(
                     true,
                 )
             }
-            None => (tpm.counter_define(&uuid_bytes(&record.card_id))?, false),
+            None => match tpm.counter_define(&uuid_bytes(&record.card_id)) {
+                Ok(c) => (c, false),
+                // The index this card ID gives is defined: the record lost its counter (it
+                // was altered), so copies of the card may still use it. Bind the new card
+                // past it and increment it, as for any format.
+                Err(TpmError::CounterTaken(index)) => {
+                    let value = tpm.counter_read(index)?;
+                    (
+                        NvCounter {
+                            index,
+                            bound: value + 1,
+                        },
+                        true,
+                    )
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         let new = store.begin_replacement(&store_lock, &card.dir)?;
         let written = write_new_card(

@@ -7,6 +7,11 @@
 //! as hardened. Callers that cannot test the value (anyone but root, and nobody may try a
 //! wrong one: one wrong lockout authorization blocks the hierarchy) rely on a root-owned
 //! marker `harden` writes, bound to the proved SRK Name (a cleared TPM voids it).
+//!
+//! Each TPM has its own files in the configuration directory, named by a tag of its
+//! proved SRK Name (`lockout-auth-<tag>`, `hardened-<tag>.json`): hardening a second TPM
+//! (a simulator beside the real one) never touches the first one's value, and an existing
+//! lockout authorization file is never overwritten.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -22,8 +27,22 @@ use crate::tpm::{Tpm, TpmError};
 
 /// Environment variable replacing the configuration directory `/etc/tpmvsc` (tests).
 pub const CONFIG_DIR_ENV: &str = "TPMVSC_CONFIG_DIR";
-/// The marker `harden` leaves in the configuration directory.
-const MARKER_FILE: &str = "hardened.json";
+/// The marker of tpmvsc versions that knew one TPM per machine (still honoured).
+const LEGACY_MARKER_FILE: &str = "hardened.json";
+/// The lockout authorization file of those versions (still read).
+const LEGACY_AUTH_FILE: &str = "lockout-auth";
+/// Most bytes a marker can have.
+const MARKER_MAX: u64 = 4096;
+
+/// The tag naming one TPM's files: 16 hex digits of its proved SRK Name's digest.
+fn tpm_tag(srk_name: &[u8]) -> String {
+    let digest = srk_name.get(2..).unwrap_or(srk_name);
+    hex::encode(&digest[..digest.len().min(8)])
+}
+
+fn marker_file(srk_name: &[u8]) -> String {
+    format!("hardened-{}.json", tpm_tag(srk_name))
+}
 
 /// Where the new lockout authorization goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,34 +124,50 @@ pub fn lockout_state(tpm: &mut Tpm) -> Result<LockoutState> {
         return Ok(LockoutState::NoRetryLimit);
     }
     let srk = tpm.proved_srk_name()?;
-    Ok(
-        if read_marker().is_some_and(|m| m.srk_name == hex::encode(&srk)) {
-            LockoutState::HardenedByTpmvsc
-        } else {
-            LockoutState::SetNotVerified
-        },
-    )
+    Ok(if read_marker(&srk).is_some() {
+        LockoutState::HardenedByTpmvsc
+    } else {
+        LockoutState::SetNotVerified
+    })
 }
 
 /// Hardens the TPM: DA parameters (32 tries, 10 minutes), ClearControl (TPM2_Clear then
-/// needs the platform authorization) and a random lockout authorization, escrowed as
-/// `escrow` says before the TPM takes it. When the TPM's lockout authorization is set
-/// already, the value in `current` (when given) must prove itself first; one set by
-/// someone else is refused by name, with what to do.
-pub fn harden(escrow: Escrow, current: Option<&Path>) -> Result<HardenOutcome> {
+/// needs the platform authorization) and a random lockout authorization, escrowed before
+/// the TPM takes it: printed once (`print`), or written to `file` (default: this TPM's
+/// `lockout-auth-<tag>` in the configuration directory). When the TPM's lockout
+/// authorization is set already, the value in `file` (or this TPM's default file) must
+/// prove itself first; one set by someone else is refused by name, with what to do.
+pub fn harden(file: Option<&Path>, print: bool) -> Result<HardenOutcome> {
     if !rustix::process::geteuid().is_root() {
         return Err(Error::Usage(
             "`tpm harden` changes TPM-wide settings and writes a root-only file: run it as root"
                 .into(),
         ));
     }
-    if let Escrow::File(path) = &escrow {
+    if let Some(path) = file {
         check_auth_file_path(path)?;
     }
+    // Public (0755) before anything lands in it: every user reads the marker.
+    make_config_dir(&config_dir())?;
     let mut t = Tpm::open()?;
-    let srk = hex::encode(t.proved_srk_name()?);
+    let srk_name = t.proved_srk_name()?;
+    let srk = hex::encode(&srk_name);
+    let target = file.map_or_else(|| default_lockout_auth_file(&srk_name), Path::to_path_buf);
+    let escrow = if print {
+        Escrow::Print
+    } else {
+        Escrow::File(target.clone())
+    };
     let da = t.da_status()?;
     if !da.lockout_auth_set {
+        if let Escrow::File(path) = &escrow
+            && std::fs::symlink_metadata(path).is_ok()
+        {
+            return Err(Error::Usage(format!(
+                "{} exists and may hold the lockout authorization of another TPM (or of this                  one before it was cleared); harden never overwrites one. Move it away if it                  is no longer needed, or give another path with --lockout-auth-file",
+                path.display()
+            )));
+        }
         t.set_da_parameters(
             &[],
             DA_MAX_TRIES,
@@ -141,16 +176,20 @@ pub fn harden(escrow: Escrow, current: Option<&Path>) -> Result<HardenOutcome> {
         )?;
         t.clear_control(&[], true)?;
         let printed = install_new_value(&mut t, &[], &escrow)?;
-        write_marker(&srk, &escrow)?;
+        write_marker(&srk_name, &srk, &escrow)?;
         return Ok(HardenOutcome::Hardened {
             escrow,
             printed,
             adopted: false,
         });
     }
-    let ours = read_marker().is_some_and(|m| m.srk_name == srk);
-    let value = match current.filter(|p| p.exists()) {
-        Some(p) => read_lockout_auth(p)?,
+    let ours = read_marker(&srk_name).is_some();
+    let current = match file {
+        Some(p) => p.exists().then(|| p.to_path_buf()),
+        None => find_lockout_auth_file(&srk_name),
+    };
+    let value = match current {
+        Some(p) => read_lockout_auth(&p)?,
         None if ours => return Ok(HardenOutcome::AlreadyHardened { verified: false }),
         None => return Err(held_elsewhere(None)),
     };
@@ -173,9 +212,10 @@ pub fn harden(escrow: Escrow, current: Option<&Path>) -> Result<HardenOutcome> {
     if ours {
         return Ok(HardenOutcome::AlreadyHardened { verified: true });
     }
-    // Someone else's value, given to us: replace it, so that they no longer hold it.
+    // Someone else's value, given to us: replace it, so that they no longer hold it. The
+    // file that held it may be overwritten: its value is this TPM's, and dies now.
     let printed = install_new_value(&mut t, &value, &escrow)?;
-    write_marker(&srk, &escrow)?;
+    write_marker(&srk_name, &srk, &escrow)?;
     Ok(HardenOutcome::Hardened {
         escrow,
         printed,
@@ -227,10 +267,22 @@ fn held_elsewhere(blocked_secs: Option<u32>) -> Error {
     ))
 }
 
-/// Where `tpm harden` keeps the lockout authorization unless told otherwise (root only):
-/// `lockout-auth` in the configuration directory.
-pub fn default_lockout_auth_file() -> PathBuf {
-    config_dir().join("lockout-auth")
+/// Where `tpm harden` keeps the lockout authorization of the TPM whose proved SRK Name is
+/// `srk_name` unless told otherwise (root only): `lockout-auth-<tag>` in the
+/// configuration directory.
+pub fn default_lockout_auth_file(srk_name: &[u8]) -> PathBuf {
+    config_dir().join(format!("lockout-auth-{}", tpm_tag(srk_name)))
+}
+
+/// The lockout authorization file to read for this TPM when none is given: its own, or
+/// the single file of earlier versions.
+pub fn find_lockout_auth_file(srk_name: &[u8]) -> Option<PathBuf> {
+    [
+        default_lockout_auth_file(srk_name),
+        config_dir().join(LEGACY_AUTH_FILE),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
 }
 
 /// The configuration directory: `TPMVSC_CONFIG_DIR`, else `/etc/tpmvsc`.
@@ -240,33 +292,34 @@ pub fn config_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("/etc/tpmvsc"), PathBuf::from)
 }
 
-/// The marker, when it and its directory are root's and closed to others.
-fn read_marker() -> Option<Marker> {
+/// This TPM's marker, when it and its directory are root's and closed to others' writes
+/// and it names this TPM's proved SRK.
+fn read_marker(srk_name: &[u8]) -> Option<Marker> {
     let dir = config_dir();
-    let path = dir.join(MARKER_FILE);
     let root_only = |p: &Path, dir: bool| {
         std::fs::symlink_metadata(p).is_ok_and(|m| {
             m.uid() == 0 && m.mode() & 0o022 == 0 && if dir { m.is_dir() } else { m.is_file() }
         })
     };
-    if !root_only(&dir, true) || !root_only(&path, false) {
+    if !root_only(&dir, true) {
         return None;
     }
-    let text = std::fs::read_to_string(&path).ok()?;
-    if text.len() > 4096 {
-        return None;
-    }
-    serde_json::from_str::<Marker>(&text)
-        .ok()
-        .filter(|m| m.version == 1)
+    let srk = hex::encode(srk_name);
+    [marker_file(srk_name), LEGACY_MARKER_FILE.to_string()]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| root_only(p, false))
+        .filter_map(|p| crate::checked_dir::read_path(&p, MARKER_MAX).ok())
+        .filter_map(|text| serde_json::from_slice::<Marker>(&text).ok())
+        .find(|m| m.version == 1 && m.srk_name == srk)
 }
 
-fn write_marker(srk_name: &str, escrow: &Escrow) -> Result<()> {
+fn write_marker(srk_name: &[u8], srk_hex: &str, escrow: &Escrow) -> Result<()> {
     let dir = config_dir();
     make_config_dir(&dir)?;
     let marker = Marker {
         version: 1,
-        srk_name: srk_name.to_string(),
+        srk_name: srk_hex.to_string(),
         hardened_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -277,9 +330,9 @@ fn write_marker(srk_name: &str, escrow: &Escrow) -> Result<()> {
         },
     };
     let text = serde_json::to_vec_pretty(&marker).map_err(|e| Error::Usage(e.to_string()))?;
-    crate::store::atomic::write_atomic(&dir.join(MARKER_FILE), &text, true)?;
+    let path = dir.join(marker_file(srk_name));
+    crate::store::atomic::write_atomic(&path, &text, true)?;
     // Readable by everyone (it holds no secret): `tpm status` of any user reads it.
-    let path = dir.join(MARKER_FILE);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
         .map_err(|e| Error::io(&path, e))
 }
@@ -323,10 +376,19 @@ pub fn read_lockout_auth(path: &Path) -> Result<Secret> {
     Ok(line)
 }
 
-/// Resets the TPM's DA counter and lockout with the lockout authorization.
-pub fn clear_lockout(auth: &[u8]) -> Result<()> {
+/// Resets the TPM's DA counter and lockout with the lockout authorization read from
+/// `file`, else from this TPM's lockout authorization file, else from `ask`.
+pub fn clear_lockout(file: Option<&Path>, ask: impl FnOnce() -> Result<Secret>) -> Result<()> {
     let mut t = Tpm::open()?;
-    match t.reset_lockout(auth) {
+    let file = match file {
+        Some(f) => Some(f.to_path_buf()),
+        None => find_lockout_auth_file(&t.proved_srk_name()?),
+    };
+    let auth = match file {
+        Some(f) => read_lockout_auth(&f)?,
+        None => ask()?,
+    };
+    match t.reset_lockout(&auth) {
         Ok(()) => Ok(()),
         Err(TpmError::AuthFail) | Err(TpmError::Lockout) => {
             let secs = t.da_status().map(|d| d.lockout_recovery).ok();

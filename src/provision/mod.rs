@@ -179,7 +179,7 @@ pub fn create(
             "retry counts must be between 1 and 255".into(),
         ));
     }
-    let card_id = match &req.card_id {
+    let mut card_id = match &req.card_id {
         Some(id) => uuid::Uuid::parse_str(id)
             .map_err(|_| Error::Usage(format!("{id:?} is not a card ID (a GUID)")))?
             .hyphenated()
@@ -218,13 +218,33 @@ pub fn create(
             da.max_tries, req.pin_tries
         ));
     }
-    if let Some(w) = hardening::lockout_state(&mut tpm)?.warning() {
-        progress(&format!("warning: {w}"));
+    let lockout = hardening::lockout_state(&mut tpm)?;
+    match lockout.warning() {
+        Some(w) => progress(&format!("warning: {w}")),
+        None => progress(&format!("TPM: {}", lockout.describe())),
     }
     let srk = tpm.choose_srk()?;
-    let new = store.begin_card(&lock, &card_id)?;
     progress("defining the card's counter in the TPM");
-    let counter = tpm.counter_define(uuid_bytes(&card_id).as_slice())?;
+    // The counter's index follows from the card ID; a drawn ID whose index another card
+    // of this TPM holds is drawn again (a given one is refused).
+    let mut draws = 0;
+    let (new, counter) = loop {
+        let new = store.begin_card(&lock, &card_id)?;
+        match tpm.counter_define(&uuid_bytes(&card_id)) {
+            Ok(c) => break (new, c),
+            Err(e) => {
+                let _ = store.discard(&lock, new.as_card_dir().entry_name());
+                draws += 1;
+                if !matches!(e, tpm::TpmError::CounterTaken(_))
+                    || req.card_id.is_some()
+                    || draws > 16
+                {
+                    return Err(e.into());
+                }
+                card_id = uuid::Uuid::new_v4().hyphenated().to_string();
+            }
+        }
+    };
     // Written first, so that a create interrupted from here on frees the counter.
     let made = new
         .write(recover::PENDING_COUNTER_FILE, &counter)
@@ -394,6 +414,13 @@ fn record_instance(store: &Store, instance: u32) -> Result<()> {
 }
 
 /// The 16 bytes of a card ID (a GUID); seeds the choice of its counter's NV index.
+/// The NV index of the counter of the card `card_id` (a GUID; `None` for anything else).
+pub(crate) fn counter_index_of(card_id: &str) -> Option<u32> {
+    uuid::Uuid::parse_str(card_id)
+        .ok()
+        .map(|u| tpm::counter_index(u.as_bytes()))
+}
+
 pub(crate) fn uuid_bytes(card_id: &str) -> [u8; 16] {
     uuid::Uuid::parse_str(card_id).map_or([0; 16], |u| *u.as_bytes())
 }
@@ -512,16 +539,20 @@ pub fn destroy(store: &Store, card_ref: &str) -> Result<String> {
         Ok(d) => Some(store.lock_card(d)?),
         Err(_) => None,
     };
-    let counter = card.record.as_ref().ok().and_then(|r| r.counter);
-    if let Some(c) = counter {
-        match tpm.run(|t| t.counter_increment(c.index)) {
-            Ok(_) | Err(tpm::TpmError::CounterGone) => {}
+    // The counter's index follows from the card ID (the directory's name), not from the
+    // record: a damaged or altered record cannot keep copies of the card alive.
+    let counter = counter_index_of(&card.id);
+    let mut defined = false;
+    if let Some(index) = counter {
+        match tpm.run(|t| t.counter_increment(index)) {
+            Ok(_) => defined = true,
+            Err(tpm::TpmError::CounterGone) => {}
             Err(e) => return Err(revoke_failed(&label, e.into())),
         }
     }
     let hidden = store.hide_card(&lock, &card.id)?;
-    if let Some(c) = counter {
-        match tpm.run(|t| t.counter_undefine(c.index)) {
+    if let Some(index) = counter.filter(|_| defined) {
+        match tpm.run(|t| t.counter_undefine(index)) {
             Ok(()) | Err(tpm::TpmError::CounterGone) => {}
             // Revoked already; the next command frees the index (the files stay hidden).
             Err(_) => return Ok(label),
@@ -571,7 +602,22 @@ fn scan(store: &Store) -> Result<Vec<Scanned>> {
         .into_iter()
         .map(|e| {
             let record = match &e.dir {
-                Ok(d) => d.read(CARD_FILE),
+                Ok(d) => d.read::<CardRecord>(CARD_FILE).and_then(|r| {
+                    // The directory's name is the card ID everything else derives from
+                    // (its counter's index among them); a record claiming another was
+                    // moved or altered.
+                    if r.card_id.eq_ignore_ascii_case(&e.id) {
+                        Ok(r)
+                    } else {
+                        Err(Error::corrupt(
+                            d.file(CARD_FILE),
+                            format!(
+                                "it names card ID {}, but it lies in the directory of card {}",
+                                r.card_id, e.id
+                            ),
+                        ))
+                    }
+                }),
                 Err(err) => Err(Error::corrupt(&e.path, err.to_string())),
             };
             Scanned {

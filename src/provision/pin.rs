@@ -134,6 +134,18 @@ pub fn read_keys(dir: &CardDir, record: &CardRecord) -> Result<CardKeys> {
     let csk: ObjectFile = dir.read(CSK_FILE)?;
     let guard = match record.counter {
         Some(counter) => {
+            let derived = super::counter_index_of(&record.card_id);
+            if Some(counter.index) != derived {
+                return Err(Error::CardUnusable {
+                    name: record.name.clone(),
+                    reason: format!(
+                        "its record names counter {:#x}, not the one its card ID gives: {} \
+                         was altered",
+                        counter.index,
+                        dir.path().join(crate::card::CARD_FILE).display()
+                    ),
+                });
+            }
             let g: ObjectFile = dir.read(GUARD_FILE)?;
             Some(Guard {
                 blob: g.blob,

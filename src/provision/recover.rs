@@ -15,6 +15,7 @@
 use crate::card::{CARD_FILE, CardRecord};
 use crate::error::Result;
 use crate::provision::access::{OwnTpm, TpmAccess};
+use crate::provision::counter_index_of;
 use crate::store::{CardDir, Leftover, LockGuard, Store};
 use crate::tpm::{NvCounter, TpmError};
 
@@ -41,9 +42,8 @@ pub(crate) fn recover_locked(
     let mut done = 0;
     for leftover in store.leftovers()? {
         let resolved = match &leftover {
-            Leftover::Creation(hidden) | Leftover::Destruction(hidden) => {
-                free_orphan(store, lock, hidden, tpm)?
-            }
+            Leftover::Creation(hidden) => free_orphan(store, lock, hidden, false, tpm)?,
+            Leftover::Destruction(hidden) => free_orphan(store, lock, hidden, true, tpm)?,
             Leftover::Replacement { hidden, live } => {
                 finish_format(store, lock, hidden, live, tpm)?
             }
@@ -58,26 +58,36 @@ pub(crate) fn recover_locked(
 }
 
 /// The counter a hidden card directory names (its record, or the pending counter of a
-/// create that did not get that far).
+/// create that did not get that far) — only when it is at the index the card's ID gives,
+/// so that planted leftovers cannot make recovery free another card's counter.
 fn counter_of(dir: &CardDir) -> Option<NvCounter> {
+    let derived = counter_index_of(dir.id())?;
     dir.read::<CardRecord>(CARD_FILE)
         .ok()
         .and_then(|r| r.counter)
         .or_else(|| dir.read::<NvCounter>(PENDING_COUNTER_FILE).ok())
+        .filter(|c| c.index == derived)
 }
 
-/// An interrupted create or destroy: free the counter (unless a live card uses it — the
-/// files may have been copied), then delete the files.
+/// An interrupted create or destroy (`destroyed`): free the counter (unless a live card
+/// uses it — the files may have been copied), then delete the files.
 fn free_orphan(
     store: &Store,
     lock: &LockGuard,
     hidden: &CardDir,
+    destroyed: bool,
     tpm: &impl TpmAccess,
 ) -> Result<bool> {
-    if let Some(c) = counter_of(hidden)
-        && !counter_in_use(store, c.index)
+    // A destroy incremented the index its card ID gives, whatever the record says.
+    let counter = if destroyed {
+        counter_index_of(hidden.id())
+    } else {
+        counter_of(hidden).map(|c| c.index)
+    };
+    if let Some(index) = counter
+        && !counter_in_use(store, index)
     {
-        match tpm.run(|t| t.counter_undefine(c.index)) {
+        match tpm.run(|t| t.counter_undefine(index)) {
             Ok(()) | Err(TpmError::CounterGone) => {}
             Err(_) => return Ok(false),
         }
@@ -120,7 +130,7 @@ fn finish_format(
         }
         // A format that gave a card made without a counter its first one: until the swap
         // the new counter is used by nobody.
-        (None, Some(_)) => free_orphan(store, lock, hidden, tpm),
+        (None, Some(_)) => free_orphan(store, lock, hidden, false, tpm),
         // After the swap the hidden half is the old card, or it is unreadable.
         _ => {
             store.discard(lock, hidden.entry_name())?;

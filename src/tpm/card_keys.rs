@@ -15,11 +15,17 @@ use super::policy::{self, Branch, COUNTER_ATTRIBUTES, COUNTER_SIZE, EO_UNSIGNED_
 use super::templates::{self, UserKeyKind};
 use super::{Authorizer, Blob, KeyRef, PublicKey, Tpm, TpmError, public_key_of, salted_only};
 
-/// First NV index tried for a card's counter (TCG's owner range 0x01000000–0x013FFFFF);
-/// the card ID picks an offset in the next 64 Ki indices, and collisions move on.
+/// Base of the NV indices of card counters (in TCG's owner range 0x01000000–0x013FFFFF);
+/// the first two bytes of the card ID pick the index in the next 64 Ki. The index is a
+/// function of the card ID alone, so destroy and format find the counter to increment
+/// even when the card's record is damaged or altered; two cards on one TPM never share
+/// one (create draws another card ID when its index is taken).
 const COUNTER_BASE: u32 = 0x0130_0000;
-/// How many indices are tried before giving up.
-const COUNTER_PROBES: u32 = 64;
+
+/// The NV index of the counter of the card whose ID (as 16 bytes) is `card_id`.
+pub fn counter_index(card_id: &[u8; 16]) -> u32 {
+    COUNTER_BASE + u32::from(u16::from_be_bytes([card_id[0], card_id[1]]))
+}
 
 /// A card's counter and the value its guard was made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -51,38 +57,30 @@ pub struct CskRef<'a> {
 impl Tpm {
     // ----- the counter -----
 
-    /// Defines a new counter for a card (near an index derived from `seed`), increments it
-    /// once so it has a value, and returns it with that value as the bound.
-    pub fn counter_define(&mut self, seed: &[u8]) -> Result<NvCounter, TpmError> {
-        let offset = u32::from(u16::from_be_bytes([
-            seed.first().copied().unwrap_or(0),
-            seed.get(1).copied().unwrap_or(0),
-        ]));
-        let mut last = None;
-        for probe in 0..COUNTER_PROBES {
-            let index = COUNTER_BASE + (offset + probe) % 0x1_0000;
-            match self.retry(|e| e.nv_define(PW, index, COUNTER_ATTRIBUTES, COUNTER_SIZE)) {
-                Ok(tr) => {
-                    self.nv.push((index, tr));
-                    let bound = self.counter_increment(index)?;
-                    let (_, _, name) = self.retry(|e| e.nv_read_public(tr))?;
-                    if name != policy::counter_name(index) {
-                        return Err(TpmError::Other {
-                            code: 0,
-                            what: format!(
-                                "the TPM gave counter {index:#x} another Name than the one \
-                                 tpmvsc computes; not using it"
-                            ),
-                        });
-                    }
-                    return Ok(NvCounter { index, bound });
-                }
-                Err(e) if e.is_nv_defined() => last = Some(e),
-                Err(e) if e.is_nv_space() => return Err(TpmError::NvFull),
-                Err(e) => return Err(e),
-            }
+    /// Defines the counter of the card `card_id` at its index ([`counter_index`]),
+    /// increments it once so it has a value, and returns it with that value as the bound.
+    /// [`TpmError::CounterTaken`] when the index exists already.
+    pub fn counter_define(&mut self, card_id: &[u8; 16]) -> Result<NvCounter, TpmError> {
+        let index = counter_index(card_id);
+        let tr = match self.retry(|e| e.nv_define(PW, index, COUNTER_ATTRIBUTES, COUNTER_SIZE)) {
+            Ok(tr) => tr,
+            Err(e) if e.is_nv_defined() => return Err(TpmError::CounterTaken(index)),
+            Err(e) if e.is_nv_space() => return Err(TpmError::NvFull),
+            Err(e) => return Err(e),
+        };
+        self.nv.push((index, tr));
+        let bound = self.counter_increment(index)?;
+        let (_, _, name) = self.retry(|e| e.nv_read_public(tr))?;
+        if name != policy::counter_name(index) {
+            return Err(TpmError::Other {
+                code: 0,
+                what: format!(
+                    "the TPM gave counter {index:#x} another Name than the one tpmvsc \
+                     computes; not using it"
+                ),
+            });
         }
-        Err(last.unwrap_or(TpmError::NvFull))
+        Ok(NvCounter { index, bound })
     }
 
     /// The counter's current value.

@@ -37,6 +37,9 @@ pub enum TpmError {
     CounterGone,
     /// The TPM has no NV space left for a card's counter (TPM_RC_NV_SPACE).
     NvFull,
+    /// The NV index a card ID gives its counter exists already (another card's counter,
+    /// or this card's when its record lost it).
+    CounterTaken(u32),
     /// An object read from the store is not what tpmvsc made (attributes, policy).
     UnexpectedObject(&'static str),
     /// The TPM is busy; the command may be retried (RETRY, YIELDED, TESTING).
@@ -185,6 +188,11 @@ impl fmt::Display for TpmError {
                 f,
                 "the TPM has no NV memory left for the card's counter; destroy an unused card \
                  (or remove unused NV indices) and try again"
+            ),
+            TpmError::CounterTaken(index) => write!(
+                f,
+                "NV index {index:#x}, where this card ID's counter belongs, is taken by another \
+                 card on this TPM; choose another card ID"
             ),
             TpmError::UnexpectedObject(what) => write!(
                 f,

@@ -49,11 +49,15 @@ pub fn checked_lock_dir() -> crate::Result<CheckedDir> {
 }
 
 /// The private runtime directory for small per-boot facts (the proved SRK Name), when
-/// there is one an offline attacker cannot write and a reboot clears: `None` for the
-/// `/tmp` fallback.
+/// there is one an offline attacker cannot write and a reboot clears: the lock directory
+/// when it is in memory (tmpfs, as `/run` and `$XDG_RUNTIME_DIR` are on most systems)
+/// and passes the owner and mode checks; `None` otherwise — the `/tmp` fallback, or a
+/// `TPMVSC_LOCK_DIR` or `/run` on disk, where someone with the disk could plant a fact.
 pub fn runtime_dir() -> Option<CheckedDir> {
     let p = runtime_path()?;
-    CheckedDir::create(&p, "runtime directory", DirRule::Lock).ok()
+    CheckedDir::create(&p, "runtime directory", DirRule::Lock)
+        .ok()
+        .filter(CheckedDir::is_volatile)
 }
 
 /// The cross-process lock of a TPM without resource manager: `tpm-<tag>.lock`, held

@@ -31,7 +31,7 @@ use tss_esapi::traits::UnMarshall;
 use zeroize::Zeroizing;
 
 use cache::{Entry, ObjectCache, ObjectId, Residence};
-pub use card_keys::{CskRef, Guard, NvCounter};
+pub use card_keys::{CskRef, Guard, NvCounter, counter_index};
 pub use error::TpmError;
 use error::classify;
 pub use esys::quiet_tss_logging_for_cli;
@@ -266,17 +266,25 @@ impl Tpm {
         Ok(tpm)
     }
 
-    /// Flushes transient objects and sessions a killed process left in a TPM without a
-    /// resource manager. Runs with the cross-process lock held, so none belongs to a live
-    /// process; on this connection, so no second connection (swtpm admits one) is needed.
+    /// Flushes transient objects and sessions a killed process — or anyone else — left in
+    /// a TPM without a resource manager. Runs with the cross-process lock held, so none
+    /// belongs to a live tpmvsc process; on this connection, so no second connection
+    /// (swtpm admits one) is needed. Saved sessions go too (tpmvsc never saves one): a
+    /// policy session whose PolicyNV check passed before a format or destroy would
+    /// otherwise keep authorizing the revoked card's guard (DESIGN.md §2).
     fn flush_stale(&mut self) -> Result<(), TpmError> {
-        // Transient objects, then loaded sessions (sessions are never context-saved here).
-        for first in [0x8000_0000u32, 0x0200_0000] {
+        // Transient objects, then loaded sessions (TPM_HT_LOADED_SESSION), then saved ones
+        // (TPM_HT_SAVED_SESSION); both session lists hold HMAC (0x02) and policy (0x03)
+        // session handles.
+        for first in [0x8000_0000u32, 0x0200_0000, 0x0300_0000] {
             let list = self.retry(|e| e.handles(first, 64))?;
             for raw in list {
-                // TPM_HT_LOADED_SESSION lists HMAC (0x02) and policy (0x03) sessions.
                 let kind = raw >> 24;
-                if kind != first >> 24 && !(first >> 24 == 0x02 && kind == 0x03) {
+                let wanted = match first >> 24 {
+                    0x80 => kind == 0x80,
+                    _ => kind == 0x02 || kind == 0x03,
+                };
+                if !wanted {
                     continue;
                 }
                 if let Ok(tr) = self.esys.tr_for(raw) {

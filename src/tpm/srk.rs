@@ -4,9 +4,10 @@
 //! template gives this TPM's SRK and its Name, and the persistent key at 0x81000001 is
 //! used only when it has exactly that Name. The proved Name is cached for the current
 //! boot in the private runtime directory (`/run/tpmvsc` for root, the user's
-//! `$XDG_RUNTIME_DIR/tpmvsc`), where an offline attacker cannot write and which a reboot
-//! clears, so later processes skip the CreatePrimary. A card's recorded SRK Name only
-//! tells "this TPM was cleared" apart.
+//! `$XDG_RUNTIME_DIR/tpmvsc`) only when that directory is in memory (tmpfs): there an
+//! offline attacker cannot write and a reboot clears it, so later processes skip the
+//! CreatePrimary. A cache on disk could be planted by whoever has the disk, so none is
+//! kept there. A card's recorded SRK Name only tells "this TPM was cleared" apart.
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};

@@ -244,7 +244,19 @@ impl Cli {
     }
 
     fn command(&self, bin: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(bin);
+        self.command_in(&[], bin, args)
+    }
+
+    /// `bin ARGS` run by `wrapper` (`strace … --`, `setpriv …`) when it is not empty.
+    fn command_in(&self, wrapper: &[&str], bin: &str, args: &[&str]) -> Command {
+        let mut c = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         c.args(args)
             .env("TPMVSC_STORE", &self.store)
             .env("TPMVSC_CONFIG_DIR", &self.config)
@@ -287,8 +299,17 @@ impl Cli {
         self.run(env!("CARGO_BIN_EXE_tpmvscmgr"), args, Some(stdin))
     }
 
+    /// Runs `tpmvsc ARGS` under `wrapper` (e.g. `strace` injecting a fault) with `stdin`.
+    pub fn tpmvsc_wrapped(&self, wrapper: &[&str], args: &[&str], stdin: &str) -> Output {
+        self.run_in(wrapper, env!("CARGO_BIN_EXE_tpmvsc"), args, Some(stdin))
+    }
+
     fn run(&self, bin: &str, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = self.command(bin, args);
+        self.run_in(&[], bin, args, stdin)
+    }
+
+    fn run_in(&self, wrapper: &[&str], bin: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = self.command_in(wrapper, bin, args);
         cmd.stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -937,9 +958,13 @@ impl P11World {
 
 /// Sets TPMVSC_STORE, TPMVSC_TCTI, TPMVSC_LOCK_DIR (the lock dir the in-process TPM
 /// connections and the CLI use) and TSS2_LOG for the module loaded into this process.
-#[allow(unsafe_code)]
 pub fn set_module_env(store: &TestStore, tcti: &str) {
-    let lock_dir = tpmvsc::tpm::lock_dir();
+    set_module_env_locks(store, tcti, &tpmvsc::tpm::lock_dir());
+}
+
+/// [`set_module_env`] with the lock directory `lock_dir` (one in memory, say).
+#[allow(unsafe_code)]
+pub fn set_module_env_locks(store: &TestStore, tcti: &str, lock_dir: &Path) {
     // SAFETY: every p11 test runs in its own process (nextest) and calls this first,
     // before it starts a thread (the CLI runner's pipe readers come later) and before the
     // module is loaded, so nothing reads the environment concurrently.
