@@ -2890,16 +2890,22 @@ fn eight_threads_with_pin_changes_unblocks_and_a_finalize_in_flight_never_hang()
         cards: 2,
     };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finalizing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    // Five threads of the bad/good mix on card t, until told to stop.
+    // Five threads of the bad/good mix on card t, until told to stop — C_Finalize comes
+    // while they run. A batch that overlaps it may see any answer (its sessions vanish
+    // under it); it must only finish.
     let hammers: Vec<_> = (0..5u64)
         .map(|i| {
             let (stop, errors) = (Arc::clone(&stop), Arc::clone(&errors));
+            let finalizing = Arc::clone(&finalizing);
             std::thread::spawn(move || {
                 let mut seed = 0x5eed_0000 + i;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let (e, _) = hammer(sh, seed, 20);
-                    errors.lock().expect("error list").extend(e);
+                    if !finalizing.load(std::sync::atomic::Ordering::SeqCst) {
+                        errors.lock().expect("error list").extend(e);
+                    }
                     seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(1);
                 }
             })
@@ -2919,6 +2925,8 @@ fn eight_threads_with_pin_changes_unblocks_and_a_finalize_in_flight_never_hang()
     let init_pin = pin_thread(f, 1, |f, h| {
         let mut puk = DEFAULT_PIN.as_bytes().to_vec();
         let mut pin = DEFAULT_PIN.as_bytes().to_vec();
+        let mut label = [b' '; 32];
+        label[0] = b's';
         vec![
             (
                 p11!(f, C_Login(h, CKU_SO, puk.as_mut_ptr(), 8)),
@@ -2929,6 +2937,12 @@ fn eight_threads_with_pin_changes_unblocks_and_a_finalize_in_flight_never_hang()
                 p11!(f, C_InitPIN(h, pin.as_mut_ptr(), 8)),
                 &[CKR_OK, CKR_USER_NOT_LOGGED_IN],
                 "C_InitPIN",
+            ),
+            // Reformat is refused while sessions are open (this thread's, at least).
+            (
+                p11!(f, C_InitToken(1, puk.as_mut_ptr(), 8, label.as_mut_ptr())),
+                &[CKR_SESSION_EXISTS],
+                "C_InitToken with sessions open",
             ),
             (
                 p11!(f, C_Logout(h)),
@@ -2957,6 +2971,13 @@ fn eight_threads_with_pin_changes_unblocks_and_a_finalize_in_flight_never_hang()
         ]
     });
     std::thread::sleep(Duration::from_secs(60));
+    // C_Finalize while all eight threads are in the mix: the PIN threads in C_Login,
+    // C_SetPIN, C_InitPIN and C_InitToken, the others anywhere.
+    finalizing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    w.finalize();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "C_Finalize took {took:?}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !hammers.iter().all(|t| t.is_finished()) {
@@ -2966,11 +2987,6 @@ fn eight_threads_with_pin_changes_unblocks_and_a_finalize_in_flight_never_hang()
     for t in hammers {
         t.join().expect("a hammering thread panicked");
     }
-    // C_Finalize while the PIN threads are still in C_Login, C_SetPIN and C_InitPIN.
-    let started = Instant::now();
-    w.finalize();
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "C_Finalize took {took:?}");
     let mut c = Checks::default();
     for (name, t) in [
         ("C_SetPIN", set_pin),

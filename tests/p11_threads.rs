@@ -63,11 +63,13 @@ impl Fns {
     }
 
     fn login(&self, h: CK_SESSION_HANDLE, pin: &[u8]) -> CK_RV {
+        self.login_as(h, CKU_USER, pin)
+    }
+
+    fn login_as(&self, h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> CK_RV {
         let mut p = pin.to_vec();
         // SAFETY: `p` holds `len` bytes for the call.
-        unsafe {
-            self.0.C_Login.expect("C_Login")(h, CKU_USER, p.as_mut_ptr(), p.len() as CK_ULONG)
-        }
+        unsafe { self.0.C_Login.expect("C_Login")(h, user, p.as_mut_ptr(), p.len() as CK_ULONG) }
     }
 
     fn logout(&self, h: CK_SESSION_HANDLE) -> CK_RV {
@@ -389,6 +391,33 @@ fn a_large_random_request_lets_other_threads_in_and_huge_lengths_are_refused() {
         };
         assert_eq!(rv, CKR_ARGUMENTS_BAD, "C_GenerateRandom of {len} bytes");
     }
+    // A search continued with the largest count there is: the count is the caller's
+    // buffer size, not something to add to a position.
+    let mut found = [0 as CK_OBJECT_HANDLE; 64];
+    let mut n: CK_ULONG = 0;
+    // SAFETY: an empty template; `found` holds 64 handles and the search has fewer
+    // objects than that, so the module writes at most what the list holds.
+    unsafe {
+        assert_eq!(
+            f.0.C_FindObjectsInit.expect("C_FindObjectsInit")(a, std::ptr::null_mut(), 0),
+            CKR_OK
+        );
+        assert_eq!(
+            f.0.C_FindObjects.expect("C_FindObjects")(a, found.as_mut_ptr(), 1, &mut n),
+            CKR_OK
+        );
+        assert_eq!(n, 1, "one object of the card");
+        assert_eq!(
+            f.0.C_FindObjects.expect("C_FindObjects")(a, found.as_mut_ptr(), CK_ULONG::MAX, &mut n),
+            CKR_OK,
+            "C_FindObjects with the largest count"
+        );
+        assert!(n < 64, "the rest of the card's objects: {n}");
+        assert_eq!(
+            f.0.C_FindObjectsFinal.expect("C_FindObjectsFinal")(a),
+            CKR_OK
+        );
+    }
     assert_eq!(f.finalize(), CKR_OK);
 }
 
@@ -398,16 +427,51 @@ fn a_pin_that_cannot_be_right_costs_no_try_in_c_login() {
     let m = RawModule::open();
     let f = Fns::load(&m);
     assert_eq!(f.initialize(CKF_OS_LOCKING_OK), CKR_OK);
-    let h = f.open(false);
+    let h = f.open(true);
     let da = da_counter(&w.swtpm.tcti());
-    assert_eq!(f.login(h, b""), CKR_PIN_LEN_RANGE, "an empty PIN");
+    // The card's PINs are 8 to 127 printable ASCII characters (the default policy), and so
+    // are its PUKs: nothing else can be right, and nothing else reaches the TPM.
+    let long = [b'1'; 128];
+    let impossible: [(&str, &[u8], CK_RV); 5] = [
+        ("empty", b"", CKR_PIN_LEN_RANGE),
+        ("128 bytes", &long, CKR_PIN_LEN_RANGE),
+        ("3 bytes", b"123", CKR_PIN_LEN_RANGE),
+        ("below the card's minimum", b"1234567", CKR_PIN_LEN_RANGE),
+        ("not printable", "1234567\u{e9}".as_bytes(), CKR_PIN_INVALID),
+    ];
+    for (what, pin, rv) in impossible {
+        assert_eq!(f.login(h, pin), rv, "C_Login with a PIN {what}");
+        assert_eq!(
+            f.login_as(h, CKU_SO, pin),
+            rv,
+            "SO C_Login with a PUK {what}"
+        );
+    }
+    assert_eq!(f.login(h, P11_PIN.as_bytes()), CKR_OK);
+    for (what, pin, rv) in impossible {
+        assert_eq!(
+            f.set_pin(h, pin, b"New-pin-5521"),
+            rv,
+            "C_SetPIN with an old PIN {what}"
+        );
+    }
+    assert_eq!(f.logout(h), CKR_OK);
     assert_eq!(
-        f.login(h, &[b'1'; 128]),
-        CKR_PIN_LEN_RANGE,
-        "a 128-byte PIN"
+        f.login_as(h, CKU_SO, P11_PUK.as_bytes()),
+        CKR_OK,
+        "SO login"
     );
-    assert_eq!(da_counter(&w.swtpm.tcti()), da, "the TPM saw nothing");
-    assert_eq!(w.info()["pin_tries_left"], 5, "no try spent");
+    for (what, puk, rv) in impossible {
+        assert_eq!(
+            f.set_pin(h, puk, b"New-puk-5521"),
+            rv,
+            "C_SetPIN as SO with an old PUK {what}"
+        );
+    }
+    assert_eq!(f.logout(h), CKR_OK);
+    assert_eq!(da_counter(&w.swtpm.tcti()), da, "the TPM saw nothing wrong");
+    assert_eq!(w.info()["pin_tries_left"], 5, "no PIN try spent");
+    assert_eq!(w.info()["puk_tries_left"], 5, "no PUK try spent");
     assert_eq!(f.login(h, P11_PIN.as_bytes()), CKR_OK);
     assert_eq!(f.finalize(), CKR_OK);
 }
@@ -470,5 +534,136 @@ fn destroyed_and_invisible_objects_answer_as_pkcs11_says() {
         CKR_OBJECT_HANDLE_INVALID,
         "C_DestroyObject on an invisible private key"
     );
+    assert_eq!(f.finalize(), CKR_OK);
+}
+
+/// `kill SIG pid`.
+fn signal(pid: i32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// A TPM answer lost for good (the relay swallows one command and closes its side to
+/// swtpm; the TPM itself is fine): the thread that sent it stays stuck, other threads get
+/// CKR_DEVICE_ERROR after the wait limit, and then a fresh connection serves them —
+/// without a resource manager it takes over the cross-process lock the stuck one holds
+/// instead of waiting for it.
+#[test]
+fn a_lost_answer_abandons_the_connection_and_the_next_call_gets_a_new_one() {
+    let swtpm = Swtpm::start();
+    let relay = Relay::start(swtpm.port());
+    let store = TestStore::new();
+    set_module_env(&store, &relay.tcti());
+    // SAFETY: set before any thread of this test starts and before the module loads.
+    unsafe { std::env::set_var(tpmvsc::module::WAIT_ENV, "2") };
+    let cli = Cli::new(&store, &relay.tcti());
+    cli.tpmvsc(&["create", "--name", "t", "--puk", "default"])
+        .ok("create");
+    let m = RawModule::open();
+    let f = Fns::load(&m);
+    assert_eq!(f.initialize(CKF_OS_LOCKING_OK), CKR_OK);
+    let a = f.open(true);
+    assert_eq!(f.login(a, P11_PIN.as_bytes()), CKR_OK);
+    let key = f.keygen(a);
+    let b = f.open(true);
+    assert_eq!(f.sign_once(b, key), CKR_OK, "a signature before the loss");
+
+    relay.swallow_next_command();
+    let _stuck = std::thread::spawn(move || f.sign_once(a, key));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let first = within(
+        Duration::from_secs(15),
+        "a second thread's C_Sign",
+        move || f.sign_once(b, key),
+    );
+    assert_eq!(first, CKR_DEVICE_ERROR, "while the answer is missing");
+    // The next calls open a new connection and sign again, well before the 30 s the
+    // cross-process lock would have made them wait.
+    let rv = within(
+        Duration::from_secs(20),
+        "C_Sign on a new connection",
+        move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let rv = f.sign_once(b, key);
+                if rv == CKR_OK || Instant::now() > deadline {
+                    return rv;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        },
+    );
+    let took = started.elapsed();
+    assert_eq!(rv, CKR_OK, "a fresh connection serves the other threads");
+    assert!(took < Duration::from_secs(12), "replaced after {took:?}");
+    let rv = within(Duration::from_secs(10), "C_Finalize", move || f.finalize());
+    assert_eq!(rv, CKR_OK);
+}
+
+/// C_Finalize on a frozen TPM returns within its bound, whether the freeze came right
+/// after a login (the connection is idle, its close cannot get through) or once the
+/// idle thread was giving the connection up (it is stuck inside the TPM).
+#[test]
+fn c_finalize_returns_within_a_bound_on_a_frozen_tpm() {
+    for pause in [Duration::ZERO, Duration::from_millis(600)] {
+        let w = P11World::new(&[]);
+        let m = RawModule::open();
+        let f = Fns::load(&m);
+        assert_eq!(f.initialize(CKF_OS_LOCKING_OK), CKR_OK);
+        let h = f.open(true);
+        assert_eq!(f.login(h, P11_PIN.as_bytes()), CKR_OK);
+        let key = f.keygen(h);
+        assert_eq!(f.sign_once(h, key), CKR_OK);
+        signal(w.swtpm.pid(), "-STOP");
+        std::thread::sleep(pause);
+        let started = Instant::now();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f.finalize());
+        });
+        let rv = rx.recv_timeout(Duration::from_secs(15));
+        let took = started.elapsed();
+        signal(w.swtpm.pid(), "-CONT");
+        assert_eq!(
+            rv,
+            Ok(CKR_OK),
+            "C_Finalize {pause:?} after the freeze (waited {took:?})"
+        );
+        assert!(took < Duration::from_secs(8), "C_Finalize took {took:?}");
+        drop(m);
+    }
+}
+
+/// A login stuck on a frozen TPM holds its card; a second thread's login on the same
+/// card waits at most the TPM wait limit and gets CKR_DEVICE_ERROR (not the card lock's
+/// 30 s and CKR_FUNCTION_FAILED).
+#[test]
+fn a_login_behind_a_login_stuck_on_a_frozen_tpm_gets_device_error_soon() {
+    let w = P11World::new(&[]);
+    // SAFETY: set before any thread of this test starts and before the module loads.
+    unsafe { std::env::set_var(tpmvsc::module::WAIT_ENV, "2") };
+    let m = RawModule::open();
+    let f = Fns::load(&m);
+    assert_eq!(f.initialize(CKF_OS_LOCKING_OK), CKR_OK);
+    let a = f.open(true);
+    let b = f.open(true);
+    signal(w.swtpm.pid(), "-STOP");
+    let stuck = std::thread::spawn(move || f.login(a, P11_PIN.as_bytes()));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let rv = within(Duration::from_secs(20), "the second login", move || {
+        f.login(b, P11_PIN.as_bytes())
+    });
+    let took = started.elapsed();
+    signal(w.swtpm.pid(), "-CONT");
+    assert_eq!(rv, CKR_DEVICE_ERROR, "the second login (after {took:?})");
+    assert!(took < Duration::from_secs(6), "waited {took:?} (limit 2 s)");
+    let first = stuck.join().expect("the stuck login");
+    eprintln!("the stuck login got {first:#x} once the TPM came back");
     assert_eq!(f.finalize(), CKR_OK);
 }

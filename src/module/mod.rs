@@ -3,9 +3,12 @@
 //! (`ffi/pkcs11.rs`) turns pointers into these calls.
 //!
 //! Lock order (never take one to the left while holding one to the right):
-//! `state` → card lock file (inside `provision::pin`) → `tpm` (then its cross-process lock
-//! file, inside `Tpm::open`). TPM work runs without holding `state`, so a slow RSA key
-//! generation never blocks `C_GetSlotList`.
+//! `state` → the card's turn in this process (`card_turns`) → the store lock and the
+//! card's lock file (inside `provision`) → the TPM connection (`tpm_link`, then its
+//! cross-process lock file inside `Tpm::open`). TPM work runs without holding `state`, so
+//! a slow RSA key generation never blocks `C_GetSlotList`; a thread waiting for a card
+//! another thread of this process is using (stuck on a frozen TPM, say) waits at most the
+//! TPM wait limit.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -102,6 +105,9 @@ pub struct Module {
     next_handle: AtomicU64,
     /// Entry points running now (C_Finalize waits for them, a bounded time).
     in_flight: Arc<AtomicUsize>,
+    /// Each card's turn for operations that take its lock file (login, PIN changes,
+    /// reformat), so that threads of this process queue here, with a bounded wait.
+    card_turns: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 /// One entry point in flight; dropping it ends the call.
@@ -125,6 +131,7 @@ impl Module {
             link: TpmLink::new(threads_allowed),
             next_handle: AtomicU64::new(1),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            card_turns: Mutex::new(HashMap::new()),
         };
         m.refresh_slots();
         Ok(m)
@@ -144,6 +151,25 @@ impl Module {
     /// Entry points running now.
     pub fn calls_in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` in the card's turn: after another thread's card operation, waiting for
+    /// it at most the TPM wait limit (then CKR_DEVICE_ERROR, as for the TPM itself).
+    fn in_card_turn<T>(&self, card_id: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let turn = Arc::clone(
+            self.card_turns
+                .lock()
+                .entry(card_id.to_string())
+                .or_default(),
+        );
+        let wait = self.link.wait();
+        let Some(_turn) = turn.try_lock_for(wait) else {
+            return Err(TpmError::Unresponsive {
+                secs: wait.as_secs(),
+            }
+            .into());
+        };
+        f()
     }
 
     fn handle(&self) -> CK_ULONG {
@@ -418,8 +444,10 @@ impl Module {
                     ));
                 }
             }
-            let card = open_card(&self.store, &card_id)?;
-            provision::pin::verify_puk_on(&card, pin, &Lent(&self.link))?;
+            self.in_card_turn(&card_id, || {
+                let card = open_card(&self.store, &card_id)?;
+                provision::pin::verify_puk_on(&card, pin, &Lent(&self.link))
+            })?;
             self.set_login(
                 slot,
                 Login::So {
@@ -436,12 +464,14 @@ impl Module {
     /// Checks a PIN with the TPM (counting it); the login state it opens: the CSK
     /// authValue with the CSK blob and SRK record just read.
     fn check_pin(&self, card_id: &str, pin: &[u8]) -> Result<Login> {
-        let card = open_card(&self.store, card_id)?;
-        let keys = provision::pin::verify_pin_on(&card, pin, &Lent(&self.link))?;
-        Ok(Login::User {
-            csk_auth: card.pin_auth(pin),
-            keys,
-            srk: card.record.srk.clone(),
+        self.in_card_turn(card_id, || {
+            let card = open_card(&self.store, card_id)?;
+            let keys = provision::pin::verify_pin_on(&card, pin, &Lent(&self.link))?;
+            Ok(Login::User {
+                csk_auth: card.pin_auth(pin),
+                keys,
+                srk: card.record.srk.clone(),
+            })
         })
     }
 
@@ -522,9 +552,11 @@ impl Module {
             return Err(ckr(CKR_SESSION_READ_ONLY, "R/W session needed"));
         }
         let card_id = self.card_id(slot)?;
-        let card = open_card(&self.store, &card_id)?;
-        provision::pin::unblock_with_puk_on(&card, &puk, new_pin, &Lent(&self.link))
-            .map_err(pin_len_error)
+        self.in_card_turn(&card_id, || {
+            let card = open_card(&self.store, &card_id)?;
+            provision::pin::unblock_with_puk_on(&card, &puk, new_pin, &Lent(&self.link))
+        })
+        .map_err(pin_len_error)
     }
 
     /// C_SetPIN: the user changes the PIN, the SO the PUK; needs a R/W session.
@@ -534,14 +566,15 @@ impl Module {
             return Err(ckr(CKR_SESSION_READ_ONLY, "R/W session needed"));
         }
         let card_id = self.card_id(slot)?;
-        let card = open_card(&self.store, &card_id)?;
-        let r = if who == Some(CKU_SO) {
-            provision::pin::change_puk_on(&card, old, new, &Lent(&self.link))
-        } else {
-            provision::pin::change_pin_on(&card, old, new, &Lent(&self.link))
-        };
-        drop(card);
-        r.map_err(pin_len_error)?;
+        self.in_card_turn(&card_id, || {
+            let card = open_card(&self.store, &card_id)?;
+            if who == Some(CKU_SO) {
+                provision::pin::change_puk_on(&card, old, new, &Lent(&self.link))
+            } else {
+                provision::pin::change_pin_on(&card, old, new, &Lent(&self.link))
+            }
+        })
+        .map_err(pin_len_error)?;
         if who == Some(CKU_USER) {
             // Keys load with the new PIN from now on.
             let rec = provision::find(&self.store, &card_id)?.1;
@@ -581,14 +614,16 @@ impl Module {
         let pin = Zeroizing::new(hex::encode(unknown.as_slice()).into_bytes());
         let max = usize::try_from(self.token_facts(slot)?.max_pin).unwrap_or(usize::MAX);
         let pin = &pin[..pin.len().min(max)];
-        let r = provision::format::format_with(
-            &self.store,
-            &card_id,
-            provision::format::FormatAuth::Puk(so_pin),
-            pin,
-            false,
-            &Lent(&self.link),
-        );
+        let r = self.in_card_turn(&card_id, || {
+            provision::format::format_with(
+                &self.store,
+                &card_id,
+                provision::format::FormatAuth::Puk(so_pin),
+                pin,
+                false,
+                &Lent(&self.link),
+            )
+        });
         let r = match r {
             Err(Error::PukIncorrect { .. }) => Err(ckr(CKR_PIN_INCORRECT, "wrong SO PIN (PUK)")),
             Err(Error::PukLocked) => Err(ckr(CKR_PIN_LOCKED, "the PUK is blocked")),
@@ -994,7 +1029,7 @@ impl Module {
             .find
             .as_mut()
             .ok_or_else(|| ckr(CKR_OPERATION_NOT_INITIALIZED, "no search"))?;
-        let end = (*pos + max).min(list.len());
+        let end = pos.saturating_add(max).min(list.len());
         let out = list[*pos..end].to_vec();
         *pos = end;
         Ok(out)

@@ -7,7 +7,9 @@
 //! TCTI ignores timeouts), so a frozen TPM holds the thread that sent the command; every
 //! other thread waits for the connection at most [`wait_limit`] and then gets
 //! [`TpmError::Unresponsive`] (CKR_DEVICE_ERROR). A connection whose command has run past
-//! that limit is abandoned to its thread, and the next call opens a fresh one.
+//! that limit is abandoned to its thread, and the next call opens a fresh one — taking
+//! over the TPM's cross-process lock the abandoned one holds rather than waiting for it.
+//! C_Finalize waits for the idle thread and for closing the connection a bounded time.
 //!
 //! Lock order: callers hold the store's and the card's locks (when they take them) before
 //! [`TpmLink::run`] takes the connection, which takes the TPM's cross-process lock inside
@@ -20,12 +22,14 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::provision::access::{TpmAccess, TpmFailure};
-use crate::tpm::{self, Blob, Tpm, TpmError};
+use crate::tpm::{self, Blob, Tpm, TpmError, TpmLock};
 
 /// How often the idle thread looks, and after how long without use a shared TPM
 /// connection is given up.
 const IDLE_CHECK: Duration = Duration::from_millis(25);
 const IDLE_RELEASE_MS: u64 = 100;
+/// How long C_Finalize lets closing the connection take at least.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Environment variable: seconds a call waits for the connection (default 30).
 pub const WAIT_ENV: &str = "TPMVSC_TPM_WAIT";
 const DEFAULT_WAIT_SECS: u64 = 30;
@@ -48,6 +52,18 @@ struct Conn {
     /// Milliseconds since the link's epoch (plus one) when the running command began; 0
     /// when idle.
     busy_since: AtomicU64,
+    /// The TPM's cross-process lock (no resource manager) while this connection is open —
+    /// or, before it opens, the one an abandoned connection of this process still holds,
+    /// which this one takes over.
+    lock: Mutex<Option<Arc<TpmLock>>>,
+}
+
+impl Conn {
+    /// Drops the connection (it goes with its lock, unless a later one took it over).
+    fn close(&self, guard: &mut Option<Tpm>) {
+        *guard = None;
+        *self.lock.lock() = None;
+    }
 }
 
 /// The process's TPM connection and what keeps it.
@@ -96,6 +112,11 @@ impl TpmLink {
         })
     }
 
+    /// How long a call waits for another thread's TPM command.
+    pub(crate) fn wait(&self) -> Duration {
+        self.wait
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -113,11 +134,13 @@ impl TpmLink {
         };
         conn.busy_since.store(self.now_ms() + 1, Ordering::Relaxed);
         if guard.is_none() {
-            match Tpm::open() {
+            let held = conn.lock.lock().clone();
+            match Tpm::open_sharing(held) {
                 Ok(mut t) => {
                     if let Some(saved) = self.saved.lock().take() {
                         t.restore_objects(saved);
                     }
+                    *conn.lock.lock() = t.cross_process_lock();
                     *guard = Some(t);
                 }
                 Err(e) => {
@@ -132,7 +155,7 @@ impl TpmLink {
         };
         conn.busy_since.store(0, Ordering::Relaxed);
         let lost = r.as_ref().is_err_and(TpmFailure::connection_lost);
-        self.after_call(&mut guard, lost);
+        self.after_call(&conn, &mut guard, lost);
         if guard.as_ref().is_some_and(Tpm::is_shared) {
             self.start_idle_release();
         }
@@ -151,7 +174,9 @@ impl TpmLink {
         if Duration::from_millis(busy_ms) >= self.wait {
             let mut current = self.current.lock();
             if Arc::ptr_eq(&current, conn) {
-                *current = Arc::new(Conn::default());
+                let next = Conn::default();
+                *next.lock.lock() = conn.lock.lock().clone();
+                *current = Arc::new(next);
                 *self.saved.lock() = None;
             }
         }
@@ -162,22 +187,23 @@ impl TpmLink {
 
     /// After a call: a broken connection is dropped; a shared one is given up (its key
     /// contexts saved) when another process waits, else kept for the next call.
-    fn after_call(&self, guard: &mut Option<Tpm>, lost: bool) {
+    fn after_call(&self, conn: &Conn, guard: &mut Option<Tpm>, lost: bool) {
         self.last_use.store(self.now_ms(), Ordering::Relaxed);
         if lost {
-            *guard = None;
+            conn.close(guard);
             *self.saved.lock() = None;
         } else if guard.as_ref().is_some_and(Tpm::others_waiting)
             || (!self.threads_allowed && guard.as_ref().is_some_and(Tpm::is_shared))
         {
-            self.give_up(guard);
+            self.give_up(conn, guard);
         }
     }
 
-    fn give_up(&self, guard: &mut Option<Tpm>) {
-        if let Some(mut t) = guard.take() {
+    fn give_up(&self, conn: &Conn, guard: &mut Option<Tpm>) {
+        if let Some(t) = guard.as_mut() {
             *self.saved.lock() = Some(t.save_objects());
         }
+        conn.close(guard);
     }
 
     /// Starts (once) the thread that gives a shared TPM up after a moment without use, so
@@ -216,7 +242,10 @@ impl TpmLink {
                     if let Some(mut g) = conn.tpm.try_lock()
                         && g.as_ref().is_some_and(Tpm::is_shared)
                     {
-                        link.give_up(&mut g);
+                        // Saving contexts is TPM work: a freeze here is seen like any other.
+                        conn.busy_since.store(link.now_ms() + 1, Ordering::Relaxed);
+                        link.give_up(&conn, &mut g);
+                        conn.busy_since.store(0, Ordering::Relaxed);
                     }
                 }
             });
@@ -246,8 +275,11 @@ impl TpmLink {
         self.if_open(|t| t.forget(blob));
     }
 
-    /// C_Finalize: stops the idle thread and closes the connection when it can be had
-    /// before `deadline`; a connection still busy in another thread is left to it.
+    /// C_Finalize: stops the idle thread and closes the connection, each within
+    /// `deadline`. A connection still busy in another thread is left to it; an idle thread
+    /// or a close whose TPM command does not come back (a frozen TPM) is left running
+    /// rather than waited for: libtss2's calls cannot be cut short, and a C_Finalize that
+    /// never returns is the worst outcome for the host.
     pub(crate) fn shut_down(&self, deadline: Instant) {
         {
             let (flag, cv) = &self.stop;
@@ -255,13 +287,49 @@ impl TpmLink {
             cv.notify_all();
         }
         if let Some(h) = self.reaper.lock().take() {
-            let _ = h.join();
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
         }
         let conn = Arc::clone(&self.current.lock());
         let left = deadline.saturating_duration_since(Instant::now());
+        // Closing a healthy connection takes milliseconds: it gets a moment of its own even
+        // when waiting for calls in flight used the whole deadline.
+        let deadline = deadline.max(Instant::now() + CLOSE_WAIT);
         if let Some(mut g) = conn.tpm.try_lock_for(left) {
-            *g = None;
+            if let Some(t) = g.take() {
+                self.close_within(t, deadline);
+            }
+            conn.close(&mut g);
         }
         *self.saved.lock() = None;
+    }
+
+    /// Closes a connection — flushing what it loaded, so that no key of a card stays
+    /// usable on a TPM without resource manager — waiting for that at most until
+    /// `deadline`.
+    fn close_within(&self, tpm: Tpm, deadline: Instant) {
+        if !self.threads_allowed {
+            drop(tpm);
+            return;
+        }
+        let (done, finished) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("tpmvsc-close".into())
+            .spawn(move || {
+                drop(tpm);
+                let _ = done.send(());
+            });
+        // A thread that cannot start drops the connection right here (with the closure).
+        if let Ok(h) = spawned
+            && finished
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .is_ok()
+        {
+            let _ = h.join();
+        }
     }
 }

@@ -22,6 +22,7 @@ pub mod policy;
 mod srk;
 pub mod templates;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -212,7 +213,7 @@ pub struct Tpm {
     esys: Esys,
     tcti: String,
     /// Held while this connection is open when no resource manager isolates processes.
-    lock: Option<TpmLock>,
+    lock: Option<Arc<TpmLock>>,
     /// When the connection (and the lock) was taken.
     opened: Instant,
     srk: Option<srk::Srk>,
@@ -234,6 +235,17 @@ impl Tpm {
     /// cross-process lock file is taken first and objects a killed process left loaded are
     /// flushed (DESIGN.md §6).
     pub fn open_tcti(tcti: &str) -> Result<Tpm, TpmError> {
+        Tpm::open_tcti_sharing(tcti, None)
+    }
+
+    /// [`Tpm::open`], taking over `held`, the cross-process lock another connection of
+    /// this process holds (one abandoned to a command that never came back), instead of
+    /// waiting for it.
+    pub fn open_sharing(held: Option<Arc<TpmLock>>) -> Result<Tpm, TpmError> {
+        Tpm::open_tcti_sharing(&configured_tcti(), held)
+    }
+
+    fn open_tcti_sharing(tcti: &str, held: Option<Arc<TpmLock>>) -> Result<Tpm, TpmError> {
         if let Some(path) = tcti.strip_prefix("device:")
             && !std::path::Path::new(path).exists()
         {
@@ -243,10 +255,10 @@ impl Tpm {
             });
         }
         let shared = !has_resource_manager(tcti);
-        let lock = if shared {
-            Some(TpmLock::take(tcti)?)
-        } else {
-            None
+        let lock = match (shared, held) {
+            (false, _) => None,
+            (true, Some(l)) => Some(l),
+            (true, None) => Some(Arc::new(TpmLock::take(tcti)?)),
         };
         let esys = Esys::open(tcti)?;
         let mut tpm = Tpm {
@@ -299,7 +311,13 @@ impl Tpm {
     /// manager, has had it for a short turn at least, and another process is waiting.
     /// The turn keeps two busy processes from paying a reconnect on every command.
     pub fn others_waiting(&self) -> bool {
-        self.opened.elapsed() >= MIN_TURN && self.lock.as_ref().is_some_and(TpmLock::others_waiting)
+        self.opened.elapsed() >= MIN_TURN
+            && self.lock.as_deref().is_some_and(TpmLock::others_waiting)
+    }
+
+    /// The cross-process lock this connection holds (no resource manager).
+    pub fn cross_process_lock(&self) -> Option<Arc<TpmLock>> {
+        self.lock.clone()
     }
 
     /// True when this connection shares the TPM with other processes only through the

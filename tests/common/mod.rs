@@ -575,6 +575,7 @@ pub struct Relay {
     port: u16,
     log: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    swallow: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Relay {
@@ -599,13 +600,23 @@ impl Relay {
             port,
             log: Default::default(),
             stop: Default::default(),
+            swallow: Default::default(),
         };
         for (listener, to, control) in [(data, target, false), (ctrl, target + 1, true)] {
             let log = relay.log.clone();
             let stop = relay.stop.clone();
-            std::thread::spawn(move || relay_accept(listener, to, control, log, stop));
+            let swallow = relay.swallow.clone();
+            std::thread::spawn(move || relay_accept(listener, to, control, log, stop, swallow));
         }
         relay
+    }
+
+    /// The next TPM command any open connection sends is swallowed: never forwarded and
+    /// never answered, its connection to swtpm closed (so that swtpm serves others) while
+    /// the client's side stays open — a response lost for good, with the TPM itself fine.
+    pub fn swallow_next_command(&self) {
+        self.swallow
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// `swtpm:host=127.0.0.1,port=Q`: a TCTI that goes through the relay.
@@ -639,6 +650,7 @@ fn relay_accept(
     control: bool,
     log: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    swallow: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     for client in listener.incoming() {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -664,26 +676,47 @@ fn relay_accept(
             server.try_clone().expect("cloning the server socket"),
         );
         let (up, down) = (log.clone(), log.clone());
-        std::thread::spawn(move || relay_pump(client, server, index, true, up));
-        std::thread::spawn(move || relay_pump(s2, c2, index, false, down));
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The answer pump only learns that its connection was swallowed (never asks).
+        let up_swallow = (!control).then(|| (swallow.clone(), frozen.clone()));
+        let down_swallow = (!control).then(|| (Default::default(), frozen));
+        std::thread::spawn(move || relay_pump(client, server, index, true, up, up_swallow));
+        std::thread::spawn(move || relay_pump(s2, c2, index, false, down, down_swallow));
     }
 }
 
 /// Copies `from` → `to`, recording each chunk before it is forwarded, so that whatever a
 /// client has seen answered is already in the log.
+type Swallow = (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
+
 fn relay_pump(
     mut from: std::net::TcpStream,
     mut to: std::net::TcpStream,
     index: usize,
     upstream: bool,
     log: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+    swallow: Option<Swallow>,
 ) {
+    use std::sync::atomic::Ordering::SeqCst;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if let Some((wanted, frozen)) = &swallow
+            && (frozen.load(SeqCst) || wanted.swap(false, SeqCst))
+        {
+            // Swallowed: swtpm's side goes (its answer pump ends without closing the
+            // client), the client's side stays open and silent until the client closes.
+            if !frozen.swap(true, SeqCst) {
+                let _ = to.shutdown(std::net::Shutdown::Both);
+            }
+            continue;
+        }
         {
             let mut l = log.lock().expect("relay log");
             let r = &mut l[index];
@@ -696,6 +729,12 @@ fn relay_pump(
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
+    }
+    if swallow
+        .as_ref()
+        .is_some_and(|(_, frozen)| frozen.load(SeqCst))
+    {
+        return;
     }
     let _ = to.shutdown(std::net::Shutdown::Write);
 }
