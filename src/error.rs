@@ -16,9 +16,17 @@ pub enum Error {
     Usage(String),
     /// A new PIN, PUK or name breaks a rule; the text names the rule (exit code 2).
     PolicyViolation(String),
-    /// A current PIN or PUK no card can have (empty, or longer than any secret): refused
-    /// before the TPM sees it, so no try is spent (exit code 2, CKR_PIN_LEN_RANGE).
-    SecretLength { what: &'static str, len: usize },
+    /// A current PIN or PUK of a length this card's cannot have (its policy's bounds):
+    /// refused before the TPM sees it, so no try is spent (exit code 2, CKR_PIN_LEN_RANGE).
+    SecretLength {
+        what: &'static str,
+        len: usize,
+        min: usize,
+        max: usize,
+    },
+    /// A current PIN or PUK with a character no PIN or PUK has (not printable ASCII):
+    /// refused before the TPM sees it (exit code 2, CKR_PIN_INVALID).
+    SecretCharacters { what: &'static str },
     /// The PIN was wrong; the TPM counted it.
     PinIncorrect { tries_left: u32 },
     /// The card's PIN retry counter is used up: unblock with the PUK or the admin key.
@@ -118,7 +126,10 @@ impl Error {
     /// Exit code for the CLI: 0 ok, 1 failed, 2 usage, 3 wrong secret, 4 blocked or lockout.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) | Error::PolicyViolation(_) | Error::SecretLength { .. } => 2,
+            Error::Usage(_)
+            | Error::PolicyViolation(_)
+            | Error::SecretLength { .. }
+            | Error::SecretCharacters { .. } => 2,
             Error::PinIncorrect { .. }
             | Error::PukIncorrect { .. }
             | Error::ResponseIncorrect { .. } => 3,
@@ -169,6 +180,7 @@ impl Error {
             Error::Usage(_) => CKR_ARGUMENTS_BAD,
             Error::PolicyViolation(_) => CKR_PIN_INVALID,
             Error::SecretLength { .. } => CKR_PIN_LEN_RANGE,
+            Error::SecretCharacters { .. } => CKR_PIN_INVALID,
             Error::PinIncorrect { .. }
             | Error::PukIncorrect { .. }
             | Error::ResponseIncorrect { .. } => CKR_PIN_INCORRECT,
@@ -202,6 +214,7 @@ impl Error {
                 | TpmError::Policy(_)
                 | TpmError::Busy(_)
                 | TpmError::BadBlob(_)
+                | TpmError::BadObjectFile { .. }
                 | TpmError::Other { .. } => CKR_DEVICE_ERROR,
             },
             Error::Cancelled => CKR_FUNCTION_CANCELED,
@@ -250,13 +263,24 @@ impl fmt::Display for Error {
         match self {
             Error::Usage(m) => write!(f, "{m}"),
             Error::PolicyViolation(m) => write!(f, "{m}"),
-            Error::SecretLength { what, len: 0 } => write!(
+            Error::SecretLength { what, len: 0, .. } => write!(
                 f,
                 "the {what} is empty; no card has an empty {what}, so it was not tried"
             ),
-            Error::SecretLength { what, len } => write!(
+            Error::SecretLength {
+                what,
+                len,
+                min,
+                max,
+            } => write!(
                 f,
-                "the {what} is {len} bytes long, more than any {what} can be; nothing was tried"
+                "the {what} is {len} characters long, but this card's {what} has {min} to {max}; \
+                 nothing was tried"
+            ),
+            Error::SecretCharacters { what } => write!(
+                f,
+                "the {what} has a character no {what} can have (PINs and PUKs are printable \
+                 ASCII); nothing was tried"
             ),
             Error::PinIncorrect { tries_left } => {
                 write!(

@@ -174,7 +174,7 @@ pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
     let file = open_checked(path, true, || {
         format!("the {what} is read from a regular file, a pipe such as /dev/fd/N, or --stdin")
     })?;
-    first_line(file, what, path)
+    first_line(Bounded::new(file, path)?, what, path)
 }
 
 /// A whole input file of at most `limit` bytes (`what` names it in messages: "certificate
@@ -227,9 +227,11 @@ fn open_checked(path: &Path, pipes_ok: bool, hint: impl Fn() -> String) -> Resul
     if let Some(kind) = refused_kind(&meta.file_type(), pipes_ok) {
         return Err(refuse(kind));
     }
+    // Non-blocking, so that opening a FIFO nobody writes to returns at once; reads then
+    // wait for data a bounded time ([`Bounded`]).
     let fd = rustix::fs::open(
         path,
-        OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NONBLOCK,
         Mode::empty(),
     )
     .map_err(|e| Error::io(path, e.into()))?;
@@ -239,6 +241,62 @@ fn open_checked(path: &Path, pipes_ok: bool, hint: impl Fn() -> String) -> Resul
         return Err(refuse(kind));
     }
     Ok(file)
+}
+
+/// A file opened non-blocking whose reads wait for data at most until a deadline (the
+/// lock timeout, `TPMVSC_LOCK_TIMEOUT`): a FIFO nobody writes to, or a writer that never
+/// finishes its line, ends in an error naming the file instead of a hang.
+struct Bounded<'a> {
+    file: File,
+    path: &'a Path,
+    deadline: std::time::Instant,
+}
+
+impl<'a> Bounded<'a> {
+    fn new(file: File, path: &'a Path) -> Result<Bounded<'a>> {
+        let wait = crate::checked_dir::lock_file::lock_timeout()?;
+        Ok(Bounded {
+            file,
+            path,
+            deadline: std::time::Instant::now() + wait,
+        })
+    }
+}
+
+impl Read for Bounded<'_> {
+    /// Waits for data first: a FIFO read without a writer gives end-of-input at once,
+    /// while poll waits until a writer has written (or come and gone).
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        loop {
+            let left = self
+                .deadline
+                .saturating_duration_since(std::time::Instant::now());
+            let timeout = Timespec {
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let mut fds = [PollFd::new(&self.file, PollFlags::IN)];
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        ErrorKind::TimedOut,
+                        format!(
+                            "nothing was written to {} in time (a FIFO nobody writes to, or a \
+                             line that never ended); the wait is TPMVSC_LOCK_TIMEOUT",
+                            self.path.display()
+                        ),
+                    ));
+                }
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match self.file.read(buf) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                other => return other,
+            }
+        }
+    }
 }
 
 /// The kind of file `t` is, when it is one no input is read from.
@@ -370,6 +428,22 @@ fn too_large(what: &str, limit: usize) -> Error {
     Error::InputTooLarge {
         what: what.to_string(),
         limit,
+    }
+}
+
+/// Writes to standard output for the CLIs. A reader that went away (`tpmvsc list | head`)
+/// ends the command quietly with the status a process killed by SIGPIPE has (141), as
+/// other Unix tools do; Rust ignores SIGPIPE, and `println!` would panic instead. Any
+/// other write error ends it with status 1 and a message.
+pub fn print_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("tpmvsc: writing to standard output: {e}");
+        std::process::exit(1);
     }
 }
 

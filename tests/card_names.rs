@@ -20,6 +20,13 @@ fn names_that_could_be_mistaken_are_refused_at_create() {
         "rootsmartcardreader0001",
         "6f9619ff-8b86-d011-b42d-00c04fc964ff",
         "ab\u{202E}cd",
+        "6f9619ff8b86d011b42d00c04fc964ff",
+        "r\u{200B}",
+        "r\u{2060}x",
+        "r\u{00AD}",
+        "r\u{FE0F}",
+        "a\u{00A0}b",
+        "r\u{3000}",
     ] {
         let out = cli.tpmvsc(&["create", "--name", bad]);
         assert_eq!(out.code, 2, "create --name {bad:?}: {out:#?}");
@@ -127,8 +134,8 @@ fn an_altered_key_file_is_named() {
     let out = cli.check_pin("r", DEFAULT_PIN);
     assert_eq!(out.code, 1, "{out:#?}");
     assert!(
-        out.stderr.contains(&dir.display().to_string()),
-        "the card's files are named: {out:#?}"
+        out.stderr.contains(&dir.display().to_string()) && out.stderr.contains("csk.json"),
+        "the card's directory and the file are named: {out:#?}"
     );
     assert_eq!(info_u64(&cli, "r", "pin_tries_left"), 5, "no try spent");
 }

@@ -85,6 +85,8 @@ struct Inputs {
     name200: String,
     /// A directory for `install --modules-dir`.
     modules: String,
+    /// A FIFO nobody writes to.
+    fifo: String,
 }
 
 impl Inputs {
@@ -106,6 +108,7 @@ impl Inputs {
             pin: path("pin"),
             name200: "n".repeat(200),
             modules: path("modules"),
+            fifo: path("fifo"),
         };
         std::fs::write(&i.big, vec![b'A'; 10_000_000]).expect("writing the 10 MB file");
         std::fs::write(&i.long_line, format!("{}\n", "7".repeat(1000))).expect("long line");
@@ -117,6 +120,11 @@ impl Inputs {
         getrandom::fill(&mut noise).expect("random bytes");
         std::fs::write(&i.garbage, noise).expect("garbage file");
         std::fs::write(&i.pin, format!("{DEFAULT_PIN}\n")).expect("PIN file");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&i.fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success(), "mkfifo {}", i.fifo);
         i
     }
 }
@@ -126,7 +134,8 @@ impl Inputs {
 fn world() -> (Swtpm, TestStore, Cli) {
     let swtpm = Swtpm::start_with_persistent_srk();
     let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    // Waits (for locks, for a FIFO's writer) end sooner than the rows' deadline.
+    let cli = Cli::new(&store, &swtpm.tcti()).with_env("TPMVSC_LOCK_TIMEOUT", "2");
     cli.tpmvsc(&[
         "create",
         "--name",
@@ -183,6 +192,8 @@ fn rows(i: &Inputs, foreign_cert: Option<&str>, root: bool) -> Vec<Row> {
         t(&["destroy", n200, "--yes"], 1, &["no card named"]),
         t(&["destroy", "c"], 2, &["not destroyed", "--yes"]),
         t(&["list", "--frobnicate"], 2, &["--frobnicate"]),
+        t(&["list", "c"], 2, &["unexpected argument"]),
+        t(&["info"], 2, &["CARD"]),
         t(&["info", ""], 1, &["no card named"]),
         t(&["info", n200, "--json"], 1, &["no card named"]),
         // check-pin: a PIN that cannot be right is never tried
@@ -197,10 +208,20 @@ fn rows(i: &Inputs, foreign_cert: Option<&str>, root: bool) -> Vec<Row> {
         t(&["check-pin", "c"], 2, &["end of input"]).stdin_file(Path::new("/dev/null")),
         t(&["check-pin", "c"], 2, &["PIN is empty"]).stdin_text("\n"),
         t(&["check-pin", n200, "--pin-file", pin], 1, &["no card named"]),
+        t(&["check-pin"], 2, &["CARD"]),
+        t(&["check-pin", "c", "--pin-file", ""], 2, &["a value is required"]),
+        t(&["check-pin", "c", "--pin-file", &i.fifo], 1, &["in time", "FIFO"]),
+        t(&["admin", "verify", "a", "--response-file", &i.fifo], 1, &["in time"]),
         // change-pin, change-puk
         t(&["change-pin", "c", "--stdin"], 2, &[too_long]).stdin_text(&long_text),
         t(&["change-pin", "c", "--stdin"], 2, &[too_long]).stdin_text(&format!("{DEFAULT_PIN}\n{long_text}")),
         t(&["change-pin", "c", "--stdin"], 2, &["current PIN is empty"]).stdin_text("\n"),
+        t(&["change-pin", "c", "--stdin"], 2, &[too_long]).stdin_file(zero),
+        t(&["change-pin", "--stdin"], 2, &["CARD"]),
+        t(&["change-pin", n200, "--stdin"], 1, &["no card named"]).stdin_text(&format!("{DEFAULT_PIN}\nNew-pin-12\nNew-pin-12\n")),
+        t(&["change-puk", "c", "--stdin"], 2, &["current PUK is empty"]).stdin_text("\n"),
+        t(&["change-puk", "--stdin"], 2, &["CARD"]),
+        t(&["change-puk", "c", "--stdin"], 2, &[too_long]).stdin_text(&long_text),
         t(&["change-puk", "c", "--stdin"], 2, &[too_long]).stdin_file(zero),
         t(&["change-puk", "a", "--stdin"], 1, &["without a PUK"]).stdin_text("12345678\nAbcdefgh1\nAbcdefgh1\n"),
         // unblock, format
@@ -213,13 +234,26 @@ fn rows(i: &Inputs, foreign_cert: Option<&str>, root: bool) -> Vec<Row> {
         t(&["unblock", "a", "--admin", "--response-file", empty], 2, &["16 hexadecimal"]),
         t(&["format", "c", "--puk", "--stdin", "--yes"], 2, &[too_long]).stdin_text(&long_text),
         t(&["format", "a", "--admin", "--response-file", dir, "--yes"], 2, &[is_dir]),
+        t(&["format", "--puk", "--yes"], 2, &["CARD"]),
+        t(&["format", "c", "--yes"], 2, &["--puk"]),
+        t(&["format", "c", "--puk", "--stdin", "--yes"], 2, &[too_long]).stdin_file(zero),
+        t(&["format", "c", "--puk", "--stdin", "--yes"], 2, &["PUK is empty"]).stdin_text("\n"),
+        t(&["format", "a", "--admin", "--response-file", dangling, "--yes"], 1, &[missing]),
+        t(&["format", "a", "--admin", "--response-file", empty, "--yes"], 2, &["16 hexadecimal"]),
+        t(&["format", "a", "--admin", "--response-file", "/dev/zero", "--yes"], 2, &[chr]),
         // keygen, keys
         t(&["keygen", "c", "--type", "ec-p256", "--label", "k2", "--pin-file", "/dev/zero"], 2, &["/dev/zero", chr]),
         t(&["keygen", "c", "--type", "ec-p256", "--label", "k2", "--pin-file", long], 2, &[too_long]),
         t(&["keygen", "c", "--type", "ec-p256", "--label", "", "--pin-file", pin], 2, &["label is empty"]),
         t(&["keygen", "c", "--type", "ec-p256", "--label", "k", "--pin-file", pin], 1, &["labelled \"k\" already"]),
         t(&["keygen", "c", "--type", "dsa", "--label", "k2"], 2, &["dsa"]),
+        t(&["keygen", "c", "--label", "k2"], 2, &["--type"]),
+        t(&["keygen", "c", "--type", "ec-p256"], 2, &["--label"]),
+        t(&["keygen", "c", "--type", "ec-p256", "--label", "k2", "--pin-file", dangling], 1, &[missing]),
+        t(&["keygen", "c", "--type", "ec-p256", "--label", n200, "--pin-file", pin], 2, &["label"]),
         t(&["keys", n200], 1, &["no card named"]),
+        t(&["keys"], 2, &["CARD"]),
+        t(&["keys", ""], 1, &["no card named"]),
         // csr: what can be checked without the PIN is, and nothing reaches the TPM
         t(&["csr", "c", "--key", "nokey", "--subject", "CN=x", "--out", "-", "--pin-file", pin], 1, &["no key labelled \"nokey\""]),
         t(&["csr", "c", "--key", "k", "--subject", "CN=x", "--out", "/dev/null", "--pin-file", pin], 2, &["/dev/null is not a regular file"]),
@@ -227,6 +261,13 @@ fn rows(i: &Inputs, foreign_cert: Option<&str>, root: bool) -> Vec<Row> {
         t(&["csr", "c", "--key", "k", "--subject", "CN=x", "--out", "-", "--pin-file", "/dev/zero"], 2, &[chr]),
         t(&["csr", "c", "--key", "k", "--subject", "not a DN", "--out", "-", "--pin-file", pin], 2, &["not a distinguished name"]),
         t(&["csr", "c", "--key", "k", "--subject", "CN=x", "--san", "bogus", "--out", "-", "--pin-file", pin], 2, &["dns:NAME"]),
+        t(&["csr", "c", "--key", "k", "--subject", "", "--out", "-", "--pin-file", pin], 2, &["subject"]),
+        t(&["csr", "c", "--key", "", "--subject", "CN=x", "--out", "-", "--pin-file", pin], 1, &["no key labelled \"\""]),
+        t(&["csr", "c", "--key", "k", "--subject", "CN=x", "--san", "", "--out", "-", "--pin-file", pin], 2, &["dns:NAME"]),
+        t(&["csr", "c", "--key", n200, "--subject", "CN=x", "--out", "-", "--pin-file", pin], 1, &["no key labelled"]),
+        t(&["csr", "c", "--key", "k", "--subject", &format!("CN={}", "x".repeat(100_000)), "--out", "-", "--pin-file", pin], 2, &["subject"]),
+        t(&["csr", "c", "--key", "k", "--subject", "CN=x", "--out", "-", "--pin-file", dangling], 1, &[missing]),
+        t(&["csr", "c", "--key", "k", "--subject", "CN=x"], 2, &["--out"]),
         // import-cert, certs
         t(&["import-cert", "c", "/dev/zero"], 2, &["/dev/zero", chr]),
         t(&["import-cert", "c", "/dev/null"], 2, &["/dev/null", chr]),
@@ -238,11 +279,23 @@ fn rows(i: &Inputs, foreign_cert: Option<&str>, root: bool) -> Vec<Row> {
         t(&["import-cert", "c", "-"], 1, &["larger than 1 MiB"]).stdin_file(zero),
         t(&["import-cert", "c", "-"], 1, &["certificate is empty"]),
         t(&["certs", n200], 1, &["no card named"]),
+        t(&["certs"], 2, &["CARD"]),
+        t(&["certs", ""], 1, &["no card named"]),
+        t(&["import-cert", "c"], 2, &["FILE"]),
+        t(&["import-cert", "c", ""], 2, &["a value is required"]),
         // install: never reaches the system directories
         t(&["install", "--lib-dir", "/dev/null", "--modules-dir", modules], 2, &["/dev/null is not a directory"]),
         t(&["install", "--lib-dir", modules, "--modules-dir", big], 2, &["is not a directory"]),
+        t(&["install", "--lib-dir", "", "--modules-dir", modules], 2, &["a value is required"]),
+        t(&["install", "--lib-dir", modules, "--modules-dir", ""], 2, &["a value is required"]),
+        t(&["install", "--lib-dir", &format!("{modules}/{}", "d".repeat(5000)), "--modules-dir", modules], 1, &["File name too long"]),
+        t(&["install", "--lib-dir"], 2, &["--lib-dir"]),
         // admin
         t(&["admin", "challenge", n200], 1, &["no card named"]),
+        t(&["admin", "challenge"], 2, &["CARD"]),
+        t(&["admin", "challenge", ""], 1, &["no card named"]),
+        t(&["admin", "response", "--stdin"], 2, &["--challenge"]),
+        t(&["admin"], 2, &["Usage"]),
         t(&["admin", "response", "--challenge", ""], 2, &["16 hexadecimal"]),
         t(&["admin", "response", "--challenge", n200], 2, &["16 hexadecimal"]),
         t(&["admin", "response", "--challenge", challenge, "--admin-key-file", "/dev/zero"], 2, &[chr]),
@@ -253,8 +306,18 @@ fn rows(i: &Inputs, foreign_cert: Option<&str>, root: bool) -> Vec<Row> {
             .stdin_text("000102030405060708090a0b0c0d0e0f\n"),
         t(&["admin", "verify", "a", "--response-file", "/dev/null"], 2, &["/dev/null", chr]),
         t(&["admin", "verify", "a", "--stdin"], 2, &["16 hexadecimal"]).stdin_text("\n"),
+        t(&["admin", "verify", "a", "--response-file", big], 2, &[too_long]),
+        t(&["admin", "verify", "a", "--response-file", dangling], 1, &[missing]),
+        t(&["admin", "verify", "--stdin"], 2, &["CARD"]),
         t(&["admin", "change-key", "a", "--response-file", long], 2, &[too_long]),
+        t(&["admin", "change-key", "a", "--response-file", empty], 2, &["16 hexadecimal"]),
+        t(&["admin", "change-key", "a", "--response-file", "/dev/zero"], 2, &[chr]),
+        t(&["admin", "change-key", "a", "--response-file", dangling], 1, &[missing]),
+        t(&["admin", "change-key", "--stdin"], 2, &["CARD"]),
         t(&["admin", "refill", "a", "--stdin"], 2, &[too_long]).stdin_file(zero),
+        t(&["admin", "refill", "a", "--stdin"], 2, &["16 hexadecimal"]).stdin_text("\n"),
+        t(&["admin", "refill", "a", "--response-file", dangling], 1, &[missing]),
+        t(&["admin", "refill"], 2, &["CARD"]),
         // tpm
         t(&["tpm", "clear-lockout", "--lockout-auth-file", "/dev/zero"], 2, &[chr]),
         t(&["tpm", "clear-lockout", "--lockout-auth-file", big], 2, &[too_long]),
@@ -262,9 +325,19 @@ fn rows(i: &Inputs, foreign_cert: Option<&str>, root: bool) -> Vec<Row> {
         t(&["tpm", "clear-lockout", "--lockout-auth-file", dangling], 1, &[missing]),
         t(&["tpm", "harden", "--lockout-auth-file", "/dev/null"], 2, harden_says),
         t(&["tpm", "harden", "--lockout-auth-file", dir], 2, harden_says),
+        t(&["tpm", "harden", "--lockout-auth-file", ""], 2, &["a value is required"]),
+        t(&["tpm", "harden", "--lockout-auth-file", &format!("{dir}/{}", "d".repeat(5000))], if root { 1 } else { 2 }, if root { &["File name too long"] } else { &["root"] }),
+        t(&["tpm", "harden", "--lockout-auth-file"], 2, &["--lockout-auth-file"]),
+        t(&["tpm", "clear-lockout", "--lockout-auth-file", ""], 2, &["a value is required"]),
         t(&["tpm", "status", "--frobnicate"], 2, &["--frobnicate"]),
+        t(&["tpm"], 2, &["Usage"]),
         // simulator
         t(&["simulator", "frobnicate"], 2, &["frobnicate"]),
+        t(&["simulator"], 2, &["ACTION"]),
+        t(&["simulator", ""], 2, &["possible values"]),
+        t(&["simulator", "status", "--frobnicate"], 2, &["--frobnicate"]),
+        t(&["frobnicate"], 2, &["frobnicate"]),
+        t(&["help", "frobnicate"], 2, &["frobnicate"]),
         // tpmvscmgr
         m(&["create", "/name", n200, "/AdminKey", "RANDOM"], 2, &["200 bytes"]),
         m(&["create", "/name", "", "/AdminKey", "RANDOM"], 2, &["card name is empty"]),
@@ -274,6 +347,12 @@ fn rows(i: &Inputs, foreign_cert: Option<&str>, root: bool) -> Vec<Row> {
         m(&["create", "/name", "x", "/AdminKey", "RANDOM", "/PIN", "PROMPT", "/pinpolicy", "minlen", "1000"], 2, &["minlen"]),
         m(&["destroy", "/instance", ""], 2, &["/instance is empty"]),
         m(&["destroy", "/instance", n200], 1, &["no card named"]),
+        m(&["destroy"], 2, &["/instance"]),
+        m(&["destroy", "/instance"], 2, &["/instance"]),
+        m(&["create", "/AdminKey", "RANDOM"], 2, &["/name"]),
+        m(&["create", "/name"], 2, &["/name"]),
+        m(&["frobnicate"], 2, &["frobnicate"]),
+        m(&[], 2, &["no command given"]),
     ];
     if let Some(cert) = foreign_cert {
         rows.push(t(&["import-cert", "c", cert], 1, &["belongs to no key on this card"]));
@@ -338,6 +417,7 @@ fn every_command_refuses_bad_input_quickly_clearly_and_harmlessly() {
     let before = cli.tpmvsc(&["list", "--json"]).ok("list --json").stdout;
     let da = da_counter(&swtpm.tcti());
     let table = rows(&i, cert.as_deref(), root);
+    let mut failures = Vec::new();
     for row in &table {
         let args: Vec<&str> = row.args.iter().map(String::as_str).collect();
         let what = format!("{} {}", row.bin, shown(&args));
@@ -357,17 +437,32 @@ fn every_command_refuses_bad_input_quickly_clearly_and_harmlessly() {
             [1, 2].contains(&row.code),
             "{what}: the table asks for 1 or 2"
         );
-        assert_eq!(out.code, row.code, "{what}: {out:#?}");
+        // Wrong codes and messages are collected, so that one run shows all of them; harm
+        // (below) stops the test at once.
+        // The one-line error, or the usage text clap prints for a command group given
+        // without its command.
         let message = out
             .stderr
             .lines()
             .find(|l| l.starts_with(&format!("{}: ", row.bin)))
-            .unwrap_or_else(|| panic!("{what}: no error message: {out:#?}"));
-        for word in &row.says {
-            assert!(
-                message.contains(word),
-                "{what}: {word:?} not in the message {message:?}"
-            );
+            .or_else(|| {
+                out.stderr
+                    .contains("\nUsage: ")
+                    .then_some(out.stderr.as_str())
+            });
+        match message {
+            _ if out.code != row.code => {
+                failures.push(format!(
+                    "{what}: exit {} (not {}): {:?}",
+                    out.code, row.code, out.stderr
+                ));
+            }
+            None => failures.push(format!("{what}: no error message: {out:?}")),
+            Some(m) => {
+                for word in row.says.iter().filter(|w| !m.contains(*w)) {
+                    failures.push(format!("{what}: {word:?} not in the message {m:?}"));
+                }
+            }
         }
         assert!(
             out.stdout.len() < 4096,
@@ -381,6 +476,14 @@ fn every_command_refuses_bad_input_quickly_clearly_and_harmlessly() {
             "{what}: the TPM counted a try"
         );
     }
+
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows answered otherwise:\n{}",
+        failures.len(),
+        table.len(),
+        failures.join("\n")
+    );
 
     // Both cards still work: the PIN, a new key and a request signed with it.
     for card in ["c", "a"] {
@@ -492,6 +595,32 @@ fn a_pin_that_cannot_be_right_costs_no_try_on_any_command() {
             "{args:?}: {out:#?}"
         );
     }
+    // Shorter than the card's PINs (8 to 127 here), or with a character no PIN has.
+    for (args, input, says) in [
+        (vec!["check-pin", "c", "--stdin"], "123\n", "8 to 127"),
+        (
+            vec!["change-pin", "c", "--stdin"],
+            "1234567\nNew-pin-12\nNew-pin-12\n",
+            "8 to 127",
+        ),
+        (
+            vec!["unblock", "c", "--puk", "--stdin"],
+            "1234\nNew-pin-12\nNew-pin-12\n",
+            "8 to 127",
+        ),
+        (
+            vec!["check-pin", "c", "--stdin"],
+            "1234567\u{e9}\n",
+            "printable",
+        ),
+    ] {
+        let out = cli.tpmvsc_stdin(&args, input);
+        assert_eq!(out.code, 2, "{args:?}: {out:#?}");
+        assert!(
+            out.stderr.contains(says) && out.stderr.contains("nothing was tried"),
+            "{args:?}: {out:#?}"
+        );
+    }
     let after = (
         info_u64(&cli, "c", "pin_tries_left"),
         info_u64(&cli, "c", "puk_tries_left"),
@@ -519,4 +648,37 @@ fn shown(args: &[&str]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Output to a reader that went away (`tpmvsc --help | head -1`) ends the command quietly,
+/// as for other Unix tools: the status of a SIGPIPE, and no panic on standard error.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::process::{Command, Stdio};
+    for (bin, args) in [
+        (env!("CARGO_BIN_EXE_tpmvsc"), vec!["--help"]),
+        (env!("CARGO_BIN_EXE_tpmvsc"), vec!["create", "--help"]),
+        (env!("CARGO_BIN_EXE_tpmvscmgr"), vec!["/?"]),
+    ] {
+        let mut child = Command::new(bin)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning");
+        // The reader is gone before the program writes.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("waiting");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{bin} {args:?}: {stderr}"
+        );
+        assert_ne!(
+            out.status.code(),
+            Some(101),
+            "{bin} {args:?}: a panic's status"
+        );
+    }
 }

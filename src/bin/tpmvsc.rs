@@ -21,6 +21,23 @@ use tpmvsc::tpm::templates::UserKeyKind;
 use tpmvsc::{simulator, tpm};
 use zeroize::Zeroizing;
 
+// Standard output through `print_out`: a closed pipe ends the command quietly instead of
+// panicking (these shadow the standard macros of the same names in this file).
+macro_rules! println {
+    () => {
+        tpmvsc::prompt::print_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        tpmvsc::prompt::print_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+macro_rules! print {
+    ($($arg:tt)*) => {
+        tpmvsc::prompt::print_out(format_args!($($arg)*))
+    };
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tpmvsc",
@@ -972,6 +989,7 @@ fn run(cli: Cli) -> Result<()> {
             if !to_stdout {
                 check_output_file(&out)?;
             }
+            enroll::check_request(&subject, &san)?;
             enroll::check_key(&store, &card, &key)?;
             let p = pin.read()?;
             let pem = enroll::csr(&store, &card, &p, &key, &subject, &san)?;

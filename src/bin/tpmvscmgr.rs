@@ -16,6 +16,17 @@ use tpmvsc::provision::{self, AdminKeySpec, CreateRequest};
 use tpmvsc::store::Store;
 use zeroize::Zeroizing;
 
+// Standard output through `print_out`: a closed pipe ends the command quietly instead of
+// panicking (these shadow the standard macros of the same names in this file).
+macro_rules! println {
+    () => {
+        tpmvsc::prompt::print_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        tpmvsc::prompt::print_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 fn main() -> ExitCode {
     tpmvsc::tpm::quiet_tss_logging_for_cli();
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -239,6 +239,15 @@ pub fn check_name(name: &str) -> crate::error::Result<()> {
     if name.chars().any(is_bidi_control) {
         return refuse("contains a bidirectional-text control character (it would show reordered)");
     }
+    if name.chars().any(is_invisible) {
+        return refuse(
+            "contains an invisible character (a zero-width or format character, or a variation \
+             selector): it would show like another name",
+        );
+    }
+    if name.chars().any(|c| c.is_whitespace() && c != ' ') {
+        return refuse("contains a space other than a plain one (it would show like another name)");
+    }
     if name.contains('/') {
         return refuse("contains '/'");
     }
@@ -255,6 +264,20 @@ pub fn check_name(name: &str) -> crate::error::Result<()> {
 /// marks).
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that show as nothing: Unicode's format characters (soft hyphen, zero-width
+/// space and joiners, word joiner, invisible operators, the byte-order mark, tags) and the
+/// variation selectors.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{08E2}'
+        | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{206A}'..='\u{206F}'
+        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}'
+        | '\u{E0100}'..='\u{E01EF}')
 }
 
 /// `ROOT\SMARTCARDREADER\000n` in any case, also with the backslashes a shell ate.

@@ -157,6 +157,7 @@ pub fn csr(
     subject: &str,
     sans: &[String],
 ) -> Result<String> {
+    check_request(subject, sans)?;
     let card = open_card(store, card_ref)?;
     let key = find_private_key(&card, key_label)?;
     let public = key.public_key()?;
@@ -348,9 +349,20 @@ fn find_private_key(card: &OpenCard, wanted: &str) -> Result<Object> {
         })
 }
 
+/// Longest key label `keygen` gives (labels are shown in lists and dialogs; clients'
+/// own labels through PKCS#11 are kept as they come).
+const MAX_LABEL: usize = 128;
+
 fn new_label_ok(card: &OpenCard, label: &str) -> Result<()> {
     if label.is_empty() {
         return Err(empty_label());
+    }
+    if label.len() > MAX_LABEL || label.chars().any(char::is_control) {
+        return Err(Error::Usage(format!(
+            "the key label is {} bytes long or has control characters; a label is at most \
+             {MAX_LABEL} bytes of text",
+            label.len()
+        )));
     }
     if find_private_key(card, label).is_ok() {
         return Err(Error::ObjectExists(format!(
@@ -362,6 +374,38 @@ fn new_label_ok(card: &OpenCard, label: &str) -> Result<()> {
 
 fn empty_label() -> Error {
     Error::Usage("the key label is empty; give --label a name".into())
+}
+
+/// Longest subject text a request takes (RFC 5280's upper bounds keep real ones far
+/// below this).
+const MAX_SUBJECT: usize = 1024;
+/// Longest subject alternative name: a DNS name has at most 253 characters, an email
+/// address 320.
+const MAX_SAN: usize = 320;
+
+/// Bounds on what a request says, checked before anything else (the PIN, the card).
+pub fn check_request(subject: &str, sans: &[String]) -> Result<()> {
+    if subject.trim().is_empty() {
+        return Err(Error::Usage(
+            "the subject is empty: give a distinguished name like \"CN=name,O=org\"".into(),
+        ));
+    }
+    if subject.len() > MAX_SUBJECT {
+        return Err(Error::Usage(format!(
+            "the subject is {} bytes long; at most {MAX_SUBJECT} (a CA accepts far less)",
+            subject.len()
+        )));
+    }
+    if let Some(long) = sans.iter().find(|s| s.len() > MAX_SAN + 6) {
+        return Err(Error::Usage(format!(
+            "a subject alternative name is at most {MAX_SAN} characters; this one is {}",
+            long.len()
+        )));
+    }
+    for s in sans {
+        general_name(s)?;
+    }
+    Ok(())
 }
 
 fn general_name(s: &str) -> Result<GeneralName> {

@@ -172,23 +172,33 @@ pub fn card_error(name: &str, dir: &CardDir, e: TpmError) -> Error {
             name: name.to_string(),
             reason: e.to_string(),
         },
-        // Which file: the card's directory, where the object files live.
-        TpmError::UnexpectedObject(_) | TpmError::BadBlob(_) => Error::CardUnusable {
-            name: name.to_string(),
-            reason: format!("{e} (in {})", dir.path().display()),
-        },
+        // Which file: the card's directory, where the object files live (the message
+        // names the file itself when the TPM layer knows it).
+        TpmError::UnexpectedObject(_) | TpmError::BadBlob(_) | TpmError::BadObjectFile { .. } => {
+            Error::CardUnusable {
+                name: name.to_string(),
+                reason: format!("{e} (in {})", dir.path().display()),
+            }
+        }
         other => other.into(),
     }
 }
 
-/// Refuses a current PIN or PUK that no card can have (empty, or longer than any
-/// secret) before the TPM sees it: trying it would spend a try for nothing.
-pub fn check_can_be_right(what: &'static str, secret: &[u8]) -> Result<()> {
-    if secret.is_empty() || secret.len() > PinPolicy::HIGHEST_MAX_LEN {
+/// Refuses a current PIN or PUK that cannot be this card's before the TPM sees it —
+/// trying it would spend a try for nothing: a length outside the bounds it was set under
+/// (`rule`: the card's PIN policy, or the PUK rule), or a character that is not
+/// printable ASCII. Every PIN and PUK a card takes passed that rule when it was set.
+pub fn check_can_be_right(what: &'static str, secret: &[u8], rule: &PinPolicy) -> Result<()> {
+    if secret.is_empty() || secret.len() < rule.min_len || secret.len() > rule.max_len {
         return Err(Error::SecretLength {
             what,
             len: secret.len(),
+            min: rule.min_len,
+            max: rule.max_len,
         });
+    }
+    if !secret.iter().all(|b| (0x20..=0x7e).contains(b)) {
+        return Err(Error::SecretCharacters { what });
     }
     Ok(())
 }
@@ -202,7 +212,7 @@ pub fn verify_pin(store: &Store, card_ref: &str, pin: &[u8]) -> Result<()> {
 
 /// [`verify_pin`] on an open card; returns the card's keys the PIN opened.
 pub fn verify_pin_on(card: &OpenCard, pin: &[u8], tpm: &impl TpmAccess) -> Result<CardKeys> {
-    check_can_be_right("PIN", pin)?;
+    check_can_be_right("PIN", pin, &card.record.pin_policy)?;
     let keys = card.keys()?;
     let auth = card.pin_auth(pin);
     card.attempt(Counter::Pin, tpm, |t| t.check_pin(keys.csk_ref(), &auth))?;
@@ -214,7 +224,7 @@ pub fn verify_puk_on(card: &OpenCard, puk: &[u8], tpm: &impl TpmAccess) -> Resul
     if !card.record.has_puk {
         return Err(Error::NoPuk(card.record.name.clone()));
     }
-    check_can_be_right("PUK", puk)?;
+    check_can_be_right("PUK", puk, &PinPolicy::default())?;
     let obj: ObjectFile = card.dir.read(PUK_FILE)?;
     let a = card.puk_auth(puk);
     card.attempt(Counter::Puk, tpm, |t| t.check_auth(&obj.blob, &a))
@@ -236,7 +246,7 @@ pub fn change_pin_on(
     tpm: &impl TpmAccess,
 ) -> Result<()> {
     card.record.pin_policy.check("new PIN", new)?;
-    check_can_be_right("PIN", current)?;
+    check_can_be_right("PIN", current, &card.record.pin_policy)?;
     let keys = card.keys()?;
     let (old, fresh) = (card.pin_auth(current), card.pin_auth(new));
     let branches = card.record.branches();
@@ -263,7 +273,7 @@ pub fn unblock_with_puk_on(
         return Err(Error::NoPuk(card.record.name.clone()));
     }
     card.record.pin_policy.check("new PIN", new_pin)?;
-    check_can_be_right("PUK", puk)?;
+    check_can_be_right("PUK", puk, &PinPolicy::default())?;
     let keys = card.keys()?;
     let puk_obj: ObjectFile = card.dir.read(PUK_FILE)?;
     let (puk_auth, fresh) = (card.puk_auth(puk), card.pin_auth(new_pin));
@@ -303,7 +313,7 @@ pub fn change_puk_on(
         return Err(Error::NoPuk(card.record.name.clone()));
     }
     PinPolicy::default().check("new PUK", new)?;
-    check_can_be_right("PUK", current)?;
+    check_can_be_right("PUK", current, &PinPolicy::default())?;
     let puk_obj: ObjectFile = card.dir.read(PUK_FILE)?;
     let (old, fresh) = (card.puk_auth(current), card.puk_auth(new));
     let blob = card.attempt(Counter::Puk, tpm, |t| {

@@ -380,9 +380,11 @@ impl Tpm {
         match (csk.guard, guard) {
             (Some(g), Some(p)) => {
                 let ps = self.guard_session(g)?;
-                let r = self.retry_with_room(&[], |e| {
-                    e.load(p, [ps, NONE, NONE], &csk.csk.private, &csk.csk.public)
-                });
+                let r = self
+                    .retry_with_room(&[], |e| {
+                        e.load(p, [ps, NONE, NONE], &csk.csk.private, &csk.csk.public)
+                    })
+                    .map_err(|e| e.in_file("csk.json"));
                 if r.is_err() {
                     self.flush_quietly(ps);
                 }
@@ -431,6 +433,7 @@ impl Tpm {
         }
         let srk = self.srk_handle()?;
         self.retry_with_room(keep, |e| e.load(srk, PW, &g.blob.private, &g.blob.public))
+            .map_err(|e| e.in_file("guard.json"))
     }
 
     /// Refuses a CSK (or guard) whose public area is not what the card expects, before

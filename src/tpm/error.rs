@@ -48,6 +48,8 @@ pub enum TpmError {
     Memory(u32),
     /// The blob does not belong to this TPM or parent (INTEGRITY, ...).
     BadBlob(u32),
+    /// [`TpmError::BadBlob`] of a blob from a known card file (`guard.json`, ...).
+    BadObjectFile { code: u32, file: &'static str },
     /// Any other response code.
     Other { code: u32, what: String },
 }
@@ -59,7 +61,8 @@ impl TpmError {
             TpmError::Policy(c)
             | TpmError::Busy(c)
             | TpmError::Memory(c)
-            | TpmError::BadBlob(c) => Some(*c),
+            | TpmError::BadBlob(c)
+            | TpmError::BadObjectFile { code: c, .. } => Some(*c),
             TpmError::Other { code, .. } => Some(*code),
             TpmError::AuthFail => Some(0x98E),
             TpmError::Lockout => Some(0x921),
@@ -69,6 +72,14 @@ impl TpmError {
 }
 
 impl TpmError {
+    /// Names the card file whose blob the TPM refused, if this is such a refusal.
+    pub(crate) fn in_file(self, file: &'static str) -> TpmError {
+        match self {
+            TpmError::BadBlob(code) => TpmError::BadObjectFile { code, file },
+            other => other,
+        }
+    }
+
     /// TPM_RC_HANDLE: the persistent object or NV index does not exist.
     pub(crate) fn is_missing_handle(&self) -> bool {
         matches!(self, TpmError::Other { code, .. } if code & 0x80 != 0 && code & 0x3f == 0x0B)
@@ -204,6 +215,11 @@ impl fmt::Display for TpmError {
             TpmError::BadBlob(c) => write!(
                 f,
                 "the TPM refused a stored key blob ({c:#x}): it was made by another TPM or altered"
+            ),
+            TpmError::BadObjectFile { code, file } => write!(
+                f,
+                "the TPM refused the key blob in {file} ({code:#x}): the file was made by another \
+                 TPM or altered; restore it from a copy or format the card"
             ),
             TpmError::Other { what, .. } => write!(f, "{what}"),
         }
