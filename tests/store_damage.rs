@@ -98,3 +98,102 @@ fn a_card_directory_open_to_others_is_refused_before_the_tpm_sees_a_pin() {
     assert!(m.contains("755"), "{m}");
     assert_eq!(e.exit_code(), 1);
 }
+
+/// A small in-memory file system (tmpfs) mounted for the test and unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().expect("mount point");
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tpmvsc-test",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("running mount")
+            .success();
+        assert!(ok, "mounting a tmpfs (the test runs as root, as CI does)");
+        SmallDisk { dir }
+    }
+
+    /// Fills the file system up: returns the filler file.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let p = self.dir.path().join("filler");
+        let mut f = std::fs::File::create(&p).expect("the filler file");
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        p
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full disk in the middle of a create or a format: the command fails naming the
+/// problem, leaves no hidden directory behind, and the card that was there still works
+/// (reliability issue, item 10).
+#[test]
+fn a_full_disk_fails_create_and_format_and_leaves_the_card_as_it_was() {
+    if !require_tool("mount") {
+        return;
+    }
+    let disk = SmallDisk::mount("2M");
+    let swtpm = Swtpm::start_with_persistent_srk();
+    let store_dir = disk.dir.path().join("store");
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti())
+        .with_env("TPMVSC_STORE", store_dir.to_str().expect("utf-8"));
+    cli.tpmvsc(&["create", "--name", "f", "--puk", "default"])
+        .ok("create on the small disk");
+    let filler = disk.fill();
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(store_dir.join("cards"))
+            .expect("cards dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect()
+    };
+    let out = cli.tpmvsc(&["create", "--name", "g"]);
+    no_panic(&out);
+    assert_eq!(out.code, 1, "create on a full disk: {out:#?}");
+    assert!(out.stderr.contains("No space left"), "{out:#?}");
+    assert!(leftovers().is_empty(), "after create: {:?}", leftovers());
+    let out = cli.tpmvsc_stdin(
+        &["format", "f", "--puk", "--stdin", "--yes"],
+        "12345678\nFull-disk-1\nFull-disk-1\n",
+    );
+    no_panic(&out);
+    assert_eq!(out.code, 1, "format on a full disk: {out:#?}");
+    assert!(out.stderr.contains("No space left"), "{out:#?}");
+    assert!(leftovers().is_empty(), "after format: {:?}", leftovers());
+    assert_eq!(list_json(&cli).len(), 1, "one card, as before");
+    // A PIN check must write the retry counter before the TPM sees the PIN: on a full
+    // disk it refuses rather than try uncounted.
+    let out = cli.check_pin("f", DEFAULT_PIN);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("No space left"), "{out:#?}");
+    std::fs::remove_file(&filler).expect("freeing the disk");
+    cli.check_pin("f", DEFAULT_PIN)
+        .ok("the card works as before the failed format");
+    cli.tpmvsc_stdin(
+        &["format", "f", "--puk", "--stdin", "--yes"],
+        "12345678\nFull-disk-1\nFull-disk-1\n",
+    )
+    .ok("format once there is room");
+    cli.check_pin("f", "Full-disk-1").ok("the formatted card");
+}
