@@ -85,8 +85,9 @@ int tpmvsc_puk_unblock(tpmvsc_context *ctx, const char *card, const char *puk,
 /* The card's next administrator challenge (spends nothing); left may be NULL. */
 int tpmvsc_challenge_get(tpmvsc_context *ctx, const char *card, char *out, size_t size,
                          size_t *left);
-/* Sets a new PIN with the administrator's response to the current challenge. The
- * challenge is spent whatever the outcome. */
+/* Sets a new PIN with the administrator's response to the current challenge. A response
+ * the TPM judged (right or wrong) spends the challenge; one it never judged (a TPM
+ * lockout, no TPM) gives the challenge back. */
 int tpmvsc_admin_unblock(tpmvsc_context *ctx, const char *card, const char *response_hex,
                          const char *new_pin);
 /* Replaces the admin key (response under the old key); a new batch of challenges. */

@@ -124,8 +124,12 @@ pub fn launch(state_dir: &Path, daemon: bool) -> Result<Launched> {
 /// A program on PATH, or in the system daemon directories (`/usr/sbin`, `/sbin`,
 /// `/usr/local/sbin`) that an ordinary user's PATH lacks.
 pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    find_program_in(&std::env::var_os("PATH").unwrap_or_default(), name)
+}
+
+/// [`find_program`] with `path` as PATH.
+pub fn find_program_in(path: &std::ffi::OsStr, name: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| p.is_file())

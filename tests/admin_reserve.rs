@@ -164,3 +164,93 @@ fn info_suggests_a_refill_when_few_challenges_are_left() {
     let info = cli.tpmvsc(&["info", "f"]).ok("info");
     assert!(info.stdout.contains("admin refill f"), "{info:#?}");
 }
+
+/// A response the TPM never judged keeps its challenge: during a TPM lockout verify and
+/// unblock fail (exit 4) and the next challenge is still the same one; refill and
+/// change-key on the reserve fail too and the reserve stays. Once the lockout is cleared,
+/// the same responses work and refill restores a full batch.
+#[test]
+fn a_tpm_lockout_spends_no_challenge_and_the_reserve_survives_it() {
+    let swtpm = Swtpm::start();
+    let store = TestStore::new();
+    let cli = Cli::new(&store, &swtpm.tcti());
+    managed(&cli, "m");
+    create_card(&cli, "other");
+    let lock_out = || {
+        swtpm.set_da(1, 1000, 1);
+        cli.check_pin("other", "Wrong-pin-000")
+            .expect_code(3, "a wrong PIN on another card");
+        assert_eq!(
+            tpm_status(&cli)["in_lockout"],
+            true,
+            "the TPM is locked out"
+        );
+    };
+    let clear = || {
+        cli.tpmvsc_stdin(&["tpm", "clear-lockout"], "\n")
+            .ok("clear-lockout (empty lockout auth)");
+        swtpm.set_da(1000, 1, 1);
+    };
+    lock_out();
+    let (c, left) = admin_challenge(&cli, "m");
+    let r = response(&c);
+    for (args, input) in [
+        (vec!["admin", "verify", "m", "--stdin"], format!("{r}\n")),
+        (
+            vec!["unblock", "m", "--admin", "--stdin"],
+            format!("{r}\nNew-pin-1234\nNew-pin-1234\n"),
+        ),
+    ] {
+        let out = cli.tpmvsc_stdin(&args, &input);
+        assert_eq!(out.code, 4, "{args:?} during a lockout: {out:#?}");
+        assert_eq!(
+            admin_challenge(&cli, "m"),
+            (c.clone(), left),
+            "{args:?}: the challenge is given back"
+        );
+    }
+    clear();
+    cli.tpmvsc_stdin(&["admin", "verify", "m", "--stdin"], &format!("{r}\n"))
+        .ok("the same response once the lockout is cleared");
+
+    // Down to the reserve, then a lockout during refill and change-key.
+    loop {
+        let (c, left) = admin_challenge(&cli, "m");
+        if left == 1 {
+            break;
+        }
+        cli.tpmvsc_stdin(
+            &["admin", "verify", "m", "--stdin"],
+            &format!("{}\n", response(&c)),
+        )
+        .ok("verify");
+    }
+    let (reserve, _) = admin_challenge(&cli, "m");
+    let r = response(&reserve);
+    lock_out();
+    for (args, input) in [
+        (
+            vec!["admin", "refill", "m", "--stdin"],
+            format!("{r}\n{KEY}\n"),
+        ),
+        (
+            vec!["admin", "change-key", "m", "--stdin"],
+            format!("{r}\n{KEY}\n{KEY}\n"),
+        ),
+    ] {
+        let out = cli.tpmvsc_stdin(&args, &input);
+        assert_eq!(out.code, 4, "{args:?} during a lockout: {out:#?}");
+        assert_eq!(
+            admin_challenge(&cli, "m"),
+            (reserve.clone(), 1),
+            "{args:?}: the reserve stays"
+        );
+    }
+    clear();
+    cli.tpmvsc_stdin(
+        &["admin", "refill", "m", "--stdin"],
+        &format!("{r}\n{KEY}\n"),
+    )
+    .ok("refill on the reserve after the lockout");
+    assert_eq!(admin_challenge(&cli, "m").1, 32, "a full batch again");
+}

@@ -75,6 +75,10 @@ fn the_c_example_compiles_against_the_header_and_provisions_a_card() {
     );
     assert!(out.contains("\"default_admin_key\":false"), "{out}");
     assert!(
+        out.contains("PUK card unblocked and formatted with its PUK"),
+        "{out}"
+    );
+    assert!(
         out.contains("\"admin_challenges_left\":31"),
         "one challenge spent: {out}"
     );

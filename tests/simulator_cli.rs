@@ -135,3 +135,37 @@ fn stop_says_the_truth_when_nothing_runs() {
         "{stdout}"
     );
 }
+
+/// An ordinary user's PATH has no sbin directory; system daemons are found there anyway,
+/// and the simulator starts and stops with such a PATH.
+#[test]
+fn system_daemons_are_found_without_sbin_on_path() {
+    let user_path = "/root/.cargo/bin:/usr/local/bin:/usr/bin:/bin";
+    if require_tool("tpm2-abrmd") {
+        let found = tpmvsc::simulator::find_program_in(user_path.as_ref(), "tpm2-abrmd")
+            .expect("tpm2-abrmd found outside PATH");
+        assert!(
+            found.starts_with("/usr/sbin") || found.starts_with("/sbin"),
+            "{found:?}"
+        );
+    }
+    assert_eq!(
+        tpmvsc::simulator::find_program_in(user_path.as_ref(), "no-such-program-here"),
+        None
+    );
+    let store = TestStore::new();
+    let sim = Cli::new(&store, "device:/dev/does-not-exist").with_env("PATH", user_path);
+    let _guard = StopGuard { cli: &sim };
+    sim.tpmvsc(&["simulator", "start"])
+        .ok("simulator start with a user's PATH");
+    let st = sim
+        .tpmvsc(&["simulator", "status", "--json"])
+        .ok("status")
+        .json();
+    assert_eq!(st["running"], true, "{st:#?}");
+    let out = sim.tpmvsc(&["simulator", "stop"]).ok("simulator stop");
+    assert!(
+        out.stdout.contains("stopped") || out.stderr.contains("stopped"),
+        "{out:#?}"
+    );
+}

@@ -1,7 +1,8 @@
 /*
  * A provisioning program in C over include/tpmvsc.h: create a card with an admin key and
  * a PIN policy, change its PIN, unblock it with the administrator's challenge-response,
- * change the admin key, refill its challenges, format it, list, destroy.
+ * change the admin key, refill its challenges, format it, list, destroy; then a card with
+ * a PUK, unblocked and formatted with the PUK.
  *
  * Build: cc -Iinclude examples/c/provision.c -Ltarget/release -ltpmvsc \
  *           -Wl,-rpath,$PWD/target/release -o provision
@@ -86,6 +87,21 @@ int main(int argc, char **argv) {
 
     check(ctx, tpmvsc_card_destroy(ctx, name), "destroy");
     printf("destroyed %s\n", name);
+
+    /* A card with a PUK: the PUK unblocks it and formats it. */
+    char puk_card[200];
+    snprintf(puk_card, sizeof puk_card, "%s-puk", name);
+    check(ctx, tpmvsc_card_create_with_policy(ctx, puk_card, "puk-card-pin-1", "puk-card-puk-1",
+                                              NULL, NULL, 1, card_id, sizeof card_id, instance,
+                                              sizeof instance),
+          "create with a PUK");
+    check(ctx, tpmvsc_puk_unblock(ctx, puk_card, "puk-card-puk-1", "puk-card-pin-2"), "PUK unblock");
+    check(ctx, tpmvsc_card_format_puk(ctx, puk_card, "puk-card-puk-1", "puk-card-pin-3"),
+          "format with the PUK");
+    check(ctx, tpmvsc_pin_change(ctx, puk_card, "puk-card-pin-3", "puk-card-pin-4"),
+          "PIN after the PUK format");
+    printf("PUK card unblocked and formatted with its PUK\n");
+    check(ctx, tpmvsc_card_destroy(ctx, puk_card), "destroy the PUK card");
     tpmvsc_context_free(ctx);
     return 0;
 }

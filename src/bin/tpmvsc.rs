@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tpmvsc::card::{DEFAULT_PIN, DEFAULT_TRIES, PinPolicy};
-use tpmvsc::error::{Error, Result};
+use tpmvsc::error::{Error, Quoted, Result};
 use tpmvsc::prompt::{
     MAX_CERT_BYTES, SecretReader, check_current_secret, read_input_file, read_input_stdin,
     read_secret_file,
@@ -311,7 +311,12 @@ impl PinSource {
                 check_current_secret("PIN", &p)?;
                 Ok(p)
             }
-            None => SecretReader::new(self.stdin).current_pin("PIN"),
+            None => {
+                let mut r = SecretReader::new(self.stdin);
+                let p = r.current_pin("PIN")?;
+                r.finish("PIN")?;
+                Ok(p)
+            }
         }
     }
 }
@@ -758,7 +763,9 @@ fn run(cli: Cli) -> Result<()> {
                 Err(e) => return Err(e),
             };
             if !yes {
-                let what = record.map_or(card.clone(), |r| format!("{:?} ({})", r.name, r.card_id));
+                let what = record.map_or(card.clone(), |r| {
+                    format!("{} ({})", Quoted(&r.name), r.card_id)
+                });
                 let reader = SecretReader::new(false);
                 if !reader.confirm(&format!(
                     "Destroy card {what} and every key on it? This cannot be undone."
@@ -861,8 +868,9 @@ fn run(cli: Cli) -> Result<()> {
                 if record.has_puk {
                     // The Windows rule, checked before any challenge is spent.
                     return Err(Error::NotManaged(format!(
-                        "card {:?} has a PUK: unblock it with `tpmvsc unblock {} --puk`",
-                        record.name, record.name
+                        "card {} has a PUK: unblock it with `tpmvsc unblock {} --puk`",
+                        Quoted(&record.name),
+                        record.name
                     )));
                 }
                 let resp = admin_response(&store, &card, response_file.as_deref(), &mut r)?;
@@ -890,7 +898,10 @@ fn run(cli: Cli) -> Result<()> {
             let mut r = SecretReader::new(stdin);
             let record = provision::find(&store, &card)?.1;
             if !yes && !r.uses_stdin() {
-                let q = format!("Erase every key and certificate on card {:?}?", record.name);
+                let q = format!(
+                    "Erase every key and certificate on card {}?",
+                    Quoted(&record.name)
+                );
                 if !r.confirm(&q)? {
                     return Err(Error::Usage(
                         "not formatted: confirm on a terminal, or pass --yes".into(),
@@ -927,8 +938,9 @@ fn run(cli: Cli) -> Result<()> {
                 )?
             };
             println!(
-                "Card {:?} formatted; card ID {}.",
-                summary.name, summary.card_id
+                "Card {} formatted; card ID {}.",
+                Quoted(&summary.name),
+                summary.card_id
             );
             Ok(())
         }
@@ -961,7 +973,7 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 print_json(&k);
             } else {
-                println!("Key {:?} generated; ID {}.", k.label, k.id);
+                println!("Key {} generated; ID {}.", Quoted(&k.label), k.id);
             }
             Ok(())
         }
@@ -1012,8 +1024,9 @@ fn run(cli: Cli) -> Result<()> {
                 print_json(&c);
             } else {
                 println!(
-                    "Certificate for {} installed next to key {:?}.",
-                    c.subject, c.label
+                    "Certificate for {} installed next to key {}.",
+                    c.subject,
+                    Quoted(&c.label)
                 );
             }
             Ok(())
@@ -1143,8 +1156,8 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
         print_json(&summary);
     } else {
         println!(
-            "Created card {:?}{}{}.",
-            summary.name,
+            "Created card {}{}{}.",
+            Quoted(&summary.name),
             if summary.simulated {
                 " (simulated TPM: a software token)"
             } else {
@@ -1175,7 +1188,10 @@ fn admin_response(
         let text = read_secret_file(f, "response")?;
         return admin::parse_response(&String::from_utf8_lossy(&text));
     }
-    eprintln!("Challenge: {challenge}  ({left} challenges left)");
+    eprintln!(
+        "Challenge: {challenge}  ({} left)",
+        counted(left, "challenge", "challenges")
+    );
     eprintln!("Read it to your administrator and type the response they give you.");
     if left <= 4 {
         eprintln!(
@@ -1194,7 +1210,7 @@ fn admin_cmd(store: &Store, action: AdminCmd) -> Result<()> {
                 print_json(&serde_json::json!({ "challenge": challenge, "challenges_left": left }));
             } else {
                 println!("{challenge}");
-                eprintln!("({left} challenges left)");
+                eprintln!("({} left)", counted(left, "challenge", "challenges"));
             }
         }
         AdminCmd::Response {
@@ -1226,13 +1242,20 @@ fn admin_cmd(store: &Store, action: AdminCmd) -> Result<()> {
                     AdminKey::parse_hex(&Zeroizing::new(text(&read_secret_file(&f, "admin key")?)))?
                 }
                 (None, None, None) => {
-                    let k = SecretReader::new(stdin).current("admin key (48 hex digits)")?;
+                    let mut r = SecretReader::new(stdin);
+                    let k = r.current("admin key (48 hex digits)")?;
+                    r.finish("admin key")?;
                     AdminKey::parse_hex(&Zeroizing::new(text(&k)))?
                 }
                 (Some(id), None, master_file) => {
                     let m = match master_file {
                         Some(f) => read_secret_file(&f, "master key")?,
-                        None => SecretReader::new(stdin).current("master key (hex)")?,
+                        None => {
+                            let mut r = SecretReader::new(stdin);
+                            let m = r.current("master key (hex)")?;
+                            r.finish("master key")?;
+                            m
+                        }
                     };
                     AdminKey::derive(&admin::parse_master_key(&Zeroizing::new(text(&m)))?, &id)?
                 }
@@ -1403,7 +1426,10 @@ fn tpm_cmd(action: TpmCmd) -> Result<()> {
         },
         TpmCmd::ClearLockout { lockout_auth_file } => {
             hardening::clear_lockout(lockout_auth_file.as_deref(), || {
-                SecretReader::new(false).current("Lockout authorization (empty if never set)")
+                let mut r = SecretReader::new(false);
+                let a = r.current("Lockout authorization (empty if never set)")?;
+                r.finish("lockout authorization")?;
+                Ok(a)
             })?;
             println!("The TPM's dictionary-attack counter and lockout are cleared.");
         }
@@ -1575,10 +1601,15 @@ fn admin_text(c: &CardSummary) -> String {
 
 /// "1 try", "3 tries".
 fn tries(n: u32) -> String {
+    counted(n as usize, "try", "tries")
+}
+
+/// "1 challenge", "3 challenges": a count and its noun.
+fn counted(n: usize, one: &str, many: &str) -> String {
     if n == 1 {
-        "1 try".into()
+        format!("1 {one}")
     } else {
-        format!("{n} tries")
+        format!("{n} {many}")
     }
 }
 
@@ -1681,12 +1712,12 @@ fn print_info(c: &CardSummary) {
              card, for good (only destroying and recreating the card clears it)"
         ),
         ("managed", true) => println!(
-            "Admin key:     the well-known DEFAULT key ({} challenges left): anyone who can read the card's files can reset its PIN",
-            c.admin_challenges_left
+            "Admin key:     the well-known DEFAULT key ({} left): anyone who can read the card's files can reset its PIN",
+            counted(c.admin_challenges_left, "challenge", "challenges")
         ),
         ("managed", false) => println!(
-            "Admin key:     managed ({} challenges left){}",
-            c.admin_challenges_left,
+            "Admin key:     managed ({} left){}",
+            counted(c.admin_challenges_left, "challenge", "challenges"),
             if usable <= 5 {
                 format!(
                     "; {usable} usable before only the reserve is left: run `tpmvsc admin refill \

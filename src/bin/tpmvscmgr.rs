@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use tpmvsc::card::{DEFAULT_PIN, PinPolicy};
-use tpmvsc::error::{Error, Result};
+use tpmvsc::error::{Error, Quoted, Result};
 use tpmvsc::prompt::SecretReader;
 use tpmvsc::provision::admin::AdminKey;
 use tpmvsc::provision::winsyntax::{
@@ -137,11 +137,19 @@ fn destroy(d: WinDestroy) -> Result<()> {
         ));
     }
     let store = Store::open()?;
+    let wanted = d.instance.trim();
+    if tpmvsc::card::looks_like_instance_id(wanted) && !wanted.contains('\\') {
+        return Err(Error::Usage(format!(
+            "{} looks like an instance ID whose backslashes the shell removed: quote it, \
+             e.g. tpmvscmgr destroy /instance 'ROOT\\SMARTCARDREADER\\0000'",
+            Quoted(wanted)
+        )));
+    }
     // Windows destroys by device instance ID only.
     let card = provision::list(&store)?
         .into_iter()
-        .find(|c| c.instance_id.eq_ignore_ascii_case(d.instance.trim()))
-        .ok_or_else(|| Error::CardNotFound(d.instance.clone()))?;
+        .find(|c| c.instance_id.eq_ignore_ascii_case(wanted))
+        .ok_or_else(|| Error::CardNotFound(wanted.to_string()))?;
     if !d.quiet {
         println!("Destroying TPM Smart Card...");
     }

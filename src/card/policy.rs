@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Quoted, Result};
 
 /// What a policy says about one class of characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -375,8 +375,9 @@ impl PolicyOption {
             .find(|o| o.name().eq_ignore_ascii_case(name))
             .ok_or_else(|| {
                 Error::Usage(format!(
-                    "unknown PIN policy option {name:?}; the options are minlen, maxlen, \
-                 uppercase, lowercase, digits and specialchars"
+                    "unknown PIN policy option {}; the options are minlen, maxlen, \
+                 uppercase, lowercase, digits and specialchars",
+                    Quoted(name)
                 ))
             })
     }

@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::card::{ADMIN_FILE, AdminFile, AdminMode, Counter, Ticket};
-use crate::error::{Error, Result};
+use crate::error::{Error, Quoted, Result};
 use crate::provision::access::{OwnTpm, TpmAccess};
 use crate::provision::pin::{OpenCard, open_card};
 use crate::store::Store;
@@ -106,7 +106,7 @@ impl AdminKey {
             ));
         }
         let id = uuid::Uuid::parse_str(card_id.trim())
-            .map_err(|_| Error::Usage(format!("{card_id:?} is not a card ID (a GUID)")))?
+            .map_err(|_| Error::Usage(format!("{} is not a card ID (a GUID)", Quoted(card_id))))?
             .hyphenated()
             .to_string();
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(master)
@@ -242,7 +242,7 @@ pub fn respond(
     if let AdminAction::Unblock { new_pin } = &action {
         if card.record.has_puk {
             return Err(Error::NotManaged(format!(
-                "card {:?} has a PUK: its PIN is reset with the PUK (`tpmvsc unblock --puk`), not \
+                "card {} has a PUK: its PIN is reset with the PUK (`tpmvsc unblock --puk`), not \
                  with the admin key (the Windows rule)",
                 card.record.name
             )));
@@ -381,7 +381,7 @@ fn give_back(card: &OpenCard, file: &mut AdminFile, taken: Taken, e: Error) -> E
 fn managed(card: &OpenCard) -> Result<AdminFile> {
     if card.record.admin != AdminMode::Managed || !card.dir.has(ADMIN_FILE) {
         return Err(Error::NotManaged(format!(
-            "card {:?} has no admin key (created with `random`): no administrator can unblock, \
+            "card {} has no admin key (created with `random`): no administrator can unblock, \
              reformat or manage it",
             card.record.name
         )));

@@ -15,7 +15,7 @@ use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq};
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
 use crate::card::Counter;
-use crate::error::{Error, Result};
+use crate::error::{Error, Quoted, Result};
 use crate::mechanism::{self, HashAlg};
 use crate::object::{self, KeyPairRequest, Object, ObjectRecord, ckr};
 use crate::provision::access::OwnTpm;
@@ -163,7 +163,8 @@ pub fn csr(
     let public = key.public_key()?;
     let subject = Name::from_str(subject).map_err(|e| {
         Error::Usage(format!(
-            "the subject {subject:?} is not a distinguished name like \"CN=name,O=org\": {e}"
+            "the subject {} is not a distinguished name like \"CN=name,O=org\": {e}",
+            Quoted(subject)
         ))
     })?;
     let mut attributes = SetOfVec::new();
@@ -344,7 +345,8 @@ fn find_private_key(card: &OpenCard, wanted: &str) -> Result<Object> {
         })
         .ok_or_else(|| {
             Error::KeyNotFound(format!(
-                "no key labelled {wanted:?} on this card (see `tpmvsc keys`)"
+                "no key labelled {} on this card (see `tpmvsc keys`)",
+                Quoted(wanted)
             ))
         })
 }
@@ -366,7 +368,8 @@ fn new_label_ok(card: &OpenCard, label: &str) -> Result<()> {
     }
     if find_private_key(card, label).is_ok() {
         return Err(Error::ObjectExists(format!(
-            "the card has a key labelled {label:?} already; choose another label"
+            "the card has a key labelled {} already; choose another label",
+            Quoted(label)
         )));
     }
     Ok(())
@@ -411,15 +414,18 @@ pub fn check_request(subject: &str, sans: &[String]) -> Result<()> {
 fn general_name(s: &str) -> Result<GeneralName> {
     let (kind, value) = s.split_once(':').ok_or_else(|| {
         Error::Usage(format!(
-            "a subject alternative name is dns:NAME or email:ADDRESS, not {s:?}"
+            "a subject alternative name is dns:NAME or email:ADDRESS, not {}",
+            Quoted(s)
         ))
     })?;
-    let v = Ia5String::new(value).map_err(|_| Error::Usage(format!("{value:?} is not ASCII")))?;
+    let v = Ia5String::new(value)
+        .map_err(|_| Error::Usage(format!("{} is not ASCII", Quoted(value))))?;
     match kind {
         "dns" | "DNS" => Ok(GeneralName::DnsName(v)),
         "email" | "EMAIL" => Ok(GeneralName::Rfc822Name(v)),
         _ => Err(Error::Usage(format!(
-            "unknown name kind {kind:?}: use dns: or email:"
+            "unknown name kind {}: use dns: or email:",
+            Quoted(kind)
         ))),
     }
 }

@@ -21,7 +21,7 @@ use crate::card::{
     self, ADMIN_FILE, AdminFile, AdminMode, CARD_FILE, COUNTERS_FILE, CSK_FILE, CardRecord,
     Counters, GUARD_FILE, MAX_CARDS, ObjectFile, PUK_FILE, PinPolicy,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Quoted, Result};
 use crate::provision::access::TpmAccess;
 use crate::store::{CardDir, Store};
 use crate::tpm::{self, Tpm, templates};
@@ -181,7 +181,7 @@ pub fn create(
     }
     let mut card_id = match &req.card_id {
         Some(id) => uuid::Uuid::parse_str(id)
-            .map_err(|_| Error::Usage(format!("{id:?} is not a card ID (a GUID)")))?
+            .map_err(|_| Error::Usage(format!("{} is not a card ID (a GUID)", Quoted(id))))?
             .hyphenated()
             .to_string(),
         None => uuid::Uuid::new_v4().hyphenated().to_string(),
@@ -491,8 +491,9 @@ fn resolve<'a>(cards: &'a [Scanned], card_ref: &str) -> Result<&'a Scanned> {
         [] => {
             if card::looks_like_instance_id(card_ref) && !card_ref.contains('\\') {
                 return Err(Error::Usage(format!(
-                    "{card_ref:?} looks like an instance ID whose backslashes the shell removed: \
-                     quote it, e.g. 'ROOT\\SMARTCARDREADER\\0000'"
+                    "{} looks like an instance ID whose backslashes the shell removed: quote \
+                     it, e.g. 'ROOT\\SMARTCARDREADER\\0000'",
+                    Quoted(card_ref)
                 )));
             }
             let damaged: Vec<String> = cards

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use crate::card::policy::PinPolicy;
-use crate::error::{Error, Result};
+use crate::error::{Error, Quoted, Result};
 
 /// What a `tpmvscmgr` command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,8 +122,9 @@ pub fn parse(args: &[String]) -> Result<WinCommand> {
              (tpmvscmgr /? shows the syntax)"
         ))),
         None => Err(usage_error(format!(
-            "unknown command {first:?}; the commands are create and destroy \
-             (tpmvscmgr /? shows the syntax)"
+            "unknown command {}; the commands are create and destroy \
+             (tpmvscmgr /? shows the syntax)",
+            Quoted(first)
         ))),
     }
 }
@@ -343,7 +344,8 @@ impl<'a> Words<'a> {
                 ""
             };
             return Err(usage_error(format!(
-                "unexpected word {word:?}{place}: parameters start with / (tpmvscmgr {} /? lists them){hint}",
+                "unexpected word {}{place}: parameters start with / (tpmvscmgr {} /? lists them){hint}",
+                Quoted(word),
                 verb.word()
             )));
         }
