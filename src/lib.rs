@@ -14,12 +14,12 @@
 
 pub mod card;
 pub mod checked_dir;
+pub mod cli;
 pub mod error;
 pub mod ffi;
 pub mod mechanism;
 pub mod module;
 pub mod object;
-pub mod prompt;
 pub mod provision;
 pub mod session;
 pub mod simulator;

@@ -215,8 +215,12 @@ fn with_the_lockout_auth_the_counter_is_reset_but_the_tpm_is_not_cleared() {
     assert_eq!(s["in_lockout"], false, "{s:#}");
 
     // ClearControl disabled TPM2_Clear: even the lockout authorization does not clear.
-    let auth = tpmvsc::provision::hardening::read_lockout_auth(&h.auth_file)
-        .expect("reading the lockout auth file");
+    let auth = tpmvsc::provision::hardening::parse_lockout_auth(
+        std::fs::read_to_string(&h.auth_file)
+            .expect("reading the lockout auth file")
+            .trim()
+            .as_bytes(),
+    );
     assert_eq!(auth.len(), 32);
     let r = Tpm::open_tcti(&h.swtpm.tcti())
         .expect("opening the TPM")

@@ -135,9 +135,10 @@ pub fn lockout_state(tpm: &mut Tpm) -> Result<LockoutState> {
 /// needs the platform authorization) and a random lockout authorization, escrowed before
 /// the TPM takes it: printed once (`print`), or written to `file` (default: this TPM's
 /// `lockout-auth-<tag>` in the configuration directory). When the TPM's lockout
-/// authorization is set already, the value in `file` (or this TPM's default file) must
-/// prove itself first; one set by someone else is refused by name, with what to do.
-pub fn harden(file: Option<&Path>, print: bool) -> Result<HardenOutcome> {
+/// authorization is set already, the current value — `given` (what the caller read from
+/// `file`), else this TPM's default file — must prove itself first; one set by someone
+/// else is refused by name, with what to do.
+pub fn harden(file: Option<&Path>, given: Option<Secret>, print: bool) -> Result<HardenOutcome> {
     if !rustix::process::geteuid().is_root() {
         return Err(Error::Usage(
             "`tpm harden` changes TPM-wide settings and writes a root-only file: run it as root"
@@ -184,12 +185,15 @@ pub fn harden(file: Option<&Path>, print: bool) -> Result<HardenOutcome> {
         });
     }
     let ours = read_marker(&srk_name).is_some();
-    let current = match file {
-        Some(p) => p.exists().then(|| p.to_path_buf()),
-        None => find_lockout_auth_file(&srk_name),
+    let current = match (given, file) {
+        (Some(v), _) => Some(v),
+        (None, Some(_)) => None,
+        (None, None) => find_lockout_auth_file(&srk_name)
+            .map(|p| read_own_lockout_auth(&p))
+            .transpose()?,
     };
     let value = match current {
-        Some(p) => read_lockout_auth(&p)?,
+        Some(v) => v,
         None if ours => return Ok(HardenOutcome::AlreadyHardened { verified: false }),
         None => return Err(held_elsewhere(None)),
     };
@@ -360,33 +364,42 @@ fn make_config_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads a lockout authorization file: hex digits (as `harden` writes) or, failing
-/// that, the first line as it is. An empty file is the empty authorization. The read is
-/// bounded and refuses devices, sockets and directories (`prompt::read_secret_file`).
-pub fn read_lockout_auth(path: &Path) -> Result<Secret> {
-    let line = crate::prompt::read_secret_file(path, "lockout authorization")?;
-    let text = String::from_utf8_lossy(&line);
+/// Most bytes a lockout authorization file of tpmvsc's holds.
+const AUTH_FILE_MAX: u64 = 4096;
+
+/// The lockout authorization in the first line of a file's contents: hex digits (as
+/// `harden` writes them) or, failing that, the line as it is. An empty line is the empty
+/// authorization.
+pub fn parse_lockout_auth(line: &[u8]) -> Secret {
+    let text = String::from_utf8_lossy(line);
     let trimmed = text.trim();
     let hexlike = !trimmed.is_empty()
         && trimmed.len().is_multiple_of(2)
         && trimmed.chars().all(|c| c.is_ascii_hexdigit());
     if hexlike && let Ok(bytes) = hex::decode(trimmed) {
-        return Ok(Zeroizing::new(bytes));
+        return Zeroizing::new(bytes);
     }
-    Ok(line)
+    Zeroizing::new(line.to_vec())
 }
 
-/// Resets the TPM's DA counter and lockout with the lockout authorization read from
-/// `file`, else from this TPM's lockout authorization file, else from `ask`.
-pub fn clear_lockout(file: Option<&Path>, ask: impl FnOnce() -> Result<Secret>) -> Result<()> {
+/// One of tpmvsc's own lockout authorization files (regular, bounded, not followed
+/// through a link).
+fn read_own_lockout_auth(path: &Path) -> Result<Secret> {
+    let bytes = Zeroizing::new(crate::checked_dir::read_path(path, AUTH_FILE_MAX)?);
+    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    Ok(parse_lockout_auth(line.strip_suffix(b"\r").unwrap_or(line)))
+}
+
+/// Resets the TPM's DA counter and lockout with the lockout authorization `given`, else
+/// the one in this TPM's lockout authorization file, else the one `ask` gives.
+pub fn clear_lockout(given: Option<Secret>, ask: impl FnOnce() -> Result<Secret>) -> Result<()> {
     let mut t = Tpm::open()?;
-    let file = match file {
-        Some(f) => Some(f.to_path_buf()),
-        None => find_lockout_auth_file(&t.proved_srk_name()?),
-    };
-    let auth = match file {
-        Some(f) => read_lockout_auth(&f)?,
-        None => ask()?,
+    let auth = match given {
+        Some(v) => v,
+        None => match find_lockout_auth_file(&t.proved_srk_name()?) {
+            Some(f) => read_own_lockout_auth(&f)?,
+            None => ask()?,
+        },
     };
     match t.reset_lockout(&auth) {
         Ok(()) => Ok(()),

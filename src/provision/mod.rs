@@ -8,7 +8,6 @@ pub mod format;
 pub mod hardening;
 pub mod pin;
 pub mod recover;
-pub mod winsyntax;
 
 pub use pin::{change_pin, change_puk, unblock_with_puk, verify_pin};
 

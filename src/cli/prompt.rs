@@ -431,22 +431,6 @@ fn too_large(what: &str, limit: usize) -> Error {
     }
 }
 
-/// Writes to standard output for the CLIs. A reader that went away (`tpmvsc list | head`)
-/// ends the command quietly with the status a process killed by SIGPIPE has (141), as
-/// other Unix tools do; Rust ignores SIGPIPE, and `println!` would panic instead. Any
-/// other write error ends it with status 1 and a message.
-pub fn print_out(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(141);
-        }
-        eprintln!("tpmvsc: writing to standard output: {e}");
-        std::process::exit(1);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
