@@ -109,7 +109,7 @@ fn a_new_pin_that_breaks_the_policy_is_refused_before_any_try() {
     let e = tpmvsc::provision::change_pin(&store.store(), "p", b"Wrong-pin-9", b"lower-pin-2")
         .expect_err("the library refuses a new PIN breaking the policy");
     assert!(
-        matches!(e, tpmvsc::error::Error::PolicyViolation(_)),
+        matches!(e, tpmvsc::error::Error::PinRule { length: false, .. }),
         "library change_pin: expected a policy violation, got {e:?}"
     );
 

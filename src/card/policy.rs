@@ -190,26 +190,27 @@ impl PinPolicy {
 
     /// Checks a new PIN or PUK against the policy. `what` ("PIN" or "PUK") starts the
     /// message. Rules are checked in this order: printable ASCII, minlen, maxlen,
-    /// disallowed classes, required classes. A failure is [`Error::PolicyViolation`] naming
-    /// the rule; it never contains the secret's characters.
+    /// disallowed classes, required classes. A failure is [`Error::PinRule`] naming the rule
+    /// (a length or a character rule); it never contains the secret's characters.
     pub fn check(&self, what: &str, secret: &[u8]) -> Result<()> {
-        let violation = |m: String| Err(Error::PolicyViolation(m));
+        let characters = |why: String| Err(Error::PinRule { length: false, why });
+        let length = |why: String| Err(Error::PinRule { length: true, why });
         if let Some(i) = secret.iter().position(|b| !(0x20..=0x7e).contains(b)) {
             // Every byte before `i` is ASCII, so byte and character positions agree.
-            return violation(format!(
+            return characters(format!(
                 "{what} has a character at position {} that is not printable ASCII; \
                  use letters, digits, space and the symbols of a US keyboard",
                 i + 1
             ));
         }
         if secret.len() < self.min_len {
-            return violation(format!(
+            return length(format!(
                 "{what} is too short: at least {} characters (minlen={})",
                 self.min_len, self.min_len
             ));
         }
         if secret.len() > self.max_len {
-            return violation(format!(
+            return length(format!(
                 "{what} is too long: at most {} characters (maxlen={})",
                 self.max_len, self.max_len
             ));
@@ -220,7 +221,7 @@ impl PinPolicy {
         }
         for class in CharClass::ALL {
             if self.rule(class) == CharRule::Disallowed && present[class.index()] {
-                return violation(format!(
+                return characters(format!(
                     "{what} must not contain {} ({}=disallowed)",
                     class.plural(),
                     class.option()
@@ -229,7 +230,7 @@ impl PinPolicy {
         }
         for class in CharClass::ALL {
             if self.rule(class) == CharRule::Required && !present[class.index()] {
-                return violation(format!(
+                return characters(format!(
                     "{what} needs at least one {} ({}=required)",
                     class.singular(),
                     class.option()

@@ -38,7 +38,10 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tpmvscmgr: {e}");
-            if matches!(e, Error::Usage(_) | Error::PolicyViolation(_)) {
+            if matches!(
+                e,
+                Error::Usage(_) | Error::PolicyViolation(_) | Error::PinRule { .. }
+            ) {
                 eprintln!("Run `tpmvscmgr /?` for the syntax.");
             }
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))

@@ -21,10 +21,11 @@ use cryptoki_sys::*;
 use once_cell::sync::Lazy;
 use parking_lot::RwLock;
 
+use crate::error::CallError;
 use crate::error::{Error, Result};
 use crate::mechanism::HashAlg;
 use crate::module::{AttrRead, Module};
-use crate::object::{Attrs, ckr};
+use crate::object::Attrs;
 use crate::session::{Mech, mechanisms};
 
 static MODULE: Lazy<RwLock<Option<Arc<Module>>>> = Lazy::new(|| RwLock::new(None));
@@ -34,7 +35,7 @@ static MODULE: Lazy<RwLock<Option<Arc<Module>>>> = Lazy::new(|| RwLock::new(None
 fn current() -> Result<Arc<Module>> {
     match MODULE.read().as_ref() {
         Some(m) if m.pid() == std::process::id() => Ok(Arc::clone(m)),
-        _ => Err(ckr(CKR_CRYPTOKI_NOT_INITIALIZED, "C_Initialize first")),
+        _ => Err(Error::from(CallError::NotInitialized)),
     }
 }
 
@@ -54,7 +55,7 @@ fn entry(f: impl FnOnce(&Module) -> Result<()>) -> CK_RV {
 }
 
 fn bad() -> Error {
-    ckr(CKR_ARGUMENTS_BAD, "bad argument")
+    Error::from(CallError::BadArgument("bad argument"))
 }
 
 fn usize_of(n: CK_ULONG) -> Result<usize> {
@@ -128,7 +129,7 @@ fn size_check(out: *mut u8, len_ptr: *mut CK_ULONG, needed: usize) -> Result<boo
     }
     if usize_of(have)? < needed {
         put(len_ptr, ulong_of(needed))?;
-        return Err(ckr(CKR_BUFFER_TOO_SMALL, "output buffer too small"));
+        return Err(CallError::BufferTooSmall { needed }.into());
     }
     Ok(true)
 }
@@ -153,7 +154,7 @@ fn write_out(out: *mut u8, len_ptr: *mut CK_ULONG, data: &[u8]) -> Result<()> {
     let have = usize_of(get(len_ptr as *const CK_ULONG)?)?;
     if out.is_null() || have < data.len() {
         put(len_ptr, ulong_of(data.len()))?;
-        return Err(ckr(CKR_BUFFER_TOO_SMALL, "output buffer too small"));
+        return Err(CallError::BufferTooSmall { needed: data.len() }.into());
     }
     // SAFETY: `out` holds at least `have >= data.len()` writable bytes (contract).
     unsafe { ptr::copy_nonoverlapping(data.as_ptr(), out, data.len()) };
@@ -281,16 +282,13 @@ pub unsafe extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
                 return Err(bad());
             }
             if given == 4 && a.flags & CKF_OS_LOCKING_OK == 0 {
-                return Err(ckr(
-                    CKR_CANT_LOCK,
-                    "only the operating system's locks are used",
-                ));
+                return Err(Error::from(CallError::CantLock));
             }
         }
         let mut g = MODULE.write();
         if let Some(m) = g.as_ref() {
             if m.pid() == std::process::id() {
-                return Err(ckr(CKR_CRYPTOKI_ALREADY_INITIALIZED, "already initialized"));
+                return Err(Error::from(CallError::AlreadyInitialized));
             }
             // Inherited across fork(): dropping it would flush the parent's TPM objects.
             if let Some(old) = g.take() {
@@ -330,7 +328,7 @@ pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
                 Some(m) if m.pid() == std::process::id() => m,
                 other => {
                     *g = other;
-                    return Err(ckr(CKR_CRYPTOKI_NOT_INITIALIZED, "C_Initialize first"));
+                    return Err(Error::from(CallError::NotInitialized));
                 }
             }
         };
@@ -539,7 +537,7 @@ pub unsafe extern "C" fn C_WaitForSlotEvent(
                 return put(slot, s);
             }
             if flags & CKF_DONT_BLOCK != 0 {
-                return Err(ckr(CKR_NO_EVENT, "no event"));
+                return Err(Error::from(CallError::NoEvent));
             }
             drop(m);
             std::thread::sleep(std::time::Duration::from_millis(300));
@@ -568,10 +566,7 @@ pub unsafe extern "C" fn C_OpenSession(
             return Err(bad());
         }
         if flags & CKF_SERIAL_SESSION == 0 {
-            return Err(ckr(
-                CKR_SESSION_PARALLEL_NOT_SUPPORTED,
-                "CKF_SERIAL_SESSION is required",
-            ));
+            return Err(Error::from(CallError::ParallelSession));
         }
         m.refresh_slots();
         let h = m.open_session(slot, flags & CKF_RW_SESSION != 0)?;
@@ -617,7 +612,7 @@ pub unsafe extern "C" fn C_GetOperationState(
 ) -> CK_RV {
     entry(|m| {
         m.session_facts(h)
-            .and(Err(ckr(CKR_FUNCTION_NOT_SUPPORTED, "not offered")))
+            .and(Err(Error::Unsupported("not offered".into())))
     })
 }
 
@@ -631,7 +626,7 @@ pub unsafe extern "C" fn C_SetOperationState(
 ) -> CK_RV {
     entry(|m| {
         m.session_facts(h)
-            .and(Err(ckr(CKR_FUNCTION_NOT_SUPPORTED, "not offered")))
+            .and(Err(Error::Unsupported("not offered".into())))
     })
 }
 
@@ -659,7 +654,9 @@ pub unsafe extern "C" fn C_LoginUser(
 ) -> CK_RV {
     entry(|m| {
         if !bytes(name, name_len)?.is_empty() {
-            return Err(ckr(CKR_USER_TYPE_INVALID, "named users are not offered"));
+            return Err(Error::from(CallError::UserTypeInvalid(
+                "named users are not offered",
+            )));
         }
         m.login(h, user, bytes(pin, len)?)
     })
@@ -807,7 +804,12 @@ pub unsafe extern "C" fn C_GetAttributeValue(
         if rv == CKR_OK {
             Ok(())
         } else {
-            Err(ckr(rv, "attribute"))
+            Err(match rv {
+                CKR_ATTRIBUTE_SENSITIVE => CallError::AttributeSensitive,
+                CKR_ATTRIBUTE_TYPE_INVALID => CallError::AttributeTypeInvalid("not offered"),
+                _ => CallError::BufferTooSmall { needed: 0 },
+            }
+            .into())
         }
     })
 }
@@ -917,10 +919,9 @@ pub unsafe extern "C" fn C_GenerateRandom(
             return Err(bad());
         }
         if n > crate::module::MAX_RANDOM {
-            return Err(ckr(
-                CKR_ARGUMENTS_BAD,
+            return Err(Error::from(CallError::BadArgument(
                 "at most 1 MiB of random bytes per C_GenerateRandom",
-            ));
+            )));
         }
         let buf: &mut [u8] = if n == 0 {
             &mut []
@@ -942,7 +943,7 @@ pub unsafe extern "C" fn C_SeedRandom(
 ) -> CK_RV {
     entry(|m| {
         m.session_facts(h)
-            .and(Err(ckr(CKR_RANDOM_SEED_NOT_SUPPORTED, "no seeding")))
+            .and(Err(Error::from(CallError::RandomSeedNotSupported)))
     })
 }
 
@@ -1101,7 +1102,7 @@ pub unsafe extern "C" fn C_Decrypt(
             Ok(plain) => write_out(out, out_len, &plain),
             Err(needed) => {
                 put(out_len, ulong_of(needed))?;
-                Err(ckr(CKR_BUFFER_TOO_SMALL, "output buffer too small"))
+                Err(CallError::BufferTooSmall { needed }.into())
             }
         }
     })
@@ -1113,7 +1114,9 @@ pub unsafe extern "C" fn C_Decrypt(
 pub unsafe extern "C" fn C_DigestInit(h: CK_SESSION_HANDLE, mech: *mut CK_MECHANISM) -> CK_RV {
     entry(|m| match mechanism(mech)? {
         Mech::Digest(alg) => m.digest_init(h, alg),
-        _ => Err(ckr(CKR_MECHANISM_INVALID, "not a digest mechanism")),
+        _ => Err(Error::from(CallError::WrongMechanism(
+            "not a digest mechanism",
+        ))),
     })
 }
 
@@ -1155,10 +1158,8 @@ pub unsafe extern "C" fn C_DigestFinal(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_DigestKey(h: CK_SESSION_HANDLE, _k: CK_OBJECT_HANDLE) -> CK_RV {
     entry(|m| {
-        m.session_facts(h).and(Err(ckr(
-            CKR_KEY_INDIGESTIBLE,
-            "TPM keys cannot be digested",
-        )))
+        m.session_facts(h)
+            .and(Err(Error::from(CallError::KeyIndigestible)))
     })
 }
 
@@ -1170,7 +1171,7 @@ macro_rules! not_supported {
             /// Not offered by this module (see the README's feature table).
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn $name($(_: $ty),*) -> CK_RV {
-                entry(|_| Err(ckr(CKR_FUNCTION_NOT_SUPPORTED, "not offered")))
+                entry(|_| Err(Error::Unsupported("not offered".into())))
             }
         )*
     };
@@ -1219,7 +1220,7 @@ not_supported! {
 pub unsafe extern "C" fn C_GetFunctionStatus(h: CK_SESSION_HANDLE) -> CK_RV {
     entry(|m| {
         m.session_facts(h)
-            .and(Err(ckr(CKR_FUNCTION_NOT_PARALLEL, "legacy")))
+            .and(Err(Error::from(CallError::NotParallel)))
     })
 }
 
@@ -1227,7 +1228,7 @@ pub unsafe extern "C" fn C_GetFunctionStatus(h: CK_SESSION_HANDLE) -> CK_RV {
 pub unsafe extern "C" fn C_CancelFunction(h: CK_SESSION_HANDLE) -> CK_RV {
     entry(|m| {
         m.session_facts(h)
-            .and(Err(ckr(CKR_FUNCTION_NOT_PARALLEL, "legacy")))
+            .and(Err(Error::from(CallError::NotParallel)))
     })
 }
 

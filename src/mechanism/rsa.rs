@@ -11,7 +11,6 @@
 
 use std::hint::black_box;
 
-use cryptoki_sys::CKR_FUNCTION_FAILED;
 use rsa::BigUint;
 use zeroize::Zeroizing;
 
@@ -384,10 +383,7 @@ fn mgf1_xor(hash: HashAlg, seed: &[u8], out: &mut [u8]) {
 }
 
 fn fill_random(buf: &mut [u8]) -> Result<()> {
-    getrandom::fill(buf).map_err(|e| Error::Ckr {
-        rv: CKR_FUNCTION_FAILED,
-        why: format!("the system random number generator failed: {e}"),
-    })
+    getrandom::fill(buf).map_err(|e| crate::error::CallError::Randomness(e.to_string()).into())
 }
 
 /// Random bytes, none of them zero (the PS of EME-PKCS1-v1_5).

@@ -20,9 +20,9 @@ use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
 use crate::card::{self, CardRecord};
-use crate::error::{Error, Result};
+use crate::error::{CallError, Error, Result};
 use crate::mechanism::{self, HashAlg, ec::Curve};
-use crate::object::{self, Attrs, KeyPairRequest, Object, ObjectRecord, ckr};
+use crate::object::{self, Attrs, KeyPairRequest, Object, ObjectRecord};
 use crate::provision::{self, pin::open_card};
 use crate::session::{Mech, Operation, Session, SignOp};
 use crate::store::Store;
@@ -242,7 +242,7 @@ impl Module {
         let s = st
             .slots
             .get(&slot)
-            .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))?;
+            .ok_or_else(|| Error::from(CallError::SlotNotFound))?;
         Ok((
             format!("TPM virtual smart card {}", s.record.instance_id()),
             s.record.simulated,
@@ -254,7 +254,7 @@ impl Module {
         let s = st
             .slots
             .get(&slot)
-            .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))?;
+            .ok_or_else(|| Error::from(CallError::SlotNotFound))?;
         // The card's files, not the slot's copy: another process (or C_InitPIN) may have
         // changed the record since the last C_GetSlotList.
         let (dir, record) = provision::find(&self.store, &s.card_id)?;
@@ -323,17 +323,14 @@ impl Module {
     pub fn open_session(&self, slot: CK_SLOT_ID, rw: bool) -> Result<CK_SESSION_HANDLE> {
         let mut st = self.state.lock();
         if !st.slots.contains_key(&slot) {
-            return Err(ckr(CKR_SLOT_ID_INVALID, "no such slot"));
+            return Err(Error::from(CallError::SlotNotFound));
         }
         let so_logged = matches!(
             st.slots.get(&slot).and_then(|s| s.login.as_ref()),
             Some(Login::So { .. })
         );
         if so_logged && !rw {
-            return Err(ckr(
-                CKR_SESSION_READ_WRITE_SO_EXISTS,
-                "the SO is logged in: only R/W sessions",
-            ));
+            return Err(Error::from(CallError::SoSessionOnlyReadWrite));
         }
         let h = self.handle();
         st.sessions.insert(h, Session::new(slot, rw));
@@ -357,7 +354,7 @@ impl Module {
         let handles: Vec<CK_SESSION_HANDLE> = {
             let st = self.state.lock();
             if !st.slots.contains_key(&slot) {
-                return Err(ckr(CKR_SLOT_ID_INVALID, "no such slot"));
+                return Err(Error::from(CallError::SlotNotFound));
             }
             st.sessions
                 .iter()
@@ -421,16 +418,13 @@ impl Module {
         match user {
             CKU_CONTEXT_SPECIFIC => return self.context_login(h, slot, pin),
             CKU_USER | CKU_SO => {}
-            _ => return Err(ckr(CKR_USER_TYPE_INVALID, "user type")),
+            _ => return Err(Error::from(CallError::UserTypeInvalid("user type"))),
         }
         if let Some(w) = who {
             return Err(if w == user {
-                ckr(CKR_USER_ALREADY_LOGGED_IN, "already logged in")
+                Error::from(CallError::AlreadyLoggedIn)
             } else {
-                ckr(
-                    CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
-                    "another user is logged in",
-                )
+                Error::from(CallError::AnotherUserLoggedIn)
             });
         }
         let card_id = self.card_id(slot)?;
@@ -438,10 +432,7 @@ impl Module {
             {
                 let st = self.state.lock();
                 if st.sessions.values().any(|s| s.slot == slot && !s.rw) {
-                    return Err(ckr(
-                        CKR_SESSION_READ_ONLY_EXISTS,
-                        "SO login needs only R/W sessions",
-                    ));
+                    return Err(Error::from(CallError::ReadOnlySessionExists));
                 }
             }
             self.in_card_turn(&card_id, || {
@@ -481,10 +472,9 @@ impl Module {
             let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
             let pending = matches!(&s.op, Some(Operation::Sign(op)) if op.needs_context_login);
             if !pending {
-                return Err(ckr(
-                    CKR_OPERATION_NOT_INITIALIZED,
+                return Err(Error::from(CallError::NoOperation(
                     "no operation waits for a context login",
-                ));
+                )));
             }
         }
         let card_id = self.card_id(slot)?;
@@ -516,7 +506,7 @@ impl Module {
     pub fn logout(&self, h: CK_SESSION_HANDLE) -> Result<()> {
         let (slot, _, who) = self.session_view(h)?;
         if who.is_none() {
-            return Err(ckr(CKR_USER_NOT_LOGGED_IN, "not logged in"));
+            return Err(Error::from(CallError::NotLoggedIn("not logged in")));
         }
         let mut st = self.state.lock();
         if let Some(s) = st.slots.get_mut(&slot) {
@@ -542,28 +532,30 @@ impl Module {
         {
             Some(Login::So { puk }) => puk.clone(),
             _ => {
-                return Err(ckr(
-                    CKR_USER_NOT_LOGGED_IN,
+                return Err(Error::from(CallError::NotLoggedIn(
                     "C_InitPIN needs the SO (PUK) logged in",
-                ));
+                )));
             }
         };
         if !rw {
-            return Err(ckr(CKR_SESSION_READ_ONLY, "R/W session needed"));
+            return Err(Error::from(CallError::ReadOnlySession(
+                "R/W session needed",
+            )));
         }
         let card_id = self.card_id(slot)?;
         self.in_card_turn(&card_id, || {
             let card = open_card(&self.store, &card_id)?;
             provision::pin::unblock_with_puk_on(&card, &puk, new_pin, &Lent(&self.link))
         })
-        .map_err(pin_len_error)
     }
 
     /// C_SetPIN: the user changes the PIN, the SO the PUK; needs a R/W session.
     pub fn set_pin(&self, h: CK_SESSION_HANDLE, old: &[u8], new: &[u8]) -> Result<()> {
         let (slot, rw, who) = self.session_view(h)?;
         if !rw {
-            return Err(ckr(CKR_SESSION_READ_ONLY, "R/W session needed"));
+            return Err(Error::from(CallError::ReadOnlySession(
+                "R/W session needed",
+            )));
         }
         let card_id = self.card_id(slot)?;
         self.in_card_turn(&card_id, || {
@@ -573,8 +565,7 @@ impl Module {
             } else {
                 provision::pin::change_pin_on(&card, old, new, &Lent(&self.link))
             }
-        })
-        .map_err(pin_len_error)?;
+        })?;
         if who == Some(CKU_USER) {
             // Keys load with the new PIN from now on.
             let rec = provision::find(&self.store, &card_id)?.1;
@@ -593,24 +584,20 @@ impl Module {
             let s = st
                 .slots
                 .get(&slot)
-                .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))?;
+                .ok_or_else(|| Error::from(CallError::SlotNotFound))?;
             if st.sessions.values().any(|x| x.slot == slot) {
-                return Err(ckr(
-                    CKR_SESSION_EXISTS,
-                    "close the sessions of this token first",
-                ));
+                return Err(Error::from(CallError::SessionsOpen));
             }
             if label.trim() != s.record.name {
-                return Err(ckr(
-                    CKR_ARGUMENTS_BAD,
+                return Err(Error::from(CallError::BadArgument(
                     "the label must be the card's name (rename is not offered)",
-                ));
+                )));
             }
             s.card_id.clone()
         };
         let mut unknown = Zeroizing::new([0u8; 24]);
         getrandom::fill(unknown.as_mut_slice())
-            .map_err(|e| ckr(CKR_GENERAL_ERROR, &e.to_string()))?;
+            .map_err(|e| CallError::Randomness(e.to_string()))?;
         let pin = Zeroizing::new(hex::encode(unknown.as_slice()).into_bytes());
         let max = usize::try_from(self.token_facts(slot)?.max_pin).unwrap_or(usize::MAX);
         let pin = &pin[..pin.len().min(max)];
@@ -624,12 +611,8 @@ impl Module {
                 &Lent(&self.link),
             )
         });
-        let r = match r {
-            Err(Error::PukIncorrect { .. }) => Err(ckr(CKR_PIN_INCORRECT, "wrong SO PIN (PUK)")),
-            Err(Error::PukLocked) => Err(ckr(CKR_PIN_LOCKED, "the PUK is blocked")),
-            Err(Error::NoPuk(_)) => Err(ckr(CKR_PIN_INCORRECT, "this card has no PUK (SO PIN)")),
-            other => other.map(|_| ()),
-        };
+        // A wrong, blocked or missing PUK answers as the SO PIN would (CKR_PIN_INCORRECT,
+        // CKR_PIN_LOCKED), as the errors' own CK_RVs say.
         r?;
         self.remove_token_objects_from_disk(&card_id)?;
         let mut st = self.state.lock();
@@ -660,7 +643,7 @@ impl Module {
         let mut st = self.state.lock();
         let known: Vec<String> = match st.slots.get(&slot) {
             Some(s) => s.files.keys().cloned().collect(),
-            None => return Err(ckr(CKR_SLOT_ID_INVALID, "no such slot")),
+            None => return Err(Error::from(CallError::SlotNotFound)),
         };
         // Files other processes removed.
         let gone: Vec<String> = known
@@ -774,13 +757,12 @@ impl Module {
     ) -> Result<CK_SLOT_ID> {
         let (slot, rw, who) = self.session_view(h)?;
         if token && !rw {
-            return Err(ckr(
-                CKR_SESSION_READ_ONLY,
+            return Err(Error::from(CallError::ReadOnlySession(
                 "token objects need a R/W session",
-            ));
+            )));
         }
         if (token || private) && who != Some(CKU_USER) {
-            return Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first"));
+            return Err(Error::from(CallError::NotLoggedIn("log in first")));
         }
         Ok(slot)
     }
@@ -801,22 +783,20 @@ impl Module {
     ) -> Result<CK_OBJECT_HANDLE> {
         object::check_template(template)?;
         let class = object::template_ulong(template, CKA_CLASS)?
-            .ok_or_else(|| ckr(CKR_TEMPLATE_INCOMPLETE, "CKA_CLASS is required"))?;
+            .ok_or_else(|| Error::from(CallError::TemplateIncomplete("CKA_CLASS is required")))?;
         let attrs = match class {
             CKO_CERTIFICATE => object::certificate_attrs(template)?,
             CKO_DATA => object::data_attrs(template)?,
             CKO_PUBLIC_KEY => object::public_key_attrs(template)?,
             CKO_PRIVATE_KEY | CKO_SECRET_KEY => {
-                return Err(ckr(
-                    CKR_TEMPLATE_INCONSISTENT,
+                return Err(Error::from(CallError::TemplateInconsistent(
                     "keys are generated in the TPM; importing private or secret keys is not offered",
-                ));
+                )));
             }
             _ => {
-                return Err(ckr(
-                    CKR_ATTRIBUTE_VALUE_INVALID,
+                return Err(Error::from(CallError::AttributeValueInvalid(
                     "object class not supported",
-                ));
+                )));
             }
         };
         let obj = Object {
@@ -826,10 +806,9 @@ impl Module {
             read_only: false,
         };
         if class == CKO_DATA && obj.is_private() && obj.is_token() {
-            return Err(ckr(
-                CKR_ATTRIBUTE_VALUE_INVALID,
+            return Err(Error::from(CallError::AttributeValueInvalid(
                 "private token data objects are not offered yet (they would need encryption on disk)",
-            ));
+            )));
         }
         let slot = self.check_write_access(h, obj.is_token(), obj.is_private())?;
         if obj.is_token() {
@@ -837,10 +816,9 @@ impl Module {
             if class == CKO_CERTIFICATE
                 && self.count_class(slot, CKO_CERTIFICATE) >= object::MAX_CERTS
             {
-                return Err(ckr(
-                    CKR_DEVICE_MEMORY,
+                return Err(Error::from(CallError::CardFull(
                     "the card holds 90 certificates, the most it can",
-                ));
+                )));
             }
         }
         self.add_object(slot, h, obj)
@@ -849,10 +827,9 @@ impl Module {
     pub fn destroy_object(&self, h: CK_SESSION_HANDLE, oh: CK_OBJECT_HANDLE) -> Result<()> {
         let obj = self.object_for(h, oh)?;
         if obj.read_only || !object::get_bool(&obj.attrs, CKA_DESTROYABLE).unwrap_or(true) {
-            return Err(ckr(
-                CKR_ACTION_PROHIBITED,
+            return Err(Error::from(CallError::ActionProhibited(
                 "this object cannot be destroyed",
-            ));
+            )));
         }
         let slot = self.check_write_access(h, obj.is_token(), obj.is_private())?;
         if let Some(name) = &obj.file {
@@ -876,8 +853,8 @@ impl Module {
     /// CKR_KEY_HANDLE_INVALID, as PKCS#11 asks of operations.
     fn operation_key(&self, h: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) -> Result<Object> {
         self.object_for(h, key).map_err(|e| match e {
-            Error::Ckr { rv, .. } if rv == CKR_OBJECT_HANDLE_INVALID => {
-                ckr(CKR_KEY_HANDLE_INVALID, "the operation's key is gone")
+            Error::Call(CallError::ObjectNotFound) => {
+                Error::from(CallError::KeyHandleInvalid("the operation's key is gone"))
             }
             other => other,
         })
@@ -891,7 +868,7 @@ impl Module {
             Some((s, _, o)) if *s == slot && self.can_see(o, who == Some(CKU_USER)) => {
                 Ok(o.clone())
             }
-            _ => Err(ckr(CKR_OBJECT_HANDLE_INVALID, "no such object")),
+            _ => Err(Error::from(CallError::ObjectNotFound)),
         }
     }
 
@@ -934,7 +911,9 @@ impl Module {
         let mut obj = self.object_for(h, oh)?;
         let slot = self.check_write_access(h, obj.is_token(), obj.is_private())?;
         if obj.read_only || !object::get_bool(&obj.attrs, CKA_MODIFIABLE).unwrap_or(true) {
-            return Err(ckr(CKR_ACTION_PROHIBITED, "this object cannot be changed"));
+            return Err(Error::from(CallError::ActionProhibited(
+                "this object cannot be changed",
+            )));
         }
         for (t, v) in template {
             match *t {
@@ -948,9 +927,15 @@ impl Module {
                 }
                 CKA_CLASS | CKA_KEY_TYPE | CKA_TOKEN | CKA_PRIVATE | CKA_MODULUS | CKA_EC_POINT
                 | CKA_EC_PARAMS | CKA_VALUE | CKA_SENSITIVE | CKA_EXTRACTABLE | CKA_LOCAL => {
-                    return Err(ckr(CKR_ATTRIBUTE_READ_ONLY, "attribute cannot be changed"));
+                    return Err(Error::from(CallError::AttributeReadOnly(
+                        "attribute cannot be changed",
+                    )));
                 }
-                _ => return Err(ckr(CKR_ATTRIBUTE_TYPE_INVALID, "attribute not supported")),
+                _ => {
+                    return Err(Error::from(CallError::AttributeTypeInvalid(
+                        "attribute not supported",
+                    )));
+                }
             }
         }
         self.persist(slot, &obj)?;
@@ -972,7 +957,9 @@ impl Module {
             || obj.blob.is_some()
             || !object::get_bool(&obj.attrs, CKA_COPYABLE).unwrap_or(false)
         {
-            return Err(ckr(CKR_ACTION_PROHIBITED, "this object cannot be copied"));
+            return Err(Error::from(CallError::ActionProhibited(
+                "this object cannot be copied",
+            )));
         }
         for (t, v) in template {
             match *t {
@@ -980,10 +967,9 @@ impl Module {
                     obj.attrs.insert(*t, v.clone());
                 }
                 _ => {
-                    return Err(ckr(
-                        CKR_ATTRIBUTE_READ_ONLY,
+                    return Err(Error::from(CallError::AttributeReadOnly(
                         "attribute cannot be set on a copy",
-                    ));
+                    )));
                 }
             }
         }
@@ -998,7 +984,9 @@ impl Module {
             let st = self.state.lock();
             let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
             if s.find.is_some() {
-                return Err(ckr(CKR_OPERATION_ACTIVE, "a search is active"));
+                return Err(Error::from(CallError::OperationActive(
+                    "a search is active",
+                )));
             }
         }
         self.sync_objects(slot)?;
@@ -1028,7 +1016,7 @@ impl Module {
         let (list, pos) = s
             .find
             .as_mut()
-            .ok_or_else(|| ckr(CKR_OPERATION_NOT_INITIALIZED, "no search"))?;
+            .ok_or_else(|| Error::from(CallError::NoOperation("no search")))?;
         let end = pos.saturating_add(max).min(list.len());
         let out = list[*pos..end].to_vec();
         *pos = end;
@@ -1039,7 +1027,7 @@ impl Module {
         let mut st = self.state.lock();
         let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
         if s.find.take().is_none() {
-            return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no search"));
+            return Err(Error::from(CallError::NoOperation("no search")));
         }
         Ok(())
     }
@@ -1061,39 +1049,39 @@ impl Module {
         let slot = self.check_write_access(h, token, true)?;
         for (t, forbidden) in [(CKA_SENSITIVE, false), (CKA_EXTRACTABLE, true)] {
             if object::template_bool(private_t, t)? == Some(forbidden) {
-                return Err(ckr(
-                    CKR_TEMPLATE_INCONSISTENT,
+                return Err(Error::from(CallError::TemplateInconsistent(
                     "TPM keys are sensitive and never extractable",
-                ));
+                )));
             }
         }
         if object::template_bool(private_t, CKA_PRIVATE)? == Some(false) {
-            return Err(ckr(
-                CKR_TEMPLATE_INCONSISTENT,
+            return Err(Error::from(CallError::TemplateInconsistent(
                 "private keys are private objects",
-            ));
+            )));
         }
         let (kind, mech_type) = match mech {
             Mech::RsaKeyPairGen => {
-                let bits = object::template_ulong(public_t, CKA_MODULUS_BITS)?
-                    .ok_or_else(|| ckr(CKR_TEMPLATE_INCOMPLETE, "CKA_MODULUS_BITS is required"))?;
+                let bits =
+                    object::template_ulong(public_t, CKA_MODULUS_BITS)?.ok_or_else(|| {
+                        Error::from(CallError::TemplateIncomplete(
+                            "CKA_MODULUS_BITS is required",
+                        ))
+                    })?;
                 if let Some(e) = public_t.get(&CKA_PUBLIC_EXPONENT) {
                     let trimmed: Vec<u8> = e.iter().copied().skip_while(|b| *b == 0).collect();
                     if trimmed != [1, 0, 1] {
-                        return Err(ckr(
-                            CKR_ATTRIBUTE_VALUE_INVALID,
+                        return Err(Error::from(CallError::AttributeValueInvalid(
                             "the TPM makes RSA keys with exponent 65537 only",
-                        ));
+                        )));
                     }
                 }
                 match bits {
                     2048 => (UserKeyKind::Rsa2048, CKM_RSA_PKCS_KEY_PAIR_GEN),
                     3072 => (UserKeyKind::Rsa3072, CKM_RSA_PKCS_KEY_PAIR_GEN),
                     _ => {
-                        return Err(ckr(
-                            CKR_ATTRIBUTE_VALUE_INVALID,
+                        return Err(Error::from(CallError::AttributeValueInvalid(
                             "RSA keys are 2048 or 3072 bits",
-                        ));
+                        )));
                     }
                 }
             }
@@ -1101,41 +1089,40 @@ impl Module {
                 let params = public_t
                     .get(&CKA_EC_PARAMS)
                     .or(private_t.get(&CKA_EC_PARAMS))
-                    .ok_or_else(|| ckr(CKR_TEMPLATE_INCOMPLETE, "CKA_EC_PARAMS is required"))?;
+                    .ok_or_else(|| {
+                        Error::from(CallError::TemplateIncomplete("CKA_EC_PARAMS is required"))
+                    })?;
                 match Curve::from_params_der(params) {
                     Some(Curve::P256) => (UserKeyKind::EccP256, CKM_EC_KEY_PAIR_GEN),
                     Some(Curve::P384) => (UserKeyKind::EccP384, CKM_EC_KEY_PAIR_GEN),
                     None => {
-                        return Err(ckr(
-                            CKR_ATTRIBUTE_VALUE_INVALID,
+                        return Err(Error::from(CallError::AttributeValueInvalid(
                             "only the P-256 and P-384 curves",
-                        ));
+                        )));
                     }
                 }
             }
             _ => {
-                return Err(ckr(
-                    CKR_MECHANISM_INVALID,
+                return Err(Error::from(CallError::WrongMechanism(
                     "not a key-pair generation mechanism",
-                ));
+                )));
             }
         };
         if token {
             self.sync_objects(slot)?;
             if self.count_class(slot, CKO_PRIVATE_KEY) >= object::MAX_KEYS {
-                return Err(ckr(
-                    CKR_DEVICE_MEMORY,
+                return Err(Error::from(CallError::CardFull(
                     "the card holds 30 keys, the most it can",
-                ));
+                )));
             }
         }
         let (card_id, csk_auth) = self.user_auth(slot)?;
         let card = provision::find(&self.store, &card_id)?;
         if !card.1.formatted {
-            return Err(ckr(
-                CKR_TOKEN_NOT_RECOGNIZED,
-                "the card is not formatted yet (`tpmvsc format`)",
-            ));
+            return Err(Error::CardUnusable {
+                name: card.1.name.clone(),
+                reason: "it is not formatted yet (`tpmvsc format`)".into(),
+            });
         }
         let keys = provision::pin::read_keys(&card.0, &card.1)?;
         let srk = card.1.srk.clone();
@@ -1210,10 +1197,10 @@ impl Module {
         let s = st
             .slots
             .get(&slot)
-            .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))?;
+            .ok_or_else(|| Error::from(CallError::SlotNotFound))?;
         match &s.login {
             Some(Login::User { csk_auth, .. }) => Ok((s.card_id.clone(), csk_auth.clone())),
-            _ => Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first")),
+            _ => Err(Error::from(CallError::NotLoggedIn("log in first"))),
         }
     }
 
@@ -1222,7 +1209,7 @@ impl Module {
         st.slots
             .get(&slot)
             .map(|s| s.card_id.clone())
-            .ok_or_else(|| ckr(CKR_SLOT_ID_INVALID, "no such slot"))
+            .ok_or_else(|| Error::from(CallError::SlotNotFound))
     }
 
     /// Runs TPM work on the process's connection (module/tpm_link.rs: opened on first
@@ -1242,7 +1229,7 @@ impl Module {
     ) -> Result<Object> {
         let obj = self
             .object_for(h, key)
-            .map_err(|_| ckr(CKR_KEY_HANDLE_INVALID, "no such key"))?;
+            .map_err(|_| Error::from(CallError::KeyHandleInvalid("no such key")))?;
         let want_class = match usage {
             CKA_SIGN | CKA_DECRYPT | CKA_DERIVE => CKO_PRIVATE_KEY,
             _ => CKO_PUBLIC_KEY,
@@ -1263,7 +1250,9 @@ impl Module {
         let mut st = self.state.lock();
         let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
         if s.op.is_some() {
-            return Err(ckr(CKR_OPERATION_ACTIVE, "an operation is active"));
+            return Err(Error::from(CallError::OperationActive(
+                "an operation is active",
+            )));
         }
         s.op = Some(op);
         Ok(())
@@ -1272,7 +1261,7 @@ impl Module {
     pub fn sign_init(&self, h: CK_SESSION_HANDLE, mech: Mech, key: CK_OBJECT_HANDLE) -> Result<()> {
         let (_, _, who) = self.session_view(h)?;
         if who != Some(CKU_USER) {
-            return Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first"));
+            return Err(Error::from(CallError::NotLoggedIn("log in first")));
         }
         check_sign_mech(&mech)?;
         let obj = self.key_for(h, key, &mech, CKA_SIGN)?;
@@ -1303,7 +1292,7 @@ impl Module {
         let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
         match &s.op {
             Some(Operation::Sign(op)) => Ok((op.key, op.needs_context_login)),
-            _ => Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no sign operation")),
+            _ => Err(Error::from(CallError::NoOperation("no sign operation"))),
         }
     }
 
@@ -1314,15 +1303,12 @@ impl Module {
         let r = match (&mut s.op, verify) {
             (Some(Operation::Sign(op)), false) | (Some(Operation::Verify(op)), true) => {
                 if op.mech.data_hash().is_none() {
-                    Err(ckr(
-                        CKR_FUNCTION_NOT_SUPPORTED,
-                        "this mechanism is single-part",
-                    ))
+                    Err(Error::Unsupported("this mechanism is single-part".into()))
                 } else {
                     op.update(data)
                 }
             }
-            _ => return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no such operation")),
+            _ => return Err(Error::from(CallError::NoOperation("no such operation"))),
         };
         if r.is_err() {
             s.op = None;
@@ -1340,13 +1326,14 @@ impl Module {
         // Either error below ends the operation, as every failed C_Sign does.
         if op.needs_context_login {
             // PKCS#11 2.40 §5.12: C_SignInit, C_Login(CKU_CONTEXT_SPECIFIC), C_Sign.
-            return Err(ckr(
-                CKR_USER_NOT_LOGGED_IN,
+            return Err(Error::from(CallError::NotLoggedIn(
                 "this key needs the PIN again (CKU_CONTEXT_SPECIFIC)",
-            ));
+            )));
         }
         if last.is_some() && op.multipart {
-            return Err(ckr(CKR_OPERATION_ACTIVE, "C_Sign after C_SignUpdate"));
+            return Err(Error::from(CallError::OperationActive(
+                "C_Sign after C_SignUpdate",
+            )));
         }
         let obj = self.operation_key(h, op.key)?;
         let input = op.finish_input(last);
@@ -1354,7 +1341,7 @@ impl Module {
         let blob = obj
             .blob
             .clone()
-            .ok_or_else(|| ckr(CKR_KEY_HANDLE_INVALID, "not a TPM key"))?;
+            .ok_or_else(|| Error::from(CallError::KeyHandleInvalid("not a TPM key")))?;
         match &op.mech {
             Mech::Ecdsa | Mech::HashEcdsa(_) => {
                 let curve = curve_of(&public)?;
@@ -1403,7 +1390,7 @@ impl Module {
                     keys,
                     srk,
                 }) => (csk_auth.clone(), keys.clone(), srk.clone()),
-                _ => return Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first")),
+                _ => return Err(Error::from(CallError::NotLoggedIn("log in first"))),
             }
         };
         self.tpm_do(|t| {
@@ -1455,10 +1442,12 @@ impl Module {
     ) -> Result<()> {
         let (_, _, who) = self.session_view(h)?;
         if who != Some(CKU_USER) {
-            return Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first"));
+            return Err(Error::from(CallError::NotLoggedIn("log in first")));
         }
         if !matches!(mech, Mech::RsaPkcs | Mech::RsaX509 | Mech::Oaep { .. }) {
-            return Err(ckr(CKR_MECHANISM_INVALID, "not a decryption mechanism"));
+            return Err(Error::from(CallError::WrongMechanism(
+                "not a decryption mechanism",
+            )));
         }
         self.key_for(h, key, &mech, CKA_DECRYPT)?;
         self.start_op(
@@ -1483,7 +1472,7 @@ impl Module {
                 let obj = self.operation_key(h, k)?;
                 Ok(signature_len(&obj.public_key()?))
             }
-            _ => Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no decrypt operation")),
+            _ => Err(Error::from(CallError::NoOperation("no decrypt operation"))),
         }
     }
 
@@ -1512,7 +1501,7 @@ impl Module {
                 let blob = obj
                     .blob
                     .clone()
-                    .ok_or_else(|| ckr(CKR_KEY_HANDLE_INVALID, "not a TPM key"))?;
+                    .ok_or_else(|| Error::from(CallError::KeyHandleInvalid("not a TPM key")))?;
                 let em = self.with_key(slot, &blob, |t, kh| t.rsa_raw(kh, data, true))?;
                 let em = Zeroizing::new(left_pad(&em, k));
                 match &mech {
@@ -1547,7 +1536,9 @@ impl Module {
         key: CK_OBJECT_HANDLE,
     ) -> Result<()> {
         if !matches!(mech, Mech::RsaPkcs | Mech::RsaX509 | Mech::Oaep { .. }) {
-            return Err(ckr(CKR_MECHANISM_INVALID, "not an encryption mechanism"));
+            return Err(Error::from(CallError::WrongMechanism(
+                "not an encryption mechanism",
+            )));
         }
         self.key_for(h, key, &mech, CKA_ENCRYPT)?;
         self.start_op(h, Operation::Encrypt { key, mech })
@@ -1558,7 +1549,7 @@ impl Module {
         let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
         let key = match &s.op {
             Some(Operation::Encrypt { key, .. }) => *key,
-            _ => return Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no encrypt operation")),
+            _ => return Err(Error::from(CallError::NoOperation("no encrypt operation"))),
         };
         drop(st);
         Ok(signature_len(&self.operation_key(h, key)?.public_key()?))
@@ -1591,7 +1582,7 @@ impl Module {
         let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
         match &s.op {
             Some(Operation::Digest(d)) => Ok(d.alg().output_len()),
-            _ => Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no digest operation")),
+            _ => Err(Error::from(CallError::NoOperation("no digest operation"))),
         }
     }
 
@@ -1603,7 +1594,7 @@ impl Module {
                 d.update(data);
                 Ok(())
             }
-            _ => Err(ckr(CKR_OPERATION_NOT_INITIALIZED, "no digest operation")),
+            _ => Err(Error::from(CallError::NoOperation("no digest operation"))),
         }
     }
 
@@ -1624,7 +1615,7 @@ impl Module {
     fn take_op<T>(
         &self,
         h: CK_SESSION_HANDLE,
-        what: &str,
+        what: &'static str,
         pick: impl FnOnce(Operation) -> std::result::Result<T, Box<Operation>>,
     ) -> Result<T> {
         let mut st = self.state.lock();
@@ -1637,10 +1628,7 @@ impl Module {
             None => None,
         };
         s.op = refused;
-        Err(ckr(
-            CKR_OPERATION_NOT_INITIALIZED,
-            &format!("no {what} operation"),
-        ))
+        Err(CallError::NoOperation(what).into())
     }
 
     /// Ends the active operation (after an error the edge decides it ends).
@@ -1662,10 +1650,10 @@ impl Module {
         object::check_template(template)?;
         let (slot, _, who) = self.session_view(h)?;
         if who != Some(CKU_USER) {
-            return Err(ckr(CKR_USER_NOT_LOGGED_IN, "log in first"));
+            return Err(Error::from(CallError::NotLoggedIn("log in first")));
         }
         let Mech::Ecdh { public } = mech else {
-            return Err(ckr(CKR_MECHANISM_INVALID, "only ECDH1 derive"));
+            return Err(Error::from(CallError::WrongMechanism("only ECDH1 derive")));
         };
         let obj = self.key_for(h, base, mech, CKA_DERIVE)?;
         let curve = curve_of(&obj.public_key()?)?;
@@ -1675,16 +1663,15 @@ impl Module {
         let blob = obj
             .blob
             .clone()
-            .ok_or_else(|| ckr(CKR_KEY_HANDLE_INVALID, "not a TPM key"))?;
+            .ok_or_else(|| Error::from(CallError::KeyHandleInvalid("not a TPM key")))?;
         let z = self.with_key(slot, &blob, |t, k| {
             t.ecdh(k, &point[1..1 + n], &point[1 + n..])
         })?;
         let z = left_pad(&z, n);
         if object::template_bool(template, CKA_TOKEN)? == Some(true) {
-            return Err(ckr(
-                CKR_TEMPLATE_INCONSISTENT,
+            return Err(Error::from(CallError::TemplateInconsistent(
                 "derived keys are session objects",
-            ));
+            )));
         }
         let mut a = Attrs::new();
         a.insert(CKA_CLASS, object::ulong(CKO_SECRET_KEY));
@@ -1745,17 +1732,7 @@ fn drop_slot_objects(st: &mut State, slot: CK_SLOT_ID) {
 }
 
 fn invalid_session() -> Error {
-    ckr(CKR_SESSION_HANDLE_INVALID, "no such session")
-}
-
-fn pin_len_error(e: Error) -> Error {
-    match e {
-        Error::PolicyViolation(m) => Error::Ckr {
-            rv: CKR_PIN_LEN_RANGE,
-            why: m,
-        },
-        other => other,
-    }
+    Error::from(CallError::SessionNotFound)
 }
 
 fn check_sign_mech(m: &Mech) -> Result<()> {
@@ -1765,7 +1742,9 @@ fn check_sign_mech(m: &Mech) -> Result<()> {
         | Mech::Pss { .. }
         | Mech::Ecdsa
         | Mech::HashEcdsa(_) => Ok(()),
-        _ => Err(ckr(CKR_MECHANISM_INVALID, "not a signature mechanism")),
+        _ => Err(Error::from(CallError::WrongMechanism(
+            "not a signature mechanism",
+        ))),
     }
 }
 

@@ -9,7 +9,7 @@ use cryptoki_sys::*;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest as _, Sha1};
 
-use crate::error::{Error, Result};
+use crate::error::{CallError, Error, Result};
 use crate::mechanism::ec::{Curve, point_to_der};
 use crate::tpm::{Blob, PublicKey};
 
@@ -51,10 +51,9 @@ pub fn template_bool(t: &Attrs, a: CK_ATTRIBUTE_TYPE) -> Result<Option<bool>> {
     match t.get(&a) {
         None => Ok(None),
         Some(v) if v.len() == 1 => Ok(Some(v[0] != 0)),
-        Some(_) => Err(ckr(
-            CKR_ATTRIBUTE_VALUE_INVALID,
+        Some(_) => Err(Error::from(CallError::AttributeValueInvalid(
             "a CK_BBOOL attribute is one byte",
-        )),
+        ))),
     }
 }
 
@@ -67,10 +66,9 @@ pub fn template_ulong(t: &Attrs, a: CK_ATTRIBUTE_TYPE) -> Result<Option<CK_ULONG
             .try_into()
             .map(|b: [u8; 8]| Some(CK_ULONG::from_ne_bytes(b)))
             .map_err(|_| {
-                ckr(
-                    CKR_ATTRIBUTE_VALUE_INVALID,
+                Error::from(CallError::AttributeValueInvalid(
                     "a CK_ULONG attribute is 8 bytes",
-                )
+                ))
             }),
     }
 }
@@ -113,27 +111,17 @@ pub fn check_template(t: &Attrs) -> Result<()> {
     ];
     for (a, v) in t {
         if BOOLS.contains(a) && v.len() != 1 {
-            return Err(ckr(
-                CKR_ATTRIBUTE_VALUE_INVALID,
+            return Err(Error::from(CallError::AttributeValueInvalid(
                 "a CK_BBOOL attribute is one byte",
-            ));
+            )));
         }
         if ULONGS.contains(a) && v.len() != std::mem::size_of::<CK_ULONG>() {
-            return Err(ckr(
-                CKR_ATTRIBUTE_VALUE_INVALID,
+            return Err(Error::from(CallError::AttributeValueInvalid(
                 "a CK_ULONG attribute is 8 bytes",
-            ));
+            )));
         }
     }
     Ok(())
-}
-
-/// An error carrying a specific CK_RV.
-pub fn ckr(rv: CK_RV, why: &str) -> Error {
-    Error::Ckr {
-        rv,
-        why: why.to_string(),
-    }
 }
 
 /// One object in the module.
@@ -319,26 +307,23 @@ pub fn certificate_attrs(template: &Attrs) -> Result<Attrs> {
     use der::{Decode, Encode};
     let cert_type = template_ulong(template, CKA_CERTIFICATE_TYPE)?.unwrap_or(CKC_X_509);
     if cert_type != CKC_X_509 {
-        return Err(ckr(
-            CKR_ATTRIBUTE_VALUE_INVALID,
+        return Err(Error::from(CallError::AttributeValueInvalid(
             "only X.509 certificates are kept",
-        ));
+        )));
     }
     let value = template.get(&CKA_VALUE).ok_or_else(|| {
-        ckr(
-            CKR_TEMPLATE_INCOMPLETE,
+        Error::from(CallError::TemplateIncomplete(
             "a certificate needs CKA_VALUE (its DER)",
-        )
+        ))
     })?;
     let cert = x509_cert::Certificate::from_der(value).map_err(|_| {
-        ckr(
-            CKR_ATTRIBUTE_VALUE_INVALID,
+        Error::from(CallError::AttributeValueInvalid(
             "CKA_VALUE is not a DER X.509 certificate",
-        )
+        ))
     })?;
     let tbs = &cert.tbs_certificate;
     let enc = |r: der::Result<Vec<u8>>| {
-        r.map_err(|_| ckr(CKR_ATTRIBUTE_VALUE_INVALID, "certificate field"))
+        r.map_err(|_| Error::from(CallError::AttributeValueInvalid("certificate field")))
     };
     let mut a = Attrs::new();
     a.insert(CKA_CLASS, ulong(CKO_CERTIFICATE));
@@ -411,34 +396,36 @@ pub fn data_attrs(template: &Attrs) -> Result<Attrs> {
 /// Attributes of a public key object a client brings (C_CreateObject), for verifying
 /// and encrypting on the host.
 pub fn public_key_attrs(template: &Attrs) -> Result<Attrs> {
-    let key_type = template_ulong(template, CKA_KEY_TYPE)?
-        .ok_or_else(|| ckr(CKR_TEMPLATE_INCOMPLETE, "a public key needs CKA_KEY_TYPE"))?;
+    let key_type = template_ulong(template, CKA_KEY_TYPE)?.ok_or_else(|| {
+        Error::from(CallError::TemplateIncomplete(
+            "a public key needs CKA_KEY_TYPE",
+        ))
+    })?;
     let key = match key_type {
         CKK_RSA => PublicKey::Rsa {
             modulus: template
                 .get(&CKA_MODULUS)
                 .cloned()
-                .ok_or_else(|| ckr(CKR_TEMPLATE_INCOMPLETE, "CKA_MODULUS"))?,
+                .ok_or_else(|| Error::from(CallError::TemplateIncomplete("CKA_MODULUS")))?,
             exponent: template
                 .get(&CKA_PUBLIC_EXPONENT)
                 .cloned()
-                .ok_or_else(|| ckr(CKR_TEMPLATE_INCOMPLETE, "CKA_PUBLIC_EXPONENT"))?,
+                .ok_or_else(|| Error::from(CallError::TemplateIncomplete("CKA_PUBLIC_EXPONENT")))?,
         },
         CKK_EC => {
             let params = template
                 .get(&CKA_EC_PARAMS)
-                .ok_or_else(|| ckr(CKR_TEMPLATE_INCOMPLETE, "CKA_EC_PARAMS"))?;
+                .ok_or_else(|| Error::from(CallError::TemplateIncomplete("CKA_EC_PARAMS")))?;
             let curve = Curve::from_params_der(params).ok_or_else(|| {
-                ckr(
-                    CKR_ATTRIBUTE_VALUE_INVALID,
+                Error::from(CallError::AttributeValueInvalid(
                     "only P-256 and P-384 are supported",
-                )
+                ))
             })?;
             let point = template
                 .get(&CKA_EC_POINT)
-                .ok_or_else(|| ckr(CKR_TEMPLATE_INCOMPLETE, "CKA_EC_POINT"))?;
+                .ok_or_else(|| Error::from(CallError::TemplateIncomplete("CKA_EC_POINT")))?;
             let p = crate::mechanism::ec::point_from_der_or_raw(curve, point)
-                .map_err(|_| ckr(CKR_ATTRIBUTE_VALUE_INVALID, "CKA_EC_POINT"))?;
+                .map_err(|_| Error::from(CallError::AttributeValueInvalid("CKA_EC_POINT")))?;
             let n = curve.field_len();
             PublicKey::Ecc {
                 bits: if curve == Curve::P256 { 256 } else { 384 },
@@ -447,10 +434,9 @@ pub fn public_key_attrs(template: &Attrs) -> Result<Attrs> {
             }
         }
         _ => {
-            return Err(ckr(
-                CKR_ATTRIBUTE_VALUE_INVALID,
+            return Err(Error::from(CallError::AttributeValueInvalid(
                 "only RSA and EC public keys",
-            ));
+            )));
         }
     };
     let req = KeyPairRequest {
@@ -518,10 +504,12 @@ impl ObjectRecord {
     pub fn to_attrs(&self) -> Result<Attrs> {
         let mut a = Attrs::new();
         for (t, v) in &self.attrs {
-            let t = CK_ATTRIBUTE_TYPE::from_str_radix(t, 16)
-                .map_err(|_| ckr(CKR_GENERAL_ERROR, "object file: bad attribute type"))?;
-            let v = hex::decode(v)
-                .map_err(|_| ckr(CKR_GENERAL_ERROR, "object file: bad attribute value"))?;
+            let t = CK_ATTRIBUTE_TYPE::from_str_radix(t, 16).map_err(|_| {
+                Error::from(CallError::DamagedObject("object file: bad attribute type"))
+            })?;
+            let v = hex::decode(v).map_err(|_| {
+                Error::from(CallError::DamagedObject("object file: bad attribute value"))
+            })?;
             a.insert(t, v);
         }
         Ok(a)

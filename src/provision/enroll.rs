@@ -15,9 +15,9 @@ use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq};
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
 use crate::card::Counter;
-use crate::error::{Error, Quoted, Result};
+use crate::error::{CallError, Error, Quoted, Result};
 use crate::mechanism::{self, HashAlg};
-use crate::object::{self, KeyPairRequest, Object, ObjectRecord, ckr};
+use crate::object::{self, KeyPairRequest, Object, ObjectRecord};
 use crate::provision::access::OwnTpm;
 use crate::provision::pin::{OpenCard, open_card};
 use crate::store::Store;
@@ -64,10 +64,9 @@ pub fn keygen(
         .filter(|(_, o)| o.class() == CKO_PRIVATE_KEY)
         .count();
     if keys >= object::MAX_KEYS {
-        return Err(ckr(
-            CKR_DEVICE_MEMORY,
+        return Err(Error::from(CallError::CardFull(
             "the card holds 30 keys, the most it can",
-        ));
+        )));
     }
     let keys = card.keys()?;
     let auth = card.pin_auth(pin);
@@ -249,10 +248,9 @@ pub fn import_cert(store: &Store, card_ref: &str, data: &[u8]) -> Result<CertInf
         .filter(|(_, o)| o.class() == CKO_CERTIFICATE)
         .count();
     if certs >= object::MAX_CERTS {
-        return Err(ckr(
-            CKR_DEVICE_MEMORY,
+        return Err(Error::from(CallError::CardFull(
             "the card holds 90 certificates, the most it can",
-        ));
+        )));
     }
     let obj = Object {
         attrs,
@@ -475,7 +473,7 @@ fn sign_inside(
     let blob: Blob = key
         .blob
         .clone()
-        .ok_or_else(|| ckr(CKR_KEY_HANDLE_INVALID, "not a TPM key"))?;
+        .ok_or_else(|| Error::from(CallError::KeyHandleInvalid("not a TPM key")))?;
     let keys = card.keys()?;
     let auth = card.pin_auth(pin);
     match public {

@@ -11,7 +11,7 @@ fn usage_of(r: Result<PinPolicy>) -> String {
 
 fn violation_of(r: Result<()>) -> String {
     match r {
-        Err(Error::PolicyViolation(m)) => m,
+        Err(Error::PinRule { why: m, .. }) => m,
         other => panic!("expected a policy violation, got {other:?}"),
     }
 }

@@ -33,7 +33,7 @@ fn usage_err(line: &str) -> String {
 
 fn violation(line: &str) -> String {
     match run(line) {
-        Err(Error::PolicyViolation(m)) => m,
+        Err(Error::PolicyViolation(m) | Error::PinRule { why: m, .. }) => m,
         other => panic!("{line}: expected a policy violation, got {other:?}"),
     }
 }
@@ -316,7 +316,9 @@ fn empty_name_control_characters_and_trailing_space_are_refused() {
             .to_vec()
     };
     let check = |name: &str, want: &str| match parse(&cmd(name)) {
-        Err(Error::PolicyViolation(m)) => assert!(m.contains(want), "{name:?}: {m}"),
+        Err(Error::PolicyViolation(m) | Error::PinRule { why: m, .. }) => {
+            assert!(m.contains(want), "{name:?}: {m}")
+        }
         other => panic!("{name:?}: {other:?}"),
     };
     check("", "empty");

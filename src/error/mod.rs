@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use crate::checked_dir::LockBusy;
 use crate::tpm::TpmError;
 
+mod call;
+pub use call::CallError;
+
 /// Everything that can go wrong, in our words. `Display` says what happened and, where
 /// there is one, what to do about it.
 #[derive(Debug)]
@@ -14,8 +17,13 @@ use crate::tpm::TpmError;
 pub enum Error {
     /// A command-line or API argument is malformed (exit code 2).
     Usage(String),
-    /// A new PIN, PUK or name breaks a rule; the text names the rule (exit code 2).
+    /// A value breaks a rule (an admin key's format, a Windows parameter); the text names
+    /// the rule (exit code 2).
     PolicyViolation(String),
+    /// A new PIN or PUK breaks the card's PIN policy: its length bounds (`length`,
+    /// CKR_PIN_LEN_RANGE) or a character rule (CKR_PIN_INVALID); the text names the rule
+    /// (exit code 2).
+    PinRule { length: bool, why: String },
     /// A current PIN or PUK of a length this card's cannot have (its policy's bounds):
     /// refused before the TPM sees it, so no try is spent (exit code 2, CKR_PIN_LEN_RANGE).
     SecretLength {
@@ -110,8 +118,8 @@ pub enum Error {
     KeyFunctionNotPermitted,
     /// The key size is not supported (CKR_KEY_SIZE_RANGE).
     KeySizeRange,
-    /// A PKCS#11 return value with an explanation, for the edge's own checks.
-    Ckr { rv: u64, why: String },
+    /// A PKCS#11 call refused for what it asked.
+    Call(CallError),
     /// An input (a certificate file, standard input) is larger than the most we read.
     InputTooLarge { what: String, limit: usize },
     /// The data given as a certificate is not one; the text says what was found.
@@ -123,21 +131,27 @@ pub enum Error {
 }
 
 impl Error {
-    /// Exit code for the CLI: 0 ok, 1 failed, 2 usage, 3 wrong secret, 4 blocked or lockout.
-    pub fn exit_code(&self) -> i32 {
+    /// What kind of failure this is, for the CLI's exit code and the C API's result.
+    pub fn class(&self) -> ErrorClass {
         match self {
             Error::Usage(_)
             | Error::PolicyViolation(_)
+            | Error::PinRule { .. }
             | Error::SecretLength { .. }
-            | Error::SecretCharacters { .. } => 2,
+            | Error::SecretCharacters { .. }
+            | Error::Call(CallError::BadArgument(_)) => ErrorClass::Usage,
             Error::PinIncorrect { .. }
             | Error::PukIncorrect { .. }
-            | Error::ResponseIncorrect { .. } => 3,
-            Error::PukLocked | Error::AdminLocked => 4,
-            Error::NoPuk(_) | Error::NotManaged(_) => 1,
-            Error::Tpm(TpmError::AuthFail) => 3,
-            Error::PinLocked | Error::TpmLockout | Error::Tpm(TpmError::Lockout) => 4,
-            Error::CardNotFound(_)
+            | Error::ResponseIncorrect { .. }
+            | Error::Tpm(TpmError::AuthFail) => ErrorClass::WrongSecret,
+            Error::PukLocked
+            | Error::AdminLocked
+            | Error::PinLocked
+            | Error::TpmLockout
+            | Error::Tpm(TpmError::Lockout) => ErrorClass::Blocked,
+            Error::NoPuk(_)
+            | Error::NotManaged(_)
+            | Error::CardNotFound(_)
             | Error::CardNotFoundDamaged { .. }
             | Error::AmbiguousCard { .. }
             | Error::CardExists(_)
@@ -164,11 +178,21 @@ impl Error {
             | Error::KeyTypeInconsistent
             | Error::KeyFunctionNotPermitted
             | Error::KeySizeRange
-            | Error::Ckr { .. }
+            | Error::Call(_)
             | Error::InputTooLarge { .. }
             | Error::NotACertificate(_)
             | Error::KeyNotFound(_)
-            | Error::ObjectExists(_) => 1,
+            | Error::ObjectExists(_) => ErrorClass::Failed,
+        }
+    }
+
+    /// Exit code for the CLI: 0 ok, 1 failed, 2 usage, 3 wrong secret, 4 blocked or lockout.
+    pub fn exit_code(&self) -> i32 {
+        match self.class() {
+            ErrorClass::Failed => 1,
+            ErrorClass::Usage => 2,
+            ErrorClass::WrongSecret => 3,
+            ErrorClass::Blocked => 4,
         }
     }
 
@@ -179,6 +203,8 @@ impl Error {
         match self {
             Error::Usage(_) => CKR_ARGUMENTS_BAD,
             Error::PolicyViolation(_) => CKR_PIN_INVALID,
+            Error::PinRule { length: true, .. } => CKR_PIN_LEN_RANGE,
+            Error::PinRule { length: false, .. } => CKR_PIN_INVALID,
             Error::SecretLength { .. } => CKR_PIN_LEN_RANGE,
             Error::SecretCharacters { .. } => CKR_PIN_INVALID,
             Error::PinIncorrect { .. }
@@ -233,7 +259,7 @@ impl Error {
             Error::KeyTypeInconsistent => CKR_KEY_TYPE_INCONSISTENT,
             Error::KeyFunctionNotPermitted => CKR_KEY_FUNCTION_NOT_PERMITTED,
             Error::KeySizeRange => CKR_KEY_SIZE_RANGE,
-            Error::Ckr { rv, .. } => *rv,
+            Error::Call(c) => c.ck_rv(),
             Error::InputTooLarge { .. } => CKR_DATA_LEN_RANGE,
             Error::NotACertificate(_) => CKR_ATTRIBUTE_VALUE_INVALID,
             Error::KeyNotFound(_) => CKR_KEY_HANDLE_INVALID,
@@ -263,6 +289,7 @@ impl fmt::Display for Error {
         match self {
             Error::Usage(m) => write!(f, "{m}"),
             Error::PolicyViolation(m) => write!(f, "{m}"),
+            Error::PinRule { why, .. } => write!(f, "{why}"),
             Error::SecretLength { what, len: 0, .. } => write!(
                 f,
                 "the {what} is empty; no card has an empty {what}, so it was not tried"
@@ -391,7 +418,7 @@ impl fmt::Display for Error {
             Error::KeyTypeInconsistent => write!(f, "the key does not fit the mechanism"),
             Error::KeyFunctionNotPermitted => write!(f, "the key may not be used for this"),
             Error::KeySizeRange => write!(f, "key size not supported"),
-            Error::Ckr { why, .. } => write!(f, "{why}"),
+            Error::Call(c) => write!(f, "{c}"),
             Error::InputTooLarge { what, limit } => write!(
                 f,
                 "the {what} is larger than {}, the most tpmvsc reads",
@@ -412,6 +439,25 @@ fn byte_size(n: usize) -> String {
         n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
         n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
         n => format!("{n} bytes"),
+    }
+}
+
+/// Kinds of failure, as the CLI's exit codes and the C API's results tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Failed (exit code 1).
+    Failed,
+    /// A malformed argument or a rule broken (exit code 2).
+    Usage,
+    /// A wrong PIN, PUK or administrator response, counted (exit code 3).
+    WrongSecret,
+    /// Blocked, or the TPM in dictionary-attack lockout (exit code 4).
+    Blocked,
+}
+
+impl From<CallError> for Error {
+    fn from(e: CallError) -> Self {
+        Error::Call(e)
     }
 }
 
