@@ -10,7 +10,7 @@ use std::ptr;
 use zeroize::Zeroizing;
 
 use crate::card::PinPolicy;
-use crate::error::Error;
+use crate::error::{Error, ErrorClass};
 use crate::provision::admin::{self, AdminKey};
 use crate::provision::{self, AdminKeySpec, CreateRequest, format};
 use crate::store::Store;
@@ -45,11 +45,11 @@ type Outcome = Result<(), Failure>;
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        let code = match e.exit_code() {
-            2 => TPMVSC_ERR_ARGUMENT,
-            3 => TPMVSC_ERR_WRONG_SECRET,
-            4 => TPMVSC_ERR_BLOCKED,
-            _ => TPMVSC_ERR_FAILED,
+        let code = match e.class() {
+            ErrorClass::Usage => TPMVSC_ERR_ARGUMENT,
+            ErrorClass::WrongSecret => TPMVSC_ERR_WRONG_SECRET,
+            ErrorClass::Blocked => TPMVSC_ERR_BLOCKED,
+            ErrorClass::Failed => TPMVSC_ERR_FAILED,
         };
         Failure::Code(code, e.to_string())
     }
