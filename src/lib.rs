@@ -21,7 +21,6 @@ pub mod mechanism;
 pub mod module;
 pub mod object;
 pub mod provision;
-pub mod session;
 pub mod simulator;
 pub mod store;
 pub mod tpm;

@@ -24,9 +24,9 @@ use parking_lot::RwLock;
 use crate::error::CallError;
 use crate::error::{Error, Result};
 use crate::mechanism::HashAlg;
+use crate::mechanism::{Mech, mechanisms};
 use crate::module::{AttrRead, Module};
 use crate::object::Attrs;
-use crate::session::{Mech, mechanisms};
 
 static MODULE: Lazy<RwLock<Option<Arc<Module>>>> = Lazy::new(|| RwLock::new(None));
 

@@ -10,5 +10,7 @@
 pub mod digest;
 pub mod ec;
 pub mod rsa;
+mod table;
 
 pub use digest::{HashAlg, Hasher};
+pub use table::{Mech, MechInfo, mechanisms};

@@ -1,12 +1,10 @@
-//! Sessions and their active operations (sign, verify, decrypt, encrypt, digest, find),
-//! and the mechanisms the module offers with their sizes and flags (DESIGN.md §5). No
-//! pointers and no TPM calls here: the edge parses mechanism parameters into [`Mech`].
+//! The mechanisms the module offers: [`Mech`], a mechanism with its parameters as the
+//! edge parsed them, and the table C_GetMechanismList and C_GetMechanismInfo answer from
+//! (DESIGN.md §5).
 
 use cryptoki_sys::*;
-use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
-use crate::mechanism::{HashAlg, Hasher};
+use super::HashAlg;
 
 /// A mechanism with its parameters, as the edge parsed them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,106 +129,4 @@ pub fn mechanisms(rsa_max: CK_ULONG, ec_max: CK_ULONG) -> Vec<MechInfo> {
         dig(CKM_SHA384),
         dig(CKM_SHA512),
     ]
-}
-
-/// An operation in progress in a session.
-#[derive(Debug)]
-pub enum Operation {
-    Sign(SignOp),
-    Verify(SignOp),
-    Decrypt {
-        key: CK_OBJECT_HANDLE,
-        mech: Mech,
-        held: Option<Zeroizing<Vec<u8>>>,
-    },
-    Encrypt {
-        key: CK_OBJECT_HANDLE,
-        mech: Mech,
-    },
-    Digest(Hasher),
-}
-
-/// Sign or verify: the key, the mechanism and what the data became so far.
-#[derive(Debug)]
-pub struct SignOp {
-    pub key: CK_OBJECT_HANDLE,
-    pub mech: Mech,
-    /// Hash-and-sign mechanisms hash multi-part data as it comes.
-    pub hasher: Option<Hasher>,
-    /// Raw mechanisms collect multi-part data.
-    pub buffer: Vec<u8>,
-    /// Whether C_SignUpdate was used (then C_Sign is refused, and vice versa).
-    pub multipart: bool,
-    /// CKA_ALWAYS_AUTHENTICATE key: a C_Login(CKU_CONTEXT_SPECIFIC) is due first.
-    pub needs_context_login: bool,
-}
-
-impl SignOp {
-    pub fn new(key: CK_OBJECT_HANDLE, mech: Mech, needs_context_login: bool) -> SignOp {
-        let hasher = mech.data_hash().map(Hasher::new);
-        SignOp {
-            key,
-            mech,
-            hasher,
-            buffer: Vec::new(),
-            multipart: false,
-            needs_context_login,
-        }
-    }
-
-    /// Takes more data (multi-part).
-    pub fn update(&mut self, data: &[u8]) -> Result<()> {
-        self.multipart = true;
-        match &mut self.hasher {
-            Some(h) => h.update(data),
-            None => {
-                if self.buffer.len() + data.len() > 1 << 16 {
-                    return Err(Error::DataLenRange("too much data for a raw mechanism"));
-                }
-                self.buffer.extend_from_slice(data)
-            }
-        }
-        Ok(())
-    }
-
-    /// What goes into the private or public operation: the hash for hash-and-sign
-    /// mechanisms, the collected data otherwise.
-    pub fn finish_input(&mut self, last: Option<&[u8]>) -> Vec<u8> {
-        match self.hasher.take() {
-            Some(mut h) => {
-                if let Some(d) = last {
-                    h.update(d);
-                }
-                h.finalize()
-            }
-            None => {
-                let mut v = std::mem::take(&mut self.buffer);
-                if let Some(d) = last {
-                    v.extend_from_slice(d);
-                }
-                v
-            }
-        }
-    }
-}
-
-/// One open session.
-#[derive(Debug)]
-pub struct Session {
-    pub slot: CK_SLOT_ID,
-    pub rw: bool,
-    pub op: Option<Operation>,
-    /// Handles found by C_FindObjectsInit, and how many were returned.
-    pub find: Option<(Vec<CK_OBJECT_HANDLE>, usize)>,
-}
-
-impl Session {
-    pub fn new(slot: CK_SLOT_ID, rw: bool) -> Session {
-        Session {
-            slot,
-            rw,
-            op: None,
-            find: None,
-        }
-    }
 }
