@@ -8,9 +8,13 @@
 //! PKCS#11 pointers here: bytes in, bytes or [`crate::Error`] out.
 
 pub mod digest;
+mod dispatch;
 pub mod ec;
 pub mod rsa;
 mod table;
 
 pub use digest::{HashAlg, Hasher};
+pub use dispatch::{
+    PrivateResult, PrivateStep, curve_of, decrypt, encrypt, left_pad, output_len, sign, verify,
+};
 pub use table::{Mech, MechInfo, mechanisms};

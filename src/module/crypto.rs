@@ -7,9 +7,8 @@ use zeroize::Zeroizing;
 use super::Module;
 use super::sessions::{Operation, SignOp, invalid_session};
 use crate::error::{CallError, Error, Result};
-use crate::mechanism::{self, HashAlg, Mech, ec::Curve};
+use crate::mechanism::{self, HashAlg, Mech, PrivateResult, PrivateStep};
 use crate::object::{self, Object};
-use crate::tpm::PublicKey;
 
 impl Module {
     pub(super) fn key_for(
@@ -64,7 +63,7 @@ impl Module {
     pub fn sign_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
         let (key, _) = self.active_sign(h)?;
         let obj = self.operation_key(h, key)?;
-        Ok(signature_len(&obj.public_key()?))
+        Ok(mechanism::output_len(&obj.public_key()?))
     }
 
     pub(super) fn active_sign(&self, h: CK_SESSION_HANDLE) -> Result<(CK_OBJECT_HANDLE, bool)> {
@@ -72,7 +71,7 @@ impl Module {
         let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
         match &s.op {
             Some(Operation::Sign(op)) => Ok((op.key, op.needs_context_login)),
-            _ => Err(Error::from(CallError::NoOperation("no sign operation"))),
+            _ => Err(Error::from(CallError::NoOperation("sign"))),
         }
     }
 
@@ -88,7 +87,7 @@ impl Module {
                     op.update(data)
                 }
             }
-            _ => return Err(Error::from(CallError::NoOperation("no such operation"))),
+            _ => return Err(Error::from(CallError::NoOperation("such"))),
         };
         if r.is_err() {
             s.op = None;
@@ -122,37 +121,14 @@ impl Module {
             .blob
             .clone()
             .ok_or_else(|| Error::from(CallError::KeyHandleInvalid("not a TPM key")))?;
-        match &op.mech {
-            Mech::Ecdsa | Mech::HashEcdsa(_) => {
-                let curve = curve_of(&public)?;
-                let digest = ecdsa_input(curve, &input);
-                let (r, s) = self.with_key(slot, &blob, |t, k| t.sign_ecdsa(k, &digest))?;
-                mechanism::ec::signature_rs(curve, &r, &s)
-            }
-            mech => {
-                let (n, _) = rsa_parts(&public)?;
-                let k = n.len();
-                let em = match mech {
-                    Mech::RsaPkcs => mechanism::rsa::pkcs1_sign_pad(&input, k)?,
-                    Mech::HashRsaPkcs(hash) => {
-                        mechanism::rsa::pkcs1_sign_pad(&hash.digest_info(&input)?, k)?
-                    }
-                    Mech::Pss {
-                        hash, mgf, salt, ..
-                    } => {
-                        if input.len() != hash.output_len() {
-                            return Err(Error::DataLenRange(
-                                "the PSS input is the hash of the message",
-                            ));
-                        }
-                        mechanism::rsa::pss_encode(&input, *hash, *mgf, *salt, bit_len(n))?
-                    }
-                    _ => return Err(Error::MechanismInvalid(0)),
-                };
-                let sig = self.with_key(slot, &blob, |t, key| t.rsa_raw(key, &em, false))?;
-                Ok(left_pad(&sig, k))
-            }
-        }
+        mechanism::sign(&op.mech, &public, &input, |step| match step {
+            PrivateStep::Ecdsa { digest } => self
+                .with_key(slot, &blob, |t, k| t.sign_ecdsa(k, digest))
+                .map(|(r, s)| PrivateResult::Ecdsa { r, s }),
+            PrivateStep::RsaRaw { em } => self
+                .with_key(slot, &blob, |t, k| t.rsa_raw(k, em, false))
+                .map(|sig| PrivateResult::Rsa(sig.to_vec())),
+        })
     }
 
     /// Finishes a verify operation; Ok when the signature verifies.
@@ -163,30 +139,7 @@ impl Module {
         })?;
         let obj = self.operation_key(h, op.key)?;
         let input = op.finish_input(last);
-        let public = obj.public_key()?;
-        match &op.mech {
-            Mech::Ecdsa | Mech::HashEcdsa(_) => {
-                let curve = curve_of(&public)?;
-                let point = match &public {
-                    PublicKey::Ecc { x, y, .. } => [&[0x04][..], x, y].concat(),
-                    PublicKey::Rsa { .. } => return Err(Error::KeyTypeInconsistent),
-                };
-                mechanism::ec::verify(curve, &point, &input, sig)
-            }
-            mech => {
-                let (n, e) = rsa_parts(&public)?;
-                match mech {
-                    Mech::RsaPkcs => mechanism::rsa::verify_pkcs1(n, e, &input, sig),
-                    Mech::HashRsaPkcs(hash) => {
-                        mechanism::rsa::verify_pkcs1(n, e, &hash.digest_info(&input)?, sig)
-                    }
-                    Mech::Pss {
-                        hash, mgf, salt, ..
-                    } => mechanism::rsa::verify_pss(n, e, &input, *hash, *mgf, *salt, sig),
-                    _ => Err(Error::MechanismInvalid(0)),
-                }
-            }
-        }
+        mechanism::verify(&op.mech, &obj.public_key()?, &input, sig)
     }
 
     pub fn decrypt_init(
@@ -225,9 +178,9 @@ impl Module {
                 let k = *key;
                 drop(st);
                 let obj = self.operation_key(h, k)?;
-                Ok(signature_len(&obj.public_key()?))
+                Ok(mechanism::output_len(&obj.public_key()?))
             }
-            _ => Err(Error::from(CallError::NoOperation("no decrypt operation"))),
+            _ => Err(Error::from(CallError::NoOperation("decrypt"))),
         }
     }
 
@@ -248,25 +201,13 @@ impl Module {
             Some(p) => p,
             None => {
                 let obj = self.operation_key(h, key)?;
-                let public = obj.public_key()?;
-                let k = rsa_parts(&public)?.0.len();
-                if data.len() != k {
-                    return Err(Error::EncryptedDataLenRange);
-                }
                 let blob = obj
                     .blob
                     .clone()
                     .ok_or_else(|| Error::from(CallError::KeyHandleInvalid("not a TPM key")))?;
-                let em = self.with_key(slot, &blob, |t, kh| t.rsa_raw(kh, data, true))?;
-                let em = Zeroizing::new(left_pad(&em, k));
-                match &mech {
-                    Mech::RsaX509 => em,
-                    Mech::RsaPkcs => mechanism::rsa::pkcs1_decrypt_unpad(&em)?,
-                    Mech::Oaep { hash, mgf, label } => {
-                        mechanism::rsa::oaep_decode(&em, *hash, *mgf, label)?
-                    }
-                    _ => return Err(Error::MechanismInvalid(0)),
-                }
+                mechanism::decrypt(&mech, &obj.public_key()?, data, |c| {
+                    self.with_key(slot, &blob, |t, kh| t.rsa_raw(kh, c, true))
+                })?
             }
         };
         if plain.len() > capacity {
@@ -304,10 +245,12 @@ impl Module {
         let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
         let key = match &s.op {
             Some(Operation::Encrypt { key, .. }) => *key,
-            _ => return Err(Error::from(CallError::NoOperation("no encrypt operation"))),
+            _ => return Err(Error::from(CallError::NoOperation("encrypt"))),
         };
         drop(st);
-        Ok(signature_len(&self.operation_key(h, key)?.public_key()?))
+        Ok(mechanism::output_len(
+            &self.operation_key(h, key)?.public_key()?,
+        ))
     }
 
     pub fn encrypt(&self, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<Vec<u8>> {
@@ -315,17 +258,7 @@ impl Module {
             Operation::Encrypt { key, mech } => Ok((key, mech)),
             other => Err(Box::new(other)),
         })?;
-        let obj = self.operation_key(h, key)?;
-        let public = obj.public_key()?;
-        let (n, e) = rsa_parts(&public)?;
-        match &mech {
-            Mech::RsaPkcs => mechanism::rsa::encrypt_pkcs1(n, e, data),
-            Mech::RsaX509 => mechanism::rsa::encrypt_raw(n, e, data),
-            Mech::Oaep { hash, mgf, label } => {
-                mechanism::rsa::encrypt_oaep(n, e, data, *hash, *mgf, label)
-            }
-            _ => Err(Error::MechanismInvalid(0)),
-        }
+        mechanism::encrypt(&mech, &self.operation_key(h, key)?.public_key()?, data)
     }
 
     pub fn digest_init(&self, h: CK_SESSION_HANDLE, alg: HashAlg) -> Result<()> {
@@ -337,7 +270,7 @@ impl Module {
         let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
         match &s.op {
             Some(Operation::Digest(d)) => Ok(d.alg().output_len()),
-            _ => Err(Error::from(CallError::NoOperation("no digest operation"))),
+            _ => Err(Error::from(CallError::NoOperation("digest"))),
         }
     }
 
@@ -349,7 +282,7 @@ impl Module {
                 d.update(data);
                 Ok(())
             }
-            _ => Err(Error::from(CallError::NoOperation("no digest operation"))),
+            _ => Err(Error::from(CallError::NoOperation("digest"))),
         }
     }
 
@@ -376,57 +309,4 @@ pub(super) fn check_sign_mech(m: &Mech) -> Result<()> {
             "not a signature mechanism",
         ))),
     }
-}
-
-pub(super) fn signature_len(k: &PublicKey) -> usize {
-    match k {
-        PublicKey::Rsa { modulus, .. } => modulus.len(),
-        PublicKey::Ecc { x, .. } => 2 * x.len(),
-    }
-}
-
-pub(super) fn curve_of(k: &PublicKey) -> Result<Curve> {
-    match k {
-        PublicKey::Ecc { bits: 256, .. } => Ok(Curve::P256),
-        PublicKey::Ecc { bits: 384, .. } => Ok(Curve::P384),
-        _ => Err(Error::KeyTypeInconsistent),
-    }
-}
-
-pub(super) fn rsa_parts(k: &PublicKey) -> Result<(&[u8], &[u8])> {
-    match k {
-        PublicKey::Rsa { modulus, exponent } => Ok((modulus, exponent)),
-        PublicKey::Ecc { .. } => Err(Error::KeyTypeInconsistent),
-    }
-}
-
-/// CKM_ECDSA input as the TPM takes it: a digest of a known hash length; other lengths
-/// are cut or left-padded to the field size (SEC1 §4.1.3 uses the leftmost bits).
-pub(super) fn ecdsa_input(curve: Curve, data: &[u8]) -> Vec<u8> {
-    match data.len() {
-        20 | 32 | 48 | 64 => data.to_vec(),
-        _ => {
-            let n = curve.field_len();
-            if data.len() > n {
-                data[..n].to_vec()
-            } else {
-                left_pad(data, n)
-            }
-        }
-    }
-}
-
-/// Bit length of a big-endian integer.
-pub(super) fn bit_len(n: &[u8]) -> usize {
-    let first = n.iter().position(|b| *b != 0).unwrap_or(n.len());
-    match n.get(first) {
-        Some(b) => (n.len() - first - 1) * 8 + (8 - b.leading_zeros() as usize),
-        None => 0,
-    }
-}
-
-pub(super) fn left_pad(v: &[u8], n: usize) -> Vec<u8> {
-    let mut out = vec![0u8; n.saturating_sub(v.len())];
-    out.extend_from_slice(v);
-    out
 }

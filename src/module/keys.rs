@@ -4,10 +4,10 @@
 use cryptoki_sys::*;
 
 use super::Module;
-use super::crypto::{curve_of, left_pad};
 use super::token::Login;
 use crate::error::{CallError, Error, Result};
 use crate::mechanism::{self, Mech, ec::Curve};
+use crate::mechanism::{curve_of, left_pad};
 use crate::object::{self, Attrs, KeyPairRequest, Object};
 use crate::provision::{self};
 use crate::tpm::{self, Blob, Tpm, TpmError, templates::UserKeyKind};

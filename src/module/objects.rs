@@ -403,7 +403,7 @@ impl Module {
         let (list, pos) = s
             .find
             .as_mut()
-            .ok_or_else(|| Error::from(CallError::NoOperation("no search")))?;
+            .ok_or_else(|| Error::from(CallError::NoOperation("search")))?;
         let end = pos.saturating_add(max).min(list.len());
         let out = list[*pos..end].to_vec();
         *pos = end;
@@ -414,7 +414,7 @@ impl Module {
         let mut st = self.state.lock();
         let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
         if s.find.take().is_none() {
-            return Err(Error::from(CallError::NoOperation("no search")));
+            return Err(Error::from(CallError::NoOperation("search")));
         }
         Ok(())
     }

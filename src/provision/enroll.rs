@@ -16,7 +16,7 @@ use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
 use crate::card::Counter;
 use crate::error::{CallError, Error, Quoted, Result};
-use crate::mechanism::{self, HashAlg};
+use crate::mechanism::{self, HashAlg, Mech, PrivateResult, PrivateStep};
 use crate::object::{self, KeyPairRequest, Object, ObjectRecord};
 use crate::provision::access::OwnTpm;
 use crate::provision::pin::{OpenCard, open_card};
@@ -476,62 +476,59 @@ fn sign_inside(
         .ok_or_else(|| Error::from(CallError::KeyHandleInvalid("not a TPM key")))?;
     let keys = card.keys()?;
     let auth = card.pin_auth(pin);
-    match public {
-        PublicKey::Ecc { bits, .. } => {
-            let (hash, oid) = if *bits == 256 {
-                (HashAlg::Sha256, "1.2.840.10045.4.3.2")
-            } else {
-                (HashAlg::Sha384, "1.2.840.10045.4.3.3")
-            };
-            let digest = mechanism::digest::digest(hash, tbs);
-            let (r, s) = card.attempt(Counter::Pin, &OwnTpm::new(), |t| {
-                let k = t.load_user_key(keys.csk_ref(), &auth, &blob)?;
-                t.sign_ecdsa(k, &digest)
-            })?;
-            let curve = if *bits == 256 {
-                mechanism::ec::Curve::P256
-            } else {
-                mechanism::ec::Curve::P384
-            };
-            let rs = mechanism::ec::signature_rs(curve, &r, &s)?;
-            let der_sig = if *bits == 256 {
-                p256::ecdsa::Signature::from_slice(&rs)
-                    .map_err(|_| Error::SignatureInvalid)?
-                    .to_der()
-                    .as_bytes()
-                    .to_vec()
-            } else {
-                p384::ecdsa::Signature::from_slice(&rs)
-                    .map_err(|_| Error::SignatureInvalid)?
-                    .to_der()
-                    .as_bytes()
-                    .to_vec()
-            };
-            let alg = AlgorithmIdentifierOwned {
-                oid: der::asn1::ObjectIdentifier::new_unwrap(oid),
-                parameters: None,
-            };
-            Ok((alg, der_sig))
-        }
-        PublicKey::Rsa { modulus, .. } => {
-            let digest = mechanism::digest::digest(HashAlg::Sha256, tbs);
-            let em = mechanism::rsa::pkcs1_sign_pad(
-                &HashAlg::Sha256.digest_info(&digest)?,
-                modulus.len(),
-            )?;
-            let sig = card.attempt(Counter::Pin, &OwnTpm::new(), |t| {
-                let k = t.load_user_key(keys.csk_ref(), &auth, &blob)?;
-                t.rsa_raw(k, &em, false)
-            })?;
-            let mut padded = vec![0u8; modulus.len().saturating_sub(sig.len())];
-            padded.extend_from_slice(&sig);
-            let alg = AlgorithmIdentifierOwned {
-                oid: der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11"),
-                parameters: Some(der::asn1::Null.into()),
-            };
-            Ok((alg, padded))
-        }
-    }
+    // The same mechanisms a PKCS#11 client would use: ECDSA with SHA-256 (P-256) or
+    // SHA-384 (P-384), RSA PKCS#1 v1.5 with SHA-256.
+    let (mech, oid, parameters) = match public {
+        PublicKey::Ecc { bits: 256, .. } => (
+            Mech::HashEcdsa(HashAlg::Sha256),
+            "1.2.840.10045.4.3.2",
+            None,
+        ),
+        PublicKey::Ecc { .. } => (
+            Mech::HashEcdsa(HashAlg::Sha384),
+            "1.2.840.10045.4.3.3",
+            None,
+        ),
+        PublicKey::Rsa { .. } => (
+            Mech::HashRsaPkcs(HashAlg::Sha256),
+            "1.2.840.113549.1.1.11",
+            Some(der::asn1::Null.into()),
+        ),
+    };
+    let hash = mech.data_hash().unwrap_or(HashAlg::Sha256);
+    let digest = mechanism::digest::digest(hash, tbs);
+    let sig = mechanism::sign(&mech, public, &digest, |step| {
+        card.attempt(Counter::Pin, &OwnTpm::new(), |t| {
+            let k = t.load_user_key(keys.csk_ref(), &auth, &blob)?;
+            match step {
+                PrivateStep::Ecdsa { digest } => t
+                    .sign_ecdsa(k, digest)
+                    .map(|(r, s)| PrivateResult::Ecdsa { r, s }),
+                PrivateStep::RsaRaw { em } => t
+                    .rsa_raw(k, em, false)
+                    .map(|v| PrivateResult::Rsa(v.to_vec())),
+            }
+        })
+    })?;
+    // X.509 carries ECDSA signatures DER-encoded, not as r ‖ s.
+    let signature = match public {
+        PublicKey::Ecc { bits: 256, .. } => p256::ecdsa::Signature::from_slice(&sig)
+            .map_err(|_| Error::SignatureInvalid)?
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+        PublicKey::Ecc { .. } => p384::ecdsa::Signature::from_slice(&sig)
+            .map_err(|_| Error::SignatureInvalid)?
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+        PublicKey::Rsa { .. } => sig,
+    };
+    let alg = AlgorithmIdentifierOwned {
+        oid: der::asn1::ObjectIdentifier::new_unwrap(oid),
+        parameters,
+    };
+    Ok((alg, signature))
 }
 
 fn cert_der(data: &[u8]) -> Result<Vec<u8>> {
