@@ -2673,12 +2673,12 @@ fn hammer(sh: Shared, seed: u64, iterations: usize) -> (Vec<String>, usize) {
                     &at("C_GetMechanismInfo"),
                 );
             }
-            // Not offered, whatever the handle.
+            // Not offered: CKR_FUNCTION_NOT_SUPPORTED on a live session; a bad handle is
+            // CKR_SESSION_HANDLE_INVALID first (the session is checked before anything).
             11 => {
-                let h = if rng.below(2) == 0 {
-                    live.last().copied().unwrap_or(0)
-                } else {
-                    bad_session(&mut rng, &stale)
+                let (h, want) = match live.last().copied() {
+                    Some(h) if rng.below(2) == 0 => (h, CKR_FUNCTION_NOT_SUPPORTED),
+                    _ => (bad_session(&mut rng, &stale), CKR_SESSION_HANDLE_INVALID),
                 };
                 let mut b = [0u8; 16];
                 let mut l: CK_ULONG = 16;
@@ -2688,13 +2688,13 @@ fn hammer(sh: Shared, seed: u64, iterations: usize) -> (Vec<String>, usize) {
                         f,
                         C_EncryptUpdate(h, b.as_mut_ptr(), 16, b.as_mut_ptr(), &mut l)
                     ),
-                    &[CKR_FUNCTION_NOT_SUPPORTED],
+                    &[want],
                     &at("C_EncryptUpdate"),
                 );
                 allow(
                     &mut errs,
                     p11!(sh.f3, C_MessageSignFinal(h)),
-                    &[CKR_FUNCTION_NOT_SUPPORTED],
+                    &[want],
                     &at("C_MessageSignFinal"),
                 );
             }

@@ -5,7 +5,7 @@ use cryptoki_sys::*;
 use zeroize::Zeroizing;
 
 use super::Module;
-use super::sessions::{Operation, SignOp, invalid_session};
+use super::sessions::{DigestOp, OpKind, Operation, Part, SignOp};
 use crate::error::{CallError, Error, Result};
 use crate::mechanism::{self, HashAlg, Mech, PrivateResult, PrivateStep};
 use crate::object::{self, Object};
@@ -59,60 +59,48 @@ impl Module {
         self.start_op(h, Operation::Verify(SignOp::new(key, mech, false)))
     }
 
-    /// Signature length of the active sign operation (no TPM command).
-    pub fn sign_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
-        let (key, _) = self.active_sign(h)?;
+    /// Signature length of the active sign operation (no TPM command), for a size query
+    /// of C_Sign (`Part::Single`) or C_SignFinal (`Part::Multi`).
+    pub fn sign_len(&self, h: CK_SESSION_HANDLE, part: Part) -> Result<usize> {
+        let key = self.with_op(h, OpKind::Sign, Some(part), |op| match op {
+            Operation::Sign(op) => Ok(op.key),
+            _ => Err(CallError::NoOperation("sign").into()),
+        })?;
         let obj = self.operation_key(h, key)?;
         Ok(mechanism::output_len(&obj.public_key()?))
     }
 
-    pub(super) fn active_sign(&self, h: CK_SESSION_HANDLE) -> Result<(CK_OBJECT_HANDLE, bool)> {
-        let st = self.state.lock();
-        let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
-        match &s.op {
-            Some(Operation::Sign(op)) => Ok((op.key, op.needs_context_login)),
-            _ => Err(Error::from(CallError::NoOperation("sign"))),
-        }
-    }
-
-    /// Feeds data to the active sign or verify operation.
-    pub fn update(&self, h: CK_SESSION_HANDLE, verify: bool, data: &[u8]) -> Result<()> {
-        let mut st = self.state.lock();
-        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
-        let r = match (&mut s.op, verify) {
-            (Some(Operation::Sign(op)), false) | (Some(Operation::Verify(op)), true) => {
+    /// Feeds data to the active sign or verify operation (C_SignUpdate, C_VerifyUpdate).
+    pub fn update(&self, h: CK_SESSION_HANDLE, kind: OpKind, data: &[u8]) -> Result<()> {
+        self.with_op(h, kind, Some(Part::Multi), |op| match op {
+            Operation::Sign(op) | Operation::Verify(op) => {
                 if op.mech.data_hash().is_none() {
                     Err(Error::Unsupported("this mechanism is single-part".into()))
                 } else {
                     op.update(data)
                 }
             }
-            _ => return Err(Error::from(CallError::NoOperation("such"))),
-        };
-        if r.is_err() {
-            s.op = None;
-        }
-        r
+            _ => Err(CallError::NoOperation("sign or verify").into()),
+        })
     }
 
     /// Finishes the sign operation with `last` (C_Sign) or without (C_SignFinal).
     pub fn sign(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>) -> Result<Vec<u8>> {
         let (slot, _, _) = self.session_view(h)?;
-        let mut op = self.take_op(h, "sign", |op| match op {
-            Operation::Sign(op) => Ok(op),
-            other => Err(Box::new(other)),
-        })?;
-        // Either error below ends the operation, as every failed C_Sign does.
+        let part = if last.is_some() {
+            Part::Single
+        } else {
+            Part::Multi
+        };
+        let Operation::Sign(mut op) = self.take_op(h, OpKind::Sign, part)? else {
+            return Err(CallError::NoOperation("sign").into());
+        };
         if op.needs_context_login {
             // PKCS#11 2.40 §5.12: C_SignInit, C_Login(CKU_CONTEXT_SPECIFIC), C_Sign.
-            return Err(Error::from(CallError::NotLoggedIn(
+            return Err(CallError::NotLoggedIn(
                 "this key needs the PIN again (CKU_CONTEXT_SPECIFIC)",
-            )));
-        }
-        if last.is_some() && op.multipart {
-            return Err(Error::from(CallError::OperationActive(
-                "C_Sign after C_SignUpdate",
-            )));
+            )
+            .into());
         }
         let obj = self.operation_key(h, op.key)?;
         let input = op.finish_input(last);
@@ -131,12 +119,17 @@ impl Module {
         })
     }
 
-    /// Finishes a verify operation; Ok when the signature verifies.
+    /// Finishes a verify operation (C_Verify with `last`, C_VerifyFinal without); Ok when
+    /// the signature verifies.
     pub fn verify(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>, sig: &[u8]) -> Result<()> {
-        let mut op = self.take_op(h, "verify", |op| match op {
-            Operation::Verify(op) => Ok(op),
-            other => Err(Box::new(other)),
-        })?;
+        let part = if last.is_some() {
+            Part::Single
+        } else {
+            Part::Multi
+        };
+        let Operation::Verify(mut op) = self.take_op(h, OpKind::Verify, part)? else {
+            return Err(CallError::NoOperation("verify").into());
+        };
         let obj = self.operation_key(h, op.key)?;
         let input = op.finish_input(last);
         mechanism::verify(&op.mech, &obj.public_key()?, &input, sig)
@@ -168,19 +161,18 @@ impl Module {
         )
     }
 
-    /// The largest plaintext the active decryption can give (the modulus size).
+    /// The largest plaintext the active decryption can give (the modulus size), or the
+    /// length of a plaintext held for the caller's retry.
     pub fn decrypt_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
-        let st = self.state.lock();
-        let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
-        match &s.op {
-            Some(Operation::Decrypt { held: Some(p), .. }) => Ok(p.len()),
-            Some(Operation::Decrypt { key, .. }) => {
-                let k = *key;
-                drop(st);
-                let obj = self.operation_key(h, k)?;
-                Ok(mechanism::output_len(&obj.public_key()?))
-            }
-            _ => Err(Error::from(CallError::NoOperation("decrypt"))),
+        let (key, held) = self.with_op(h, OpKind::Decrypt, None, |op| match op {
+            Operation::Decrypt { key, held, .. } => Ok((*key, held.as_ref().map(|p| p.len()))),
+            _ => Err(CallError::NoOperation("decrypt").into()),
+        })?;
+        match held {
+            Some(n) => Ok(n),
+            None => Ok(mechanism::output_len(
+                &self.operation_key(h, key)?.public_key()?,
+            )),
         }
     }
 
@@ -193,10 +185,11 @@ impl Module {
         capacity: usize,
     ) -> Result<std::result::Result<Zeroizing<Vec<u8>>, usize>> {
         let (slot, _, _) = self.session_view(h)?;
-        let (key, mech, held) = self.take_op(h, "decrypt", |op| match op {
-            Operation::Decrypt { key, mech, held } => Ok((key, mech, held)),
-            other => Err(Box::new(other)),
-        })?;
+        let Operation::Decrypt { key, mech, held } =
+            self.take_op(h, OpKind::Decrypt, Part::Single)?
+        else {
+            return Err(CallError::NoOperation("decrypt").into());
+        };
         let plain = match held {
             Some(p) => p,
             None => {
@@ -240,61 +233,71 @@ impl Module {
         self.start_op(h, Operation::Encrypt { key, mech })
     }
 
+    /// The ciphertext length of the active encryption (the modulus size).
     pub fn encrypt_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
-        let st = self.state.lock();
-        let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
-        let key = match &s.op {
-            Some(Operation::Encrypt { key, .. }) => *key,
-            _ => return Err(Error::from(CallError::NoOperation("encrypt"))),
-        };
-        drop(st);
+        let key = self.with_op(h, OpKind::Encrypt, None, |op| match op {
+            Operation::Encrypt { key, .. } => Ok(*key),
+            _ => Err(CallError::NoOperation("encrypt").into()),
+        })?;
         Ok(mechanism::output_len(
             &self.operation_key(h, key)?.public_key()?,
         ))
     }
 
+    /// Encrypts with the public key on the host (C_Encrypt).
     pub fn encrypt(&self, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<Vec<u8>> {
-        let (key, mech) = self.take_op(h, "encrypt", |op| match op {
-            Operation::Encrypt { key, mech } => Ok((key, mech)),
-            other => Err(Box::new(other)),
-        })?;
+        let Operation::Encrypt { key, mech } = self.take_op(h, OpKind::Encrypt, Part::Single)?
+        else {
+            return Err(CallError::NoOperation("encrypt").into());
+        };
         mechanism::encrypt(&mech, &self.operation_key(h, key)?.public_key()?, data)
     }
 
+    /// C_DigestInit.
     pub fn digest_init(&self, h: CK_SESSION_HANDLE, alg: HashAlg) -> Result<()> {
-        self.start_op(h, Operation::Digest(mechanism::Hasher::new(alg)))
+        self.start_op(
+            h,
+            Operation::Digest(DigestOp {
+                hasher: mechanism::Hasher::new(alg),
+                part: None,
+            }),
+        )
     }
 
-    pub fn digest_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
-        let st = self.state.lock();
-        let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
-        match &s.op {
-            Some(Operation::Digest(d)) => Ok(d.alg().output_len()),
-            _ => Err(Error::from(CallError::NoOperation("digest"))),
-        }
+    /// The digest length, for a size query of C_Digest (`Part::Single`) or C_DigestFinal
+    /// (`Part::Multi`).
+    pub fn digest_len(&self, h: CK_SESSION_HANDLE, part: Part) -> Result<usize> {
+        self.with_op(h, OpKind::Digest, Some(part), |op| match op {
+            Operation::Digest(d) => Ok(d.hasher.alg().output_len()),
+            _ => Err(CallError::NoOperation("digest").into()),
+        })
     }
 
+    /// C_DigestUpdate.
     pub fn digest_update(&self, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<()> {
-        let mut st = self.state.lock();
-        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
-        match &mut s.op {
-            Some(Operation::Digest(d)) => {
-                d.update(data);
+        self.with_op(h, OpKind::Digest, Some(Part::Multi), |op| match op {
+            Operation::Digest(d) => {
+                d.hasher.update(data);
                 Ok(())
             }
-            _ => Err(Error::from(CallError::NoOperation("digest"))),
-        }
+            _ => Err(CallError::NoOperation("digest").into()),
+        })
     }
 
+    /// Finishes the digest with `last` (C_Digest) or without (C_DigestFinal).
     pub fn digest_final(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>) -> Result<Vec<u8>> {
-        let mut d = self.take_op(h, "digest", |op| match op {
-            Operation::Digest(d) => Ok(d),
-            other => Err(Box::new(other)),
-        })?;
+        let part = if last.is_some() {
+            Part::Single
+        } else {
+            Part::Multi
+        };
+        let Operation::Digest(mut d) = self.take_op(h, OpKind::Digest, part)? else {
+            return Err(CallError::NoOperation("digest").into());
+        };
         if let Some(x) = last {
-            d.update(x);
+            d.hasher.update(x);
         }
-        Ok(d.finalize())
+        Ok(d.hasher.finalize())
     }
 }
 

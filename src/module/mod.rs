@@ -40,7 +40,7 @@ use crate::tpm::TpmError;
 pub use keys::MAX_RANDOM;
 pub use objects::AttrRead;
 pub use registry::TokenFacts;
-pub use sessions::SessionFacts;
+pub use sessions::{OpKind, Part, SessionFacts};
 pub use tpm_link::WAIT_ENV;
 
 #[derive(Debug, Default)]

@@ -9,6 +9,37 @@ use super::token::Login;
 use crate::error::{CallError, Error, Result};
 use crate::mechanism::{Hasher, Mech};
 
+/// The kinds of operation, one per PKCS#11 function family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Sign,
+    Verify,
+    Encrypt,
+    Decrypt,
+    Digest,
+}
+
+impl OpKind {
+    fn name(self) -> &'static str {
+        match self {
+            OpKind::Sign => "sign",
+            OpKind::Verify => "verify",
+            OpKind::Encrypt => "encrypt",
+            OpKind::Decrypt => "decrypt",
+            OpKind::Digest => "digest",
+        }
+    }
+}
+
+/// How an operation is being fed: by its one-shot call (C_Sign, a length query
+/// included), or by C_XUpdate … C_XFinal. The first call decides; mixing them is
+/// CKR_OPERATION_ACTIVE (PKCS#11 2.40 §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Single,
+    Multi,
+}
+
 /// An operation in progress in a session.
 #[derive(Debug)]
 pub(crate) enum Operation {
@@ -23,7 +54,47 @@ pub(crate) enum Operation {
         key: CK_OBJECT_HANDLE,
         mech: Mech,
     },
-    Digest(Hasher),
+    Digest(DigestOp),
+}
+
+impl Operation {
+    pub(super) fn kind(&self) -> OpKind {
+        match self {
+            Operation::Sign(_) => OpKind::Sign,
+            Operation::Verify(_) => OpKind::Verify,
+            Operation::Decrypt { .. } => OpKind::Decrypt,
+            Operation::Encrypt { .. } => OpKind::Encrypt,
+            Operation::Digest(_) => OpKind::Digest,
+        }
+    }
+
+    /// Notes how the operation is fed; refuses a mix of one-shot and multi-part calls.
+    /// Encryption and decryption are single-part only (their multi-part functions are not
+    /// offered), so they never mix.
+    fn feed(&mut self, part: Part) -> Result<()> {
+        let seen = match self {
+            Operation::Sign(op) | Operation::Verify(op) => &mut op.part,
+            Operation::Digest(op) => &mut op.part,
+            Operation::Decrypt { .. } | Operation::Encrypt { .. } => return Ok(()),
+        };
+        match seen {
+            Some(p) if *p != part => Err(CallError::OperationActive(
+                "one-shot and multi-part calls of one operation do not mix",
+            )
+            .into()),
+            _ => {
+                *seen = Some(part);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A digest: the hash so far and how it is fed.
+#[derive(Debug)]
+pub(crate) struct DigestOp {
+    pub hasher: Hasher,
+    pub part: Option<Part>,
 }
 
 /// Sign or verify: the key, the mechanism and what the data became so far.
@@ -35,8 +106,8 @@ pub(crate) struct SignOp {
     pub hasher: Option<Hasher>,
     /// Raw mechanisms collect multi-part data.
     pub buffer: Vec<u8>,
-    /// Whether C_SignUpdate was used (then C_Sign is refused, and vice versa).
-    pub multipart: bool,
+    /// One-shot or multi-part, once the first call told.
+    pub part: Option<Part>,
     /// CKA_ALWAYS_AUTHENTICATE key: a C_Login(CKU_CONTEXT_SPECIFIC) is due first.
     pub needs_context_login: bool,
 }
@@ -49,14 +120,13 @@ impl SignOp {
             mech,
             hasher,
             buffer: Vec::new(),
-            multipart: false,
+            part: None,
             needs_context_login,
         }
     }
 
     /// Takes more data (multi-part).
     pub(super) fn update(&mut self, data: &[u8]) -> Result<()> {
-        self.multipart = true;
         match &mut self.hasher {
             Some(h) => h.update(data),
             None => {
@@ -197,7 +267,7 @@ impl Module {
     }
 
     /// The session's slot, its R/W flag, and whether a user (or the SO) is logged in.
-    pub(super) fn session_view(
+    pub(crate) fn session_view(
         &self,
         h: CK_SESSION_HANDLE,
     ) -> Result<(CK_SLOT_ID, bool, Option<CK_USER_TYPE>)> {
@@ -223,31 +293,53 @@ impl Module {
         Ok(())
     }
 
-    /// Takes the session's active operation out when `pick` accepts it (the operation ends
-    /// there, whatever follows); otherwise leaves it in place and answers
-    /// CKR_OPERATION_NOT_INITIALIZED for a `what` operation.
-    pub(super) fn take_op<T>(
+    /// Runs `f` on the session's active operation of `kind`, fed as `part` when given
+    /// (a mix of one-shot and multi-part calls is refused); CKR_OPERATION_NOT_INITIALIZED
+    /// when no such operation is active. `f` runs under the state lock: no TPM work.
+    pub(super) fn with_op<T>(
         &self,
         h: CK_SESSION_HANDLE,
-        what: &'static str,
-        pick: impl FnOnce(Operation) -> std::result::Result<T, Box<Operation>>,
+        kind: OpKind,
+        part: Option<Part>,
+        f: impl FnOnce(&mut Operation) -> Result<T>,
     ) -> Result<T> {
         let mut st = self.state.lock();
         let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
-        let refused = match s.op.take() {
-            Some(op) => match pick(op) {
-                Ok(t) => return Ok(t),
-                Err(op) => Some(*op),
-            },
-            None => None,
-        };
-        s.op = refused;
-        Err(CallError::NoOperation(what).into())
+        match s.op.as_mut().filter(|op| op.kind() == kind) {
+            Some(op) => {
+                if let Some(p) = part {
+                    op.feed(p)?;
+                }
+                f(op)
+            }
+            None => Err(CallError::NoOperation(kind.name()).into()),
+        }
     }
 
-    /// Ends the active operation (after an error the edge decides it ends).
-    pub fn end_op(&self, h: CK_SESSION_HANDLE) {
-        if let Some(s) = self.state.lock().sessions.get_mut(&h) {
+    /// Takes the session's active operation of `kind` out, fed as `part` (the operation
+    /// ends there, whatever follows); CKR_OPERATION_NOT_INITIALIZED when there is none.
+    pub(super) fn take_op(
+        &self,
+        h: CK_SESSION_HANDLE,
+        kind: OpKind,
+        part: Part,
+    ) -> Result<Operation> {
+        let mut st = self.state.lock();
+        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        match s.op.as_mut().filter(|op| op.kind() == kind) {
+            Some(op) => op.feed(part)?,
+            None => return Err(CallError::NoOperation(kind.name()).into()),
+        }
+        s.op.take()
+            .ok_or_else(|| CallError::NoOperation(kind.name()).into())
+    }
+
+    /// Ends the session's active operation if it is of `kind` (a failed call ends it,
+    /// PKCS#11 2.40 §5.2: the edge decides when).
+    pub fn end_op(&self, h: CK_SESSION_HANDLE, kind: OpKind) {
+        if let Some(s) = self.state.lock().sessions.get_mut(&h)
+            && s.op.as_ref().is_some_and(|op| op.kind() == kind)
+        {
             s.op = None;
         }
     }
