@@ -12,6 +12,8 @@ mod dispatch;
 pub mod ec;
 pub mod rsa;
 mod table;
+#[cfg(test)]
+mod wycheproof_tests;
 
 pub use digest::{HashAlg, Hasher};
 pub use dispatch::{
