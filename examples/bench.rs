@@ -252,6 +252,49 @@ fn private_key(s: &Session, label: &str) -> ObjectHandle {
     .expect("find")[0]
 }
 
+/// EMSA-PKCS1-v1_5 of `t` for a `k`-byte modulus (what the module does on the host).
+fn pkcs1_sign_pad(t: &[u8], k: usize) -> Vec<u8> {
+    let mut em = vec![0xff; k];
+    em[0] = 0;
+    em[1] = 1;
+    em[k - t.len() - 1] = 0;
+    em[k - t.len()..].copy_from_slice(t);
+    em
+}
+
+fn rsa_public(n: &[u8], e: &[u8]) -> rsa::RsaPublicKey {
+    rsa::RsaPublicKey::new(
+        rsa::BigUint::from_bytes_be(n),
+        rsa::BigUint::from_bytes_be(e),
+    )
+    .expect("an RSA public key")
+}
+
+/// The system's random numbers for the `rsa` crate's padding.
+struct SysRng;
+
+impl rsa::rand_core::RngCore for SysRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        getrandom::fill(dest).expect("system randomness");
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rsa::rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rsa::rand_core::CryptoRng for SysRng {}
+
 fn digest_info(hash: &[u8]) -> Vec<u8> {
     let mut v = hex::decode("3031300d060960864801650304020105000420").expect("prefix");
     v.extend_from_slice(hash);
@@ -653,7 +696,7 @@ fn measure_floor(
     });
     set(t, "C_Sign ECDSA P-256", |r| r.floor = Some(f));
     let k = tpm.load_user_key(csk, &auth, &rsa_blob).expect("load");
-    let em = tpmvsc::mechanism::rsa::pkcs1_sign_pad(&digest_info(&h), 256).expect("pad");
+    let em = pkcs1_sign_pad(&digest_info(&h), 256);
     let f = time_n(scale(100), || {
         tpm.rsa_raw(k, &em, false).expect("RSA sign");
     });
@@ -662,7 +705,8 @@ fn measure_floor(
     let tpmvsc::tpm::PublicKey::Rsa { modulus, exponent } = rsa_pub else {
         panic!("RSA")
     };
-    let c = tpmvsc::mechanism::rsa::encrypt_pkcs1(&modulus, &exponent, b"secret message")
+    let c = rsa_public(&modulus, &exponent)
+        .encrypt(&mut SysRng, rsa::Pkcs1v15Encrypt, b"secret message")
         .expect("encrypt");
     let f = time_n(scale(100), || {
         tpm.rsa_raw(k, &c, true).expect("decrypt");
@@ -849,8 +893,9 @@ fn measure_tpm2_pkcs11(
                     _ => {}
                 }
             }
-            let sha = tpmvsc::mechanism::HashAlg::Sha256;
-            if let Ok(c) = tpmvsc::mechanism::rsa::encrypt_oaep(&n, &e, b"secret", sha, sha, &[]) {
+            if let Ok(c) =
+                rsa_public(&n, &e).encrypt(&mut SysRng, rsa::Oaep::new::<Sha256>(), b"secret")
+            {
                 let mut fails = 0;
                 let f = time_n(scale(50), || {
                     if s.decrypt(&oaep(), rsa, &c).is_err() {

@@ -13,13 +13,13 @@
 //! - [`error`]: the error type, its messages and exit codes.
 
 pub mod card;
-pub mod checked_dir;
+mod checked_dir;
 pub mod cli;
 pub mod error;
 pub mod ffi;
-pub mod mechanism;
-pub mod module;
-pub mod object;
+mod mechanism;
+mod module;
+mod object;
 pub mod provision;
 pub mod simulator;
 pub mod store;

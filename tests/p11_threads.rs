@@ -290,7 +290,7 @@ fn finalize_with_logins_in_flight_returns_within_a_bound() {
 fn a_frozen_tpm_holds_one_thread_and_the_others_get_device_error() {
     let w = P11World::new(&[]);
     // SAFETY: set before any thread of this test starts and before the module loads.
-    unsafe { std::env::set_var(tpmvsc::module::WAIT_ENV, "2") };
+    unsafe { std::env::set_var("TPMVSC_TPM_WAIT", "2") };
     let m = RawModule::open();
     let f = Fns::load(&m);
     assert_eq!(f.initialize(CKF_OS_LOCKING_OK), CKR_OK);
@@ -559,7 +559,7 @@ fn a_lost_answer_abandons_the_connection_and_the_next_call_gets_a_new_one() {
     let store = TestStore::new();
     set_module_env(&store, &relay.tcti());
     // SAFETY: set before any thread of this test starts and before the module loads.
-    unsafe { std::env::set_var(tpmvsc::module::WAIT_ENV, "2") };
+    unsafe { std::env::set_var("TPMVSC_TPM_WAIT", "2") };
     let cli = Cli::new(&store, &relay.tcti());
     cli.tpmvsc(&["create", "--name", "t", "--puk", "default"])
         .ok("create");
@@ -646,7 +646,7 @@ fn c_finalize_returns_within_a_bound_on_a_frozen_tpm() {
 fn a_login_behind_a_login_stuck_on_a_frozen_tpm_gets_device_error_soon() {
     let w = P11World::new(&[]);
     // SAFETY: set before any thread of this test starts and before the module loads.
-    unsafe { std::env::set_var(tpmvsc::module::WAIT_ENV, "2") };
+    unsafe { std::env::set_var("TPMVSC_TPM_WAIT", "2") };
     let m = RawModule::open();
     let f = Fns::load(&m);
     assert_eq!(f.initialize(CKF_OS_LOCKING_OK), CKR_OK);

@@ -21,11 +21,11 @@ use super::{CheckedDir, check_name, type_name};
 use crate::error::{Error, Result};
 
 /// How long a process waits for a store, card or TPM lock before it gives up.
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Environment variable replacing [`LOCK_TIMEOUT`]: seconds, fractions allowed (`0.5`).
 /// Tests use a short bound; a slow TPM may want a longer one.
-pub const LOCK_TIMEOUT_ENV: &str = "TPMVSC_LOCK_TIMEOUT";
+pub(crate) const LOCK_TIMEOUT_ENV: &str = "TPMVSC_LOCK_TIMEOUT";
 
 /// Longest pause between two tries of a busy lock.
 const MAX_PAUSE: Duration = Duration::from_millis(5);
@@ -60,7 +60,7 @@ pub struct LockHolder {
 }
 
 /// The bound on lock waits: [`LOCK_TIMEOUT_ENV`] when set, else [`LOCK_TIMEOUT`].
-pub fn lock_timeout() -> Result<Duration> {
+pub(crate) fn lock_timeout() -> Result<Duration> {
     let Some(raw) = std::env::var_os(LOCK_TIMEOUT_ENV) else {
         return Ok(LOCK_TIMEOUT);
     };

@@ -19,7 +19,7 @@
 //! - nothing is written into a directory the caller does not own, root included
 //!   ([`CheckedDir::check_writable`]).
 
-pub mod lock_file;
+pub(crate) mod lock_file;
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -33,7 +33,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
-pub use lock_file::{LockBusy, LockFile, LockHolder};
+pub(crate) use lock_file::{LockBusy, LockFile};
 
 /// Who may own a directory tpmvsc uses, and which permission bits it may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -464,7 +464,7 @@ impl CheckedDir {
 /// `durable`. Without `durable` (retry counters, DESIGN.md §6) a crash may lose the write
 /// but never leaves a torn file. No ownership checks: [`CheckedDir::write_atomic`] adds
 /// them; this is also the way to write a file the user named (an exported certificate).
-pub fn write_atomic_in(
+pub(crate) fn write_atomic_in(
     dir: BorrowedFd<'_>,
     dir_path: &Path,
     name: &str,
@@ -497,7 +497,7 @@ pub fn write_atomic_in(
 
 /// Opens the directory `path` (following links: a path the user chose) for
 /// [`write_atomic_in`].
-pub fn open_dir_unchecked(path: &Path) -> Result<OwnedFd> {
+pub(crate) fn open_dir_unchecked(path: &Path) -> Result<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     rustix::fs::openat(rustix::fs::CWD, path, flags, Mode::empty())
         .map_err(|e| Error::io(path, e.into()))
@@ -506,7 +506,7 @@ pub fn open_dir_unchecked(path: &Path) -> Result<OwnedFd> {
 /// Reads the regular file `path` (a path the user or a test chose: the directories above
 /// it are resolved, the file itself is not followed if it is a link), at most `limit`
 /// bytes; anything else is an error naming it.
-pub fn read_path(path: &Path, limit: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_path(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -526,7 +526,7 @@ pub fn read_path(path: &Path, limit: u64) -> Result<Vec<u8>> {
 
 /// Reads a regular file already opened (without following a link), at most `limit`
 /// bytes; anything else is an error naming `path`.
-pub fn read_regular(file: File, path: &Path, limit: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_regular(file: File, path: &Path, limit: u64) -> Result<Vec<u8>> {
     let st = rustix::fs::fstat(&file).map_err(|e| Error::io(path, e.into()))?;
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::RegularFile {
@@ -551,7 +551,7 @@ pub fn read_regular(file: File, path: &Path, limit: u64) -> Result<Vec<u8>> {
 }
 
 /// "64 KiB", "1 MiB", "100 bytes".
-pub fn human_size(n: u64) -> String {
+pub(crate) fn human_size(n: u64) -> String {
     match n {
         n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
         n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 
 /// A hash algorithm the module offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HashAlg {
+pub(crate) enum HashAlg {
     Sha1,
     Sha256,
     Sha384,
@@ -22,8 +22,9 @@ pub enum HashAlg {
 }
 
 impl HashAlg {
-    /// Every algorithm, for tables and tests.
-    pub const ALL: [HashAlg; 4] = [
+    /// Every algorithm, for the tests.
+    #[cfg(test)]
+    pub(crate) const ALL: [HashAlg; 4] = [
         HashAlg::Sha1,
         HashAlg::Sha256,
         HashAlg::Sha384,
@@ -31,7 +32,7 @@ impl HashAlg {
     ];
 
     /// Length of the digest in bytes.
-    pub fn output_len(self) -> usize {
+    pub(crate) fn output_len(self) -> usize {
         match self {
             HashAlg::Sha1 => 20,
             HashAlg::Sha256 => 32,
@@ -42,7 +43,7 @@ impl HashAlg {
 
     /// DER prefix of the DigestInfo for this hash (RFC 8017 §9.2 note 1), with the NULL
     /// parameters that the RFC and every TPM's RSASSA write.
-    pub fn digest_info_prefix(self) -> &'static [u8] {
+    pub(crate) fn digest_info_prefix(self) -> &'static [u8] {
         match self {
             HashAlg::Sha1 => &PREFIX_SHA1,
             HashAlg::Sha256 => &PREFIX_SHA256,
@@ -52,7 +53,7 @@ impl HashAlg {
     }
 
     /// DigestInfo = prefix ‖ digest (digest must have output_len bytes, else DataLenRange).
-    pub fn digest_info(self, digest: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn digest_info(self, digest: &[u8]) -> Result<Vec<u8>> {
         if digest.len() != self.output_len() {
             return Err(Error::DataLenRange("digest length does not match the hash"));
         }
@@ -63,13 +64,8 @@ impl HashAlg {
         Ok(out)
     }
 
-    /// For CKM_SHA_1/CKM_SHA256/384/512 digest mechanisms.
-    pub fn from_digest_mechanism(m: u64) -> Option<HashAlg> {
-        Self::from_ckm(m)
-    }
-
     /// CKM_SHA_1 etc. as used in CK_RSA_PKCS_PSS_PARAMS.hashAlg / CK_RSA_PKCS_OAEP_PARAMS.hashAlg.
-    pub fn from_ckm(m: u64) -> Option<HashAlg> {
+    pub(crate) fn from_ckm(m: u64) -> Option<HashAlg> {
         // CK_ULONG is u64 on the 64-bit Linux targets the module is built for.
         match m {
             CKM_SHA_1 => Some(HashAlg::Sha1),
@@ -81,7 +77,7 @@ impl HashAlg {
     }
 
     /// CKG_MGF1_SHA1/256/384/512.
-    pub fn from_mgf(mgf: u64) -> Option<HashAlg> {
+    pub(crate) fn from_mgf(mgf: u64) -> Option<HashAlg> {
         match mgf {
             CKG_MGF1_SHA1 => Some(HashAlg::Sha1),
             CKG_MGF1_SHA256 => Some(HashAlg::Sha256),
@@ -90,24 +86,11 @@ impl HashAlg {
             _ => None,
         }
     }
-
-    /// If the bytes are exactly a DigestInfo of one of these hashes, which one (used to
-    /// pick the TPM's own RSASSA when possible).
-    ///
-    /// Only the exact DER with NULL parameters matches: that is what the TPM's RSASSA
-    /// would write, so anything else (e.g. a DigestInfo without the NULL) must take the
-    /// raw-RSA path to be signed byte for byte as given.
-    pub fn parse_digest_info(data: &[u8]) -> Option<(HashAlg, &[u8])> {
-        HashAlg::ALL.into_iter().find_map(|alg| {
-            let digest = data.strip_prefix(alg.digest_info_prefix())?;
-            (digest.len() == alg.output_len()).then_some((alg, digest))
-        })
-    }
 }
 
 /// Incremental hash (for multi-part C_DigestUpdate and hash-and-sign C_SignUpdate).
 #[derive(Clone)]
-pub struct Hasher {
+pub(crate) struct Hasher {
     state: State,
 }
 
@@ -121,7 +104,7 @@ enum State {
 
 impl Hasher {
     /// A fresh hash state.
-    pub fn new(alg: HashAlg) -> Self {
+    pub(crate) fn new(alg: HashAlg) -> Self {
         let state = match alg {
             HashAlg::Sha1 => State::Sha1(sha1::Sha1::new()),
             HashAlg::Sha256 => State::Sha256(sha2::Sha256::new()),
@@ -132,7 +115,7 @@ impl Hasher {
     }
 
     /// The algorithm of this state.
-    pub fn alg(&self) -> HashAlg {
+    pub(crate) fn alg(&self) -> HashAlg {
         match self.state {
             State::Sha1(_) => HashAlg::Sha1,
             State::Sha256(_) => HashAlg::Sha256,
@@ -142,7 +125,7 @@ impl Hasher {
     }
 
     /// Feed more data.
-    pub fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         match &mut self.state {
             State::Sha1(h) => h.update(data),
             State::Sha256(h) => h.update(data),
@@ -152,7 +135,7 @@ impl Hasher {
     }
 
     /// The digest of everything fed so far (`alg().output_len()` bytes).
-    pub fn finalize(self) -> Vec<u8> {
+    pub(crate) fn finalize(self) -> Vec<u8> {
         match self.state {
             State::Sha1(h) => h.finalize().to_vec(),
             State::Sha256(h) => h.finalize().to_vec(),
@@ -172,7 +155,7 @@ impl fmt::Debug for Hasher {
 }
 
 /// One-shot hash of `data`.
-pub fn digest(alg: HashAlg, data: &[u8]) -> Vec<u8> {
+pub(crate) fn digest(alg: HashAlg, data: &[u8]) -> Vec<u8> {
     let mut h = Hasher::new(alg);
     h.update(data);
     h.finalize()
@@ -235,24 +218,6 @@ mod tests {
     }
 
     #[test]
-    fn known_digest_infos_are_recognised_and_near_misses_are_not() {
-        for (alg, info) in known() {
-            let (found, d) = HashAlg::parse_digest_info(&info).unwrap();
-            assert_eq!(found, alg);
-            assert_eq!(d, &info[alg.digest_info_prefix().len()..]);
-            assert!(HashAlg::parse_digest_info(&info[..info.len() - 1]).is_none());
-            let mut longer = info.clone();
-            longer.push(0);
-            assert!(HashAlg::parse_digest_info(&longer).is_none());
-        }
-        // SHA-256 DigestInfo without the NULL parameters: not what the TPM would write.
-        let no_null = h("302f300b0609608648016503040201\
-            0420ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert!(HashAlg::parse_digest_info(&no_null).is_none());
-        assert!(HashAlg::parse_digest_info(&[]).is_none());
-    }
-
-    #[test]
     fn digest_info_rejects_a_digest_of_the_wrong_length() {
         assert!(matches!(
             HashAlg::Sha256.digest_info(&[0; 20]),
@@ -289,10 +254,6 @@ mod tests {
         assert_eq!(HashAlg::from_ckm(0x270), Some(HashAlg::Sha512));
         assert_eq!(HashAlg::from_ckm(0x255), None); // CKM_SHA224
         assert_eq!(HashAlg::from_ckm(0x251), None); // CKM_SHA256_HMAC
-        assert_eq!(
-            HashAlg::from_digest_mechanism(CKM_SHA512),
-            Some(HashAlg::Sha512)
-        );
         assert_eq!(HashAlg::from_mgf(1), Some(HashAlg::Sha1));
         assert_eq!(HashAlg::from_mgf(2), Some(HashAlg::Sha256));
         assert_eq!(HashAlg::from_mgf(3), Some(HashAlg::Sha384));

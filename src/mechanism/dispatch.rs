@@ -13,7 +13,7 @@ use crate::tpm::PublicKey;
 
 /// The private-key step a signature needs from the TPM.
 #[derive(Debug, Clone, Copy)]
-pub enum PrivateStep<'a> {
+pub(crate) enum PrivateStep<'a> {
     /// ECDSA over a digest (the TPM answers r and s).
     Ecdsa { digest: &'a [u8] },
     /// The raw RSA operation on an encoded message (k bytes).
@@ -22,7 +22,7 @@ pub enum PrivateStep<'a> {
 
 /// What the TPM answered to a [`PrivateStep`].
 #[derive(Debug)]
-pub enum PrivateResult {
+pub(crate) enum PrivateResult {
     Ecdsa { r: Vec<u8>, s: Vec<u8> },
     Rsa(Vec<u8>),
 }
@@ -30,7 +30,7 @@ pub enum PrivateResult {
 /// Signs with `mech` for the key whose public half is `public`: `input` is what the
 /// operation collected — the hash for hash-and-sign mechanisms, the data itself for the
 /// raw ones (CKM_RSA_PKCS, CKM_ECDSA, CKM_RSA_PKCS_PSS). `tpm` does the private-key step.
-pub fn sign(
+pub(crate) fn sign(
     mech: &Mech,
     public: &PublicKey,
     input: &[u8],
@@ -72,7 +72,7 @@ pub fn sign(
 }
 
 /// Verifies `sig` over `input` (as for [`sign`]) with the public key alone.
-pub fn verify(mech: &Mech, public: &PublicKey, input: &[u8], sig: &[u8]) -> Result<()> {
+pub(crate) fn verify(mech: &Mech, public: &PublicKey, input: &[u8], sig: &[u8]) -> Result<()> {
     match (mech, public) {
         (Mech::Ecdsa | Mech::HashEcdsa(_), PublicKey::Ecc { x, y, .. }) => {
             let point = [&[0x04][..], x, y].concat();
@@ -97,7 +97,7 @@ pub fn verify(mech: &Mech, public: &PublicKey, input: &[u8], sig: &[u8]) -> Resu
 }
 
 /// Encrypts with the public key alone (CKM_RSA_PKCS, CKM_RSA_X_509, CKM_RSA_PKCS_OAEP).
-pub fn encrypt(mech: &Mech, public: &PublicKey, data: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn encrypt(mech: &Mech, public: &PublicKey, data: &[u8]) -> Result<Vec<u8>> {
     let (n, e) = rsa_parts(public)?;
     match mech {
         Mech::RsaPkcs => rsa::encrypt_pkcs1(n, e, data),
@@ -109,7 +109,7 @@ pub fn encrypt(mech: &Mech, public: &PublicKey, data: &[u8]) -> Result<Vec<u8>> 
 
 /// Decrypts: checks the ciphertext's length, lets `tpm` do the raw RSA operation, and
 /// decodes its result (constant-time where it checks padding, `rsa`).
-pub fn decrypt(
+pub(crate) fn decrypt(
     mech: &Mech,
     public: &PublicKey,
     ciphertext: &[u8],
@@ -132,7 +132,7 @@ pub fn decrypt(
 }
 
 /// Signature (and RSA output) length of a key: no TPM command needed (size queries).
-pub fn output_len(k: &PublicKey) -> usize {
+pub(crate) fn output_len(k: &PublicKey) -> usize {
     match k {
         PublicKey::Rsa { modulus, .. } => modulus.len(),
         PublicKey::Ecc { x, .. } => 2 * x.len(),
@@ -140,7 +140,7 @@ pub fn output_len(k: &PublicKey) -> usize {
 }
 
 /// The curve of an EC public key.
-pub fn curve_of(k: &PublicKey) -> Result<Curve> {
+pub(crate) fn curve_of(k: &PublicKey) -> Result<Curve> {
     match k {
         PublicKey::Ecc { bits: 256, .. } => Ok(Curve::P256),
         PublicKey::Ecc { bits: 384, .. } => Ok(Curve::P384),
@@ -181,7 +181,7 @@ fn bit_len(n: &[u8]) -> usize {
 }
 
 /// `v` left-padded with zero bytes to `n` bytes (TPM outputs drop leading zeros).
-pub fn left_pad(v: &[u8], n: usize) -> Vec<u8> {
+pub(crate) fn left_pad(v: &[u8], n: usize) -> Vec<u8> {
     let mut out = vec![0u8; n.saturating_sub(v.len())];
     out.extend_from_slice(v);
     out

@@ -9,14 +9,14 @@ use crate::error::{Error, Result};
 
 /// A named curve the module offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Curve {
+pub(crate) enum Curve {
     P256,
     P384,
 }
 
 impl Curve {
     /// DER of the named-curve OID (CKA_EC_PARAMS): P-256 06 08 2a 86 48 ce 3d 03 01 07; P-384 06 05 2b 81 04 00 22.
-    pub fn params_der(self) -> &'static [u8] {
+    pub(crate) fn params_der(self) -> &'static [u8] {
         match self {
             Curve::P256 => &P256_OID_DER,
             Curve::P384 => &P384_OID_DER,
@@ -25,14 +25,14 @@ impl Curve {
 
     /// The curve of a `CKA_EC_PARAMS` value: the named-curve OID only (no explicit
     /// parameters, no curve names as PrintableString).
-    pub fn from_params_der(der: &[u8]) -> Option<Curve> {
+    pub(crate) fn from_params_der(der: &[u8]) -> Option<Curve> {
         [Curve::P256, Curve::P384]
             .into_iter()
             .find(|c| c.params_der() == der)
     }
 
     /// Length of a field element (and of r and s) in bytes: 32 / 48.
-    pub fn field_len(self) -> usize {
+    pub(crate) fn field_len(self) -> usize {
         match self {
             Curve::P256 => 32,
             Curve::P384 => 48,
@@ -46,7 +46,7 @@ impl Curve {
 }
 
 /// CKA_EC_POINT value: DER OCTET STRING around the uncompressed point 04‖X‖Y.
-pub fn point_to_der(uncompressed: &[u8]) -> Vec<u8> {
+pub(crate) fn point_to_der(uncompressed: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(uncompressed.len() + 10);
     out.push(OCTET_STRING);
     push_der_len(&mut out, uncompressed.len());
@@ -56,7 +56,7 @@ pub fn point_to_der(uncompressed: &[u8]) -> Vec<u8> {
 
 /// Accepts the DER OCTET STRING form or a bare uncompressed point; returns 04‖X‖Y (checks
 /// length for the curve, and that the point is on the curve, else DataInvalid).
-pub fn point_from_der_or_raw(curve: Curve, data: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn point_from_der_or_raw(curve: Curve, data: &[u8]) -> Result<Vec<u8>> {
     // A DER OCTET STRING around a point is always longer than the bare point, so the
     // length alone tells the two forms apart.
     let point = if data.len() == curve.point_len() {
@@ -85,7 +85,7 @@ pub fn point_from_der_or_raw(curve: Curve, data: &[u8]) -> Result<Vec<u8>> {
 ///
 /// `point` may be bare or DER-wrapped (see [`point_from_der_or_raw`]); a bad point →
 /// DataInvalid; an empty hash → DataLenRange.
-pub fn verify(curve: Curve, point: &[u8], hash: &[u8], sig: &[u8]) -> Result<()> {
+pub(crate) fn verify(curve: Curve, point: &[u8], hash: &[u8], sig: &[u8]) -> Result<()> {
     let field_len = curve.field_len();
     if hash.is_empty() {
         return Err(Error::DataLenRange("ECDSA input is empty"));
@@ -120,7 +120,7 @@ pub fn verify(curve: Curve, point: &[u8], hash: &[u8], sig: &[u8]) -> Result<()>
 
 /// r‖s from TPM output: left-pad each of r and s to field_len (leading zero bytes beyond
 /// field_len are dropped; a longer value → DataInvalid).
-pub fn signature_rs(curve: Curve, r: &[u8], s: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn signature_rs(curve: Curve, r: &[u8], s: &[u8]) -> Result<Vec<u8>> {
     let field_len = curve.field_len();
     let mut out = vec![0u8; 2 * field_len];
     for (dst, src) in out.chunks_mut(field_len).zip([r, s]) {

@@ -7,16 +7,16 @@
 //! (CLIENT-NOTES.md, "Mechanisms as clients really use them"). No TPM, no `tss_esapi`, no
 //! PKCS#11 pointers here: bytes in, bytes or [`crate::Error`] out.
 
-pub mod digest;
+pub(crate) mod digest;
 mod dispatch;
-pub mod ec;
-pub mod rsa;
+pub(crate) mod ec;
+pub(crate) mod rsa;
 mod table;
 #[cfg(test)]
 mod wycheproof_tests;
 
-pub use digest::{HashAlg, Hasher};
-pub use dispatch::{
+pub(crate) use digest::{HashAlg, Hasher};
+pub(crate) use dispatch::{
     PrivateResult, PrivateStep, curve_of, decrypt, encrypt, left_pad, output_len, sign, verify,
 };
-pub use table::{Mech, MechInfo, mechanisms};
+pub(crate) use table::{Mech, mechanisms};

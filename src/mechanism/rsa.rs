@@ -25,7 +25,7 @@ const MAX_MODULUS_BITS: usize = 16384;
 const PKCS1_OVERHEAD: usize = 11;
 
 /// EMSA-PKCS1-v1_5 for signing: 00 01 FF…FF 00 ‖ t, with t any bytes (a caller-made DigestInfo for CKM_RSA_PKCS, up to k-11 bytes: longer → DataLenRange).
-pub fn pkcs1_sign_pad(t: &[u8], k: usize) -> Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn pkcs1_sign_pad(t: &[u8], k: usize) -> Result<Zeroizing<Vec<u8>>> {
     if t.len().saturating_add(PKCS1_OVERHEAD) > k {
         return Err(Error::DataLenRange(
             "CKM_RSA_PKCS input longer than the modulus length - 11",
@@ -41,7 +41,7 @@ pub fn pkcs1_sign_pad(t: &[u8], k: usize) -> Result<Zeroizing<Vec<u8>>> {
 }
 
 /// EMSA-PSS-ENCODE (RFC 8017 §9.1.1) of an already computed message hash mhash, random salt of salt_len bytes, MGF1 with mgf_hash; mod_bits = modulus bit length; output is k bytes (leading zero byte when emBits < 8k). Errors: mhash length ≠ hash len → DataLenRange; salt too long → MechanismParamInvalid.
-pub fn pss_encode(
+pub(crate) fn pss_encode(
     mhash: &[u8],
     hash: HashAlg,
     mgf_hash: HashAlg,
@@ -73,7 +73,7 @@ pub fn pss_encode(
 }
 
 /// EME-PKCS1-v1_5 decoding of a raw RSA result em (k bytes): 00 02 PS(≥8 nonzero) 00 M. Invalid → EncryptedDataInvalid. Avoid early returns that leak where it failed (constant-time-ish over em).
-pub fn pkcs1_decrypt_unpad(em: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn pkcs1_decrypt_unpad(em: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     // The length is public (the modulus length), so this early return leaks nothing.
     if em.len() < PKCS1_OVERHEAD {
         return Err(Error::EncryptedDataInvalid);
@@ -96,7 +96,7 @@ pub fn pkcs1_decrypt_unpad(em: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
 }
 
 /// EME-OAEP decoding (RFC 8017 §7.1.2) with label (any bytes, may be empty). Invalid → EncryptedDataInvalid.
-pub fn oaep_decode(
+pub(crate) fn oaep_decode(
     em: &[u8],
     hash: HashAlg,
     mgf_hash: HashAlg,
@@ -136,7 +136,7 @@ pub fn oaep_decode(
 /// Verifies a PKCS#1 v1.5 signature on the host: `t` = what was padded (DigestInfo or raw
 /// data, as for [`pkcs1_sign_pad`]). t longer than k-11 → DataLenRange; sig length must be
 /// k else SignatureLenRange; mismatch → SignatureInvalid.
-pub fn verify_pkcs1(n: &[u8], e: &[u8], t: &[u8], sig: &[u8]) -> Result<()> {
+pub(crate) fn verify_pkcs1(n: &[u8], e: &[u8], t: &[u8], sig: &[u8]) -> Result<()> {
     let key = PublicKey::parse(n, e)?;
     let expected = pkcs1_sign_pad(t, key.k)?;
     if sig.len() != key.k {
@@ -153,7 +153,7 @@ pub fn verify_pkcs1(n: &[u8], e: &[u8], t: &[u8], sig: &[u8]) -> Result<()> {
 /// already computed message hash, with exactly `salt_len` bytes of salt as the mechanism
 /// parameters say. mhash of the wrong length → DataLenRange; salt too long for the key →
 /// MechanismParamInvalid; sig length ≠ k → SignatureLenRange; mismatch → SignatureInvalid.
-pub fn verify_pss(
+pub(crate) fn verify_pss(
     n: &[u8],
     e: &[u8],
     mhash: &[u8],
@@ -198,7 +198,7 @@ pub fn verify_pss(
 
 /// RSAES-PKCS1-v1_5 encryption on the host (CKM_RSA_PKCS): msg ≤ k-11 bytes else
 /// DataLenRange; output k bytes.
-pub fn encrypt_pkcs1(n: &[u8], e: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn encrypt_pkcs1(n: &[u8], e: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
     let key = PublicKey::parse(n, e)?;
     let k = key.k;
     if msg.len() + PKCS1_OVERHEAD > k {
@@ -217,7 +217,7 @@ pub fn encrypt_pkcs1(n: &[u8], e: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
 /// RSAES-OAEP encryption on the host (RFC 8017 §7.1.1) with `label` (any bytes, may be
 /// empty): msg ≤ k - 2·hLen - 2 bytes else DataLenRange; a modulus too small for the hash →
 /// KeySizeRange; output k bytes.
-pub fn encrypt_oaep(
+pub(crate) fn encrypt_oaep(
     n: &[u8],
     e: &[u8],
     msg: &[u8],
@@ -251,7 +251,7 @@ pub fn encrypt_oaep(
 
 /// Raw RSA encryption on the host (CKM_RSA_X_509): msg is an integer < n (shorter input is
 /// left-padded); longer than k → DataLenRange, not below n → DataInvalid; output k bytes.
-pub fn encrypt_raw(n: &[u8], e: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn encrypt_raw(n: &[u8], e: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
     let key = PublicKey::parse(n, e)?;
     if msg.len() > key.k {
         return Err(Error::DataLenRange(
@@ -259,14 +259,6 @@ pub fn encrypt_raw(n: &[u8], e: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
         ));
     }
     key.op(msg)
-}
-
-/// Raw public operation s^e mod n (k bytes), used by the verifies above; input ≥ n → DataInvalid.
-///
-/// The key itself is checked: a modulus outside 512..=16384 bits → KeySizeRange; an even
-/// modulus, or an exponent that is even, below 3 or not below n → KeyTypeInconsistent.
-pub fn public_op(n: &[u8], e: &[u8], input: &[u8]) -> Result<Vec<u8>> {
-    PublicKey::parse(n, e)?.op(input)
 }
 
 /// A checked RSA public key.

@@ -8,7 +8,7 @@ use super::HashAlg;
 
 /// A mechanism with its parameters, as the edge parsed them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mech {
+pub(crate) enum Mech {
     RsaKeyPairGen,
     EcKeyPairGen,
     /// CKM_RSA_PKCS: sign a caller-made DigestInfo (any bytes up to k-11), or decrypt.
@@ -44,7 +44,7 @@ pub enum Mech {
 
 impl Mech {
     /// The hash to run over the data in hash-and-sign mechanisms.
-    pub fn data_hash(&self) -> Option<HashAlg> {
+    pub(crate) fn data_hash(&self) -> Option<HashAlg> {
         match self {
             Mech::HashRsaPkcs(h) | Mech::HashEcdsa(h) | Mech::Digest(h) => Some(*h),
             Mech::Pss {
@@ -57,7 +57,7 @@ impl Mech {
     }
 
     /// Whether the mechanism works with an RSA or an EC key.
-    pub fn key_type(&self) -> Option<CK_KEY_TYPE> {
+    pub(crate) fn key_type(&self) -> Option<CK_KEY_TYPE> {
         match self {
             Mech::RsaPkcs
             | Mech::RsaX509
@@ -72,7 +72,7 @@ impl Mech {
 
 /// What one entry of the mechanism table says.
 #[derive(Debug, Clone, Copy)]
-pub struct MechInfo {
+pub(crate) struct MechInfo {
     pub mech: CK_MECHANISM_TYPE,
     pub min: CK_ULONG,
     pub max: CK_ULONG,
@@ -83,7 +83,7 @@ const EC_FLAGS: CK_FLAGS = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
 
 /// Every mechanism the module offers. Key sizes in bits; RSA 3072 and P-384 are offered
 /// only where the TPM has them (`rsa_max`, `ec_max`).
-pub fn mechanisms(rsa_max: CK_ULONG, ec_max: CK_ULONG) -> Vec<MechInfo> {
+pub(crate) fn mechanisms(rsa_max: CK_ULONG, ec_max: CK_ULONG) -> Vec<MechInfo> {
     let rsa = |mech, flags| MechInfo {
         mech,
         min: 2048,

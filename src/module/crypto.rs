@@ -37,7 +37,12 @@ impl Module {
         Ok(obj)
     }
 
-    pub fn sign_init(&self, h: CK_SESSION_HANDLE, mech: Mech, key: CK_OBJECT_HANDLE) -> Result<()> {
+    pub(crate) fn sign_init(
+        &self,
+        h: CK_SESSION_HANDLE,
+        mech: Mech,
+        key: CK_OBJECT_HANDLE,
+    ) -> Result<()> {
         let (_, _, who) = self.session_view(h)?;
         if who != Some(CKU_USER) {
             return Err(Error::from(CallError::NotLoggedIn("log in first")));
@@ -48,7 +53,7 @@ impl Module {
         self.start_op(h, Operation::Sign(SignOp::new(key, mech, always)))
     }
 
-    pub fn verify_init(
+    pub(crate) fn verify_init(
         &self,
         h: CK_SESSION_HANDLE,
         mech: Mech,
@@ -61,7 +66,7 @@ impl Module {
 
     /// Signature length of the active sign operation (no TPM command), for a size query
     /// of C_Sign (`Part::Single`) or C_SignFinal (`Part::Multi`).
-    pub fn sign_len(&self, h: CK_SESSION_HANDLE, part: Part) -> Result<usize> {
+    pub(crate) fn sign_len(&self, h: CK_SESSION_HANDLE, part: Part) -> Result<usize> {
         let key = self.with_op(h, OpKind::Sign, Some(part), |op| match op {
             Operation::Sign(op) => Ok(op.key),
             _ => Err(CallError::NoOperation("sign").into()),
@@ -71,7 +76,7 @@ impl Module {
     }
 
     /// Feeds data to the active sign or verify operation (C_SignUpdate, C_VerifyUpdate).
-    pub fn update(&self, h: CK_SESSION_HANDLE, kind: OpKind, data: &[u8]) -> Result<()> {
+    pub(crate) fn update(&self, h: CK_SESSION_HANDLE, kind: OpKind, data: &[u8]) -> Result<()> {
         self.with_op(h, kind, Some(Part::Multi), |op| match op {
             Operation::Sign(op) | Operation::Verify(op) => {
                 if op.mech.data_hash().is_none() {
@@ -85,7 +90,7 @@ impl Module {
     }
 
     /// Finishes the sign operation with `last` (C_Sign) or without (C_SignFinal).
-    pub fn sign(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>) -> Result<Vec<u8>> {
+    pub(crate) fn sign(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>) -> Result<Vec<u8>> {
         let (slot, _, _) = self.session_view(h)?;
         let part = if last.is_some() {
             Part::Single
@@ -121,7 +126,12 @@ impl Module {
 
     /// Finishes a verify operation (C_Verify with `last`, C_VerifyFinal without); Ok when
     /// the signature verifies.
-    pub fn verify(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>, sig: &[u8]) -> Result<()> {
+    pub(crate) fn verify(
+        &self,
+        h: CK_SESSION_HANDLE,
+        last: Option<&[u8]>,
+        sig: &[u8],
+    ) -> Result<()> {
         let part = if last.is_some() {
             Part::Single
         } else {
@@ -135,7 +145,7 @@ impl Module {
         mechanism::verify(&op.mech, &obj.public_key()?, &input, sig)
     }
 
-    pub fn decrypt_init(
+    pub(crate) fn decrypt_init(
         &self,
         h: CK_SESSION_HANDLE,
         mech: Mech,
@@ -163,7 +173,7 @@ impl Module {
 
     /// The largest plaintext the active decryption can give (the modulus size), or the
     /// length of a plaintext held for the caller's retry.
-    pub fn decrypt_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
+    pub(crate) fn decrypt_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
         let (key, held) = self.with_op(h, OpKind::Decrypt, None, |op| match op {
             Operation::Decrypt { key, held, .. } => Ok((*key, held.as_ref().map(|p| p.len()))),
             _ => Err(CallError::NoOperation("decrypt").into()),
@@ -178,7 +188,7 @@ impl Module {
 
     /// Decrypts; when the plaintext does not fit `capacity`, it is held (zeroizing) for
     /// the caller's retry and `Err(needed)` comes back inside `Ok`.
-    pub fn decrypt(
+    pub(crate) fn decrypt(
         &self,
         h: CK_SESSION_HANDLE,
         data: &[u8],
@@ -218,7 +228,7 @@ impl Module {
         Ok(Ok(plain))
     }
 
-    pub fn encrypt_init(
+    pub(crate) fn encrypt_init(
         &self,
         h: CK_SESSION_HANDLE,
         mech: Mech,
@@ -234,7 +244,7 @@ impl Module {
     }
 
     /// The ciphertext length of the active encryption (the modulus size).
-    pub fn encrypt_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
+    pub(crate) fn encrypt_len(&self, h: CK_SESSION_HANDLE) -> Result<usize> {
         let key = self.with_op(h, OpKind::Encrypt, None, |op| match op {
             Operation::Encrypt { key, .. } => Ok(*key),
             _ => Err(CallError::NoOperation("encrypt").into()),
@@ -245,7 +255,7 @@ impl Module {
     }
 
     /// Encrypts with the public key on the host (C_Encrypt).
-    pub fn encrypt(&self, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn encrypt(&self, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<Vec<u8>> {
         let Operation::Encrypt { key, mech } = self.take_op(h, OpKind::Encrypt, Part::Single)?
         else {
             return Err(CallError::NoOperation("encrypt").into());
@@ -254,7 +264,7 @@ impl Module {
     }
 
     /// C_DigestInit.
-    pub fn digest_init(&self, h: CK_SESSION_HANDLE, alg: HashAlg) -> Result<()> {
+    pub(crate) fn digest_init(&self, h: CK_SESSION_HANDLE, alg: HashAlg) -> Result<()> {
         self.start_op(
             h,
             Operation::Digest(DigestOp {
@@ -266,7 +276,7 @@ impl Module {
 
     /// The digest length, for a size query of C_Digest (`Part::Single`) or C_DigestFinal
     /// (`Part::Multi`).
-    pub fn digest_len(&self, h: CK_SESSION_HANDLE, part: Part) -> Result<usize> {
+    pub(crate) fn digest_len(&self, h: CK_SESSION_HANDLE, part: Part) -> Result<usize> {
         self.with_op(h, OpKind::Digest, Some(part), |op| match op {
             Operation::Digest(d) => Ok(d.hasher.alg().output_len()),
             _ => Err(CallError::NoOperation("digest").into()),
@@ -274,7 +284,7 @@ impl Module {
     }
 
     /// C_DigestUpdate.
-    pub fn digest_update(&self, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<()> {
+    pub(crate) fn digest_update(&self, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<()> {
         self.with_op(h, OpKind::Digest, Some(Part::Multi), |op| match op {
             Operation::Digest(d) => {
                 d.hasher.update(data);
@@ -285,7 +295,11 @@ impl Module {
     }
 
     /// Finishes the digest with `last` (C_Digest) or without (C_DigestFinal).
-    pub fn digest_final(&self, h: CK_SESSION_HANDLE, last: Option<&[u8]>) -> Result<Vec<u8>> {
+    pub(crate) fn digest_final(
+        &self,
+        h: CK_SESSION_HANDLE,
+        last: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
         let part = if last.is_some() {
             Part::Single
         } else {

@@ -13,7 +13,7 @@ use crate::provision::{self};
 use crate::tpm::{self, Blob, Tpm, TpmError, templates::UserKeyKind};
 
 impl Module {
-    pub fn generate_key_pair(
+    pub(crate) fn generate_key_pair(
         &self,
         h: CK_SESSION_HANDLE,
         mech: &Mech,
@@ -172,7 +172,7 @@ impl Module {
 
     /// CKM_ECDH1_DERIVE: the TPM computes the shared point; its x coordinate becomes a
     /// generic secret session object.
-    pub fn derive(
+    pub(crate) fn derive(
         &self,
         h: CK_SESSION_HANDLE,
         mech: &Mech,
@@ -240,7 +240,7 @@ impl Module {
 
     /// Fills `out` with random bytes from the TPM, a chunk per turn on the connection so
     /// that other threads' commands get in between.
-    pub fn random(&self, h: CK_SESSION_HANDLE, out: &mut [u8]) -> Result<()> {
+    pub(crate) fn random(&self, h: CK_SESSION_HANDLE, out: &mut [u8]) -> Result<()> {
         self.session_view(h)?;
         for chunk in out.chunks_mut(RANDOM_CHUNK) {
             let r = self.tpm_do(|t| t.random(chunk.len()))?;
@@ -288,4 +288,4 @@ impl Module {
 const RANDOM_CHUNK: usize = 1024;
 
 /// Most random bytes one C_GenerateRandom returns (about 5 s on swtpm).
-pub const MAX_RANDOM: usize = 1 << 20;
+pub(crate) const MAX_RANDOM: usize = 1 << 20;

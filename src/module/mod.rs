@@ -37,11 +37,9 @@ mod token;
 mod tpm_link;
 
 use crate::tpm::TpmError;
-pub use keys::MAX_RANDOM;
-pub use objects::AttrRead;
-pub use registry::TokenFacts;
-pub use sessions::{OpKind, Part, SessionFacts};
-pub use tpm_link::WAIT_ENV;
+pub(crate) use keys::MAX_RANDOM;
+pub(crate) use objects::AttrRead;
+pub(crate) use sessions::{OpKind, Part};
 
 #[derive(Debug, Default)]
 struct State {
@@ -54,7 +52,7 @@ struct State {
 
 /// The module state of one process.
 #[derive(Debug)]
-pub struct Module {
+pub(crate) struct Module {
     pid: u32,
     store: Store,
     state: Mutex<State>,
@@ -69,7 +67,7 @@ pub struct Module {
 
 /// One entry point in flight; dropping it ends the call.
 #[derive(Debug)]
-pub struct InFlight(Arc<AtomicUsize>);
+pub(crate) struct InFlight(Arc<AtomicUsize>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -80,7 +78,7 @@ impl Drop for InFlight {
 impl Module {
     /// Builds the state from the store alone: no TPM, no output (DESIGN.md §6).
     /// `threads_allowed`: false when the host forbids the library its own threads.
-    pub fn new(threads_allowed: bool) -> Result<Module> {
+    pub(crate) fn new(threads_allowed: bool) -> Result<Module> {
         let m = Module {
             pid: std::process::id(),
             store: Store::open()?,
@@ -95,18 +93,18 @@ impl Module {
     }
 
     /// The process that initialized this state.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Marks an entry point as running until the returned guard drops.
-    pub fn call_started(&self) -> InFlight {
+    pub(crate) fn call_started(&self) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(Arc::clone(&self.in_flight))
     }
 
     /// Entry points running now.
-    pub fn calls_in_flight(&self) -> usize {
+    pub(crate) fn calls_in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
 
@@ -135,7 +133,7 @@ impl Module {
 
     /// Forgets every login and session and closes the TPM connection when it can be had
     /// before `deadline` (C_Finalize).
-    pub fn finalize(&self, deadline: Instant) {
+    pub(crate) fn finalize(&self, deadline: Instant) {
         let mut st = self.state.lock();
         for slot in st.slots.values_mut() {
             slot.login = None;

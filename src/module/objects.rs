@@ -11,7 +11,7 @@ use crate::provision::{self};
 
 /// The result of one attribute read (C_GetAttributeValue processes all of them).
 #[derive(Debug)]
-pub enum AttrRead {
+pub(crate) enum AttrRead {
     Value(Vec<u8>),
     Sensitive,
     Invalid,
@@ -159,7 +159,7 @@ impl Module {
             .count()
     }
 
-    pub fn create_object(
+    pub(crate) fn create_object(
         &self,
         h: CK_SESSION_HANDLE,
         template: &Attrs,
@@ -207,7 +207,7 @@ impl Module {
         self.add_object(slot, h, obj)
     }
 
-    pub fn destroy_object(&self, h: CK_SESSION_HANDLE, oh: CK_OBJECT_HANDLE) -> Result<()> {
+    pub(crate) fn destroy_object(&self, h: CK_SESSION_HANDLE, oh: CK_OBJECT_HANDLE) -> Result<()> {
         let obj = self.object_for(h, oh)?;
         if obj.read_only || !object::get_bool(&obj.attrs, CKA_DESTROYABLE).unwrap_or(true) {
             return Err(Error::from(CallError::ActionProhibited(
@@ -259,7 +259,7 @@ impl Module {
         }
     }
 
-    pub fn read_attributes(
+    pub(crate) fn read_attributes(
         &self,
         h: CK_SESSION_HANDLE,
         oh: CK_OBJECT_HANDLE,
@@ -283,12 +283,12 @@ impl Module {
             .collect())
     }
 
-    pub fn object_size(&self, h: CK_SESSION_HANDLE, oh: CK_OBJECT_HANDLE) -> Result<usize> {
+    pub(crate) fn object_size(&self, h: CK_SESSION_HANDLE, oh: CK_OBJECT_HANDLE) -> Result<usize> {
         let obj = self.object_for(h, oh)?;
         Ok(obj.attrs.values().map(|v| v.len() + 16).sum())
     }
 
-    pub fn set_attributes(
+    pub(crate) fn set_attributes(
         &self,
         h: CK_SESSION_HANDLE,
         oh: CK_OBJECT_HANDLE,
@@ -332,7 +332,7 @@ impl Module {
         Ok(())
     }
 
-    pub fn copy_object(
+    pub(crate) fn copy_object(
         &self,
         h: CK_SESSION_HANDLE,
         oh: CK_OBJECT_HANDLE,
@@ -365,7 +365,7 @@ impl Module {
         self.add_object(slot, h, obj)
     }
 
-    pub fn find_init(&self, h: CK_SESSION_HANDLE, template: &Attrs) -> Result<()> {
+    pub(crate) fn find_init(&self, h: CK_SESSION_HANDLE, template: &Attrs) -> Result<()> {
         let (slot, _, who) = self.session_view(h)?;
         {
             let st = self.state.lock();
@@ -397,7 +397,11 @@ impl Module {
         Ok(())
     }
 
-    pub fn find_next(&self, h: CK_SESSION_HANDLE, max: usize) -> Result<Vec<CK_OBJECT_HANDLE>> {
+    pub(crate) fn find_next(
+        &self,
+        h: CK_SESSION_HANDLE,
+        max: usize,
+    ) -> Result<Vec<CK_OBJECT_HANDLE>> {
         let mut st = self.state.lock();
         let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
         let (list, pos) = s
@@ -410,7 +414,7 @@ impl Module {
         Ok(out)
     }
 
-    pub fn find_final(&self, h: CK_SESSION_HANDLE) -> Result<()> {
+    pub(crate) fn find_final(&self, h: CK_SESSION_HANDLE) -> Result<()> {
         let mut st = self.state.lock();
         let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
         if s.find.take().is_none() {

@@ -24,7 +24,7 @@ pub(super) struct Slot {
 
 /// Token facts the edge copies into CK_TOKEN_INFO.
 #[derive(Debug, Clone)]
-pub struct TokenFacts {
+pub(crate) struct TokenFacts {
     pub label: String,
     pub serial: String,
     pub flags: CK_FLAGS,
@@ -37,7 +37,7 @@ pub struct TokenFacts {
 
 impl Module {
     /// Re-reads the store: cards made or destroyed by other processes appear or go.
-    pub fn refresh_slots(&self) {
+    pub(crate) fn refresh_slots(&self) {
         let cards = provision::list(&self.store).unwrap_or_default();
         let mut st = self.state.lock();
         let mut seen = Vec::new();
@@ -79,11 +79,11 @@ impl Module {
         }
     }
 
-    pub fn slot_ids(&self) -> Vec<CK_SLOT_ID> {
+    pub(crate) fn slot_ids(&self) -> Vec<CK_SLOT_ID> {
         self.state.lock().slots.keys().copied().collect()
     }
 
-    pub fn slot_description(&self, slot: CK_SLOT_ID) -> Result<(String, bool)> {
+    pub(crate) fn slot_description(&self, slot: CK_SLOT_ID) -> Result<(String, bool)> {
         let st = self.state.lock();
         let s = st
             .slots
@@ -95,7 +95,7 @@ impl Module {
         ))
     }
 
-    pub fn token_facts(&self, slot: CK_SLOT_ID) -> Result<TokenFacts> {
+    pub(crate) fn token_facts(&self, slot: CK_SLOT_ID) -> Result<TokenFacts> {
         let st = self.state.lock();
         let s = st
             .slots
@@ -159,7 +159,7 @@ impl Module {
     }
 
     /// Next slot event, if any (C_WaitForSlotEvent with CKF_DONT_BLOCK).
-    pub fn next_event(&self) -> Option<CK_SLOT_ID> {
+    pub(crate) fn next_event(&self) -> Option<CK_SLOT_ID> {
         self.refresh_slots();
         self.state.lock().events.pop_front()
     }

@@ -11,7 +11,7 @@ use crate::mechanism::{Hasher, Mech};
 
 /// The kinds of operation, one per PKCS#11 function family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpKind {
+pub(crate) enum OpKind {
     Sign,
     Verify,
     Encrypt,
@@ -35,7 +35,7 @@ impl OpKind {
 /// included), or by C_XUpdate … C_XFinal. The first call decides; mixing them is
 /// CKR_OPERATION_ACTIVE (PKCS#11 2.40 §5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     Single,
     Multi,
 }
@@ -183,14 +183,14 @@ impl Session {
 
 /// Session facts for CK_SESSION_INFO.
 #[derive(Debug, Clone, Copy)]
-pub struct SessionFacts {
+pub(crate) struct SessionFacts {
     pub slot: CK_SLOT_ID,
     pub state: CK_STATE,
     pub flags: CK_FLAGS,
 }
 
 impl Module {
-    pub fn open_session(&self, slot: CK_SLOT_ID, rw: bool) -> Result<CK_SESSION_HANDLE> {
+    pub(crate) fn open_session(&self, slot: CK_SLOT_ID, rw: bool) -> Result<CK_SESSION_HANDLE> {
         let mut st = self.state.lock();
         if !st.slots.contains_key(&slot) {
             return Err(Error::from(CallError::SlotNotFound));
@@ -207,7 +207,7 @@ impl Module {
         Ok(h)
     }
 
-    pub fn close_session(&self, h: CK_SESSION_HANDLE) -> Result<()> {
+    pub(crate) fn close_session(&self, h: CK_SESSION_HANDLE) -> Result<()> {
         let mut st = self.state.lock();
         let s = st.sessions.remove(&h).ok_or_else(invalid_session)?;
         st.objects.retain(|_, (_, owner, _)| *owner != Some(h));
@@ -220,7 +220,7 @@ impl Module {
         Ok(())
     }
 
-    pub fn close_all_sessions(&self, slot: CK_SLOT_ID) -> Result<()> {
+    pub(crate) fn close_all_sessions(&self, slot: CK_SLOT_ID) -> Result<()> {
         let handles: Vec<CK_SESSION_HANDLE> = {
             let st = self.state.lock();
             if !st.slots.contains_key(&slot) {
@@ -238,7 +238,7 @@ impl Module {
         Ok(())
     }
 
-    pub fn session_facts(&self, h: CK_SESSION_HANDLE) -> Result<SessionFacts> {
+    pub(crate) fn session_facts(&self, h: CK_SESSION_HANDLE) -> Result<SessionFacts> {
         let st = self.state.lock();
         let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
         let login = st.slots.get(&s.slot).and_then(|x| x.login.as_ref());
@@ -258,7 +258,7 @@ impl Module {
     }
 
     /// Cancels the session's active operation (C_SessionCancel).
-    pub fn cancel(&self, h: CK_SESSION_HANDLE) -> Result<()> {
+    pub(crate) fn cancel(&self, h: CK_SESSION_HANDLE) -> Result<()> {
         let mut st = self.state.lock();
         let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
         s.op = None;
@@ -336,7 +336,7 @@ impl Module {
 
     /// Ends the session's active operation if it is of `kind` (a failed call ends it,
     /// PKCS#11 2.40 §5.2: the edge decides when).
-    pub fn end_op(&self, h: CK_SESSION_HANDLE, kind: OpKind) {
+    pub(crate) fn end_op(&self, h: CK_SESSION_HANDLE, kind: OpKind) {
         if let Some(s) = self.state.lock().sessions.get_mut(&h)
             && s.op.as_ref().is_some_and(|op| op.kind() == kind)
         {

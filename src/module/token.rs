@@ -29,7 +29,7 @@ pub(super) enum Login {
 }
 
 impl Module {
-    pub fn login(&self, h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()> {
+    pub(crate) fn login(&self, h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()> {
         let (slot, _, who) = self.session_view(h)?;
         match user {
             CKU_CONTEXT_SPECIFIC => return self.context_login(h, slot, pin),
@@ -124,7 +124,7 @@ impl Module {
         }
     }
 
-    pub fn logout(&self, h: CK_SESSION_HANDLE) -> Result<()> {
+    pub(crate) fn logout(&self, h: CK_SESSION_HANDLE) -> Result<()> {
         let (slot, _, who) = self.session_view(h)?;
         if who.is_none() {
             return Err(Error::from(CallError::NotLoggedIn("not logged in")));
@@ -142,7 +142,7 @@ impl Module {
     }
 
     /// C_InitPIN: the SO (PUK) sets a new user PIN and unblocks the card.
-    pub fn init_pin(&self, h: CK_SESSION_HANDLE, new_pin: &[u8]) -> Result<()> {
+    pub(crate) fn init_pin(&self, h: CK_SESSION_HANDLE, new_pin: &[u8]) -> Result<()> {
         let (slot, rw, _) = self.session_view(h)?;
         let puk = match self
             .state
@@ -171,7 +171,7 @@ impl Module {
     }
 
     /// C_SetPIN: the user changes the PIN, the SO the PUK; needs a R/W session.
-    pub fn set_pin(&self, h: CK_SESSION_HANDLE, old: &[u8], new: &[u8]) -> Result<()> {
+    pub(crate) fn set_pin(&self, h: CK_SESSION_HANDLE, old: &[u8], new: &[u8]) -> Result<()> {
         let (slot, rw, who) = self.session_view(h)?;
         if !rw {
             return Err(Error::from(CallError::ReadOnlySession(
@@ -199,7 +199,7 @@ impl Module {
 
     /// C_InitToken: reformat with the PUK as SO PIN; every object goes, the card ID
     /// stays, and until the SO sets a user PIN (C_InitPIN) none is known.
-    pub fn init_token(&self, slot: CK_SLOT_ID, so_pin: &[u8], label: &str) -> Result<()> {
+    pub(crate) fn init_token(&self, slot: CK_SLOT_ID, so_pin: &[u8], label: &str) -> Result<()> {
         let card_id = {
             let st = self.state.lock();
             let s = st

@@ -31,7 +31,7 @@ const IDLE_RELEASE_MS: u64 = 100;
 /// How long C_Finalize lets closing the connection take at least.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Environment variable: seconds a call waits for the connection (default 30).
-pub const WAIT_ENV: &str = "TPMVSC_TPM_WAIT";
+pub(crate) const WAIT_ENV: &str = "TPMVSC_TPM_WAIT";
 const DEFAULT_WAIT_SECS: u64 = 30;
 
 /// How long a call waits for a connection another thread is using, and how long a

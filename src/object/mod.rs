@@ -14,32 +14,32 @@ use crate::mechanism::ec::{Curve, point_to_der};
 use crate::tpm::{Blob, PublicKey};
 
 /// Attributes in their PKCS#11 byte encoding (CK_ULONG native-endian, CK_BBOOL one byte).
-pub type Attrs = BTreeMap<CK_ATTRIBUTE_TYPE, Vec<u8>>;
+pub(crate) type Attrs = BTreeMap<CK_ATTRIBUTE_TYPE, Vec<u8>>;
 
 /// Most private keys a card holds (Windows: 30 keys).
-pub const MAX_KEYS: usize = 30;
+pub(crate) const MAX_KEYS: usize = 30;
 /// Most certificates a card holds (Windows: 90).
-pub const MAX_CERTS: usize = 90;
+pub(crate) const MAX_CERTS: usize = 90;
 
 /// CK_ULONG attribute value.
-pub fn ulong(v: CK_ULONG) -> Vec<u8> {
+pub(crate) fn ulong(v: CK_ULONG) -> Vec<u8> {
     v.to_ne_bytes().to_vec()
 }
 
 /// CK_BBOOL attribute value.
-pub fn boolean(v: bool) -> Vec<u8> {
+pub(crate) fn boolean(v: bool) -> Vec<u8> {
     vec![u8::from(v)]
 }
 
 /// Reads a CK_ULONG attribute (None when absent or of the wrong size).
-pub fn get_ulong(a: &Attrs, t: CK_ATTRIBUTE_TYPE) -> Option<CK_ULONG> {
+pub(crate) fn get_ulong(a: &Attrs, t: CK_ATTRIBUTE_TYPE) -> Option<CK_ULONG> {
     let v = a.get(&t)?;
     let arr: [u8; 8] = v.as_slice().try_into().ok()?;
     Some(CK_ULONG::from_ne_bytes(arr))
 }
 
 /// Reads a CK_BBOOL attribute.
-pub fn get_bool(a: &Attrs, t: CK_ATTRIBUTE_TYPE) -> Option<bool> {
+pub(crate) fn get_bool(a: &Attrs, t: CK_ATTRIBUTE_TYPE) -> Option<bool> {
     match a.get(&t)?.as_slice() {
         [b] => Some(*b != 0),
         _ => None,
@@ -47,7 +47,7 @@ pub fn get_bool(a: &Attrs, t: CK_ATTRIBUTE_TYPE) -> Option<bool> {
 }
 
 /// A template's CK_BBOOL, refusing a value of the wrong size.
-pub fn template_bool(t: &Attrs, a: CK_ATTRIBUTE_TYPE) -> Result<Option<bool>> {
+pub(crate) fn template_bool(t: &Attrs, a: CK_ATTRIBUTE_TYPE) -> Result<Option<bool>> {
     match t.get(&a) {
         None => Ok(None),
         Some(v) if v.len() == 1 => Ok(Some(v[0] != 0)),
@@ -58,7 +58,7 @@ pub fn template_bool(t: &Attrs, a: CK_ATTRIBUTE_TYPE) -> Result<Option<bool>> {
 }
 
 /// A template's CK_ULONG, refusing a value of the wrong size.
-pub fn template_ulong(t: &Attrs, a: CK_ATTRIBUTE_TYPE) -> Result<Option<CK_ULONG>> {
+pub(crate) fn template_ulong(t: &Attrs, a: CK_ATTRIBUTE_TYPE) -> Result<Option<CK_ULONG>> {
     match t.get(&a) {
         None => Ok(None),
         Some(v) => v
@@ -75,7 +75,7 @@ pub fn template_ulong(t: &Attrs, a: CK_ATTRIBUTE_TYPE) -> Result<Option<CK_ULONG
 
 /// Refuses a template whose CK_BBOOL or CK_ULONG attributes have the wrong size
 /// (CKR_ATTRIBUTE_VALUE_INVALID), before anything is created or changed.
-pub fn check_template(t: &Attrs) -> Result<()> {
+pub(crate) fn check_template(t: &Attrs) -> Result<()> {
     const BOOLS: &[CK_ATTRIBUTE_TYPE] = &[
         CKA_TOKEN,
         CKA_PRIVATE,
@@ -126,7 +126,7 @@ pub fn check_template(t: &Attrs) -> Result<()> {
 
 /// One object in the module.
 #[derive(Debug, Clone)]
-pub struct Object {
+pub(crate) struct Object {
     pub attrs: Attrs,
     /// The TPM blob of a private key.
     pub blob: Option<Blob>,
@@ -137,34 +137,34 @@ pub struct Object {
 }
 
 impl Object {
-    pub fn class(&self) -> CK_OBJECT_CLASS {
+    pub(crate) fn class(&self) -> CK_OBJECT_CLASS {
         get_ulong(&self.attrs, CKA_CLASS).unwrap_or(CK_UNAVAILABLE_INFORMATION)
     }
 
-    pub fn is_token(&self) -> bool {
+    pub(crate) fn is_token(&self) -> bool {
         get_bool(&self.attrs, CKA_TOKEN).unwrap_or(false)
     }
 
-    pub fn is_private(&self) -> bool {
+    pub(crate) fn is_private(&self) -> bool {
         get_bool(&self.attrs, CKA_PRIVATE).unwrap_or(false)
     }
 
-    pub fn key_type(&self) -> Option<CK_KEY_TYPE> {
+    pub(crate) fn key_type(&self) -> Option<CK_KEY_TYPE> {
         get_ulong(&self.attrs, CKA_KEY_TYPE)
     }
 
     /// True when every attribute of the template has the same value here.
-    pub fn matches(&self, template: &Attrs) -> bool {
+    pub(crate) fn matches(&self, template: &Attrs) -> bool {
         template.iter().all(|(t, v)| self.attrs.get(t) == Some(v))
     }
 
     /// A usage flag (CKA_SIGN, CKA_DECRYPT, ...), false when absent.
-    pub fn allows(&self, usage: CK_ATTRIBUTE_TYPE) -> bool {
+    pub(crate) fn allows(&self, usage: CK_ATTRIBUTE_TYPE) -> bool {
         get_bool(&self.attrs, usage).unwrap_or(false)
     }
 
     /// Whether reading `t` must be refused (CKR_ATTRIBUTE_SENSITIVE).
-    pub fn is_sensitive(&self, t: CK_ATTRIBUTE_TYPE) -> bool {
+    pub(crate) fn is_sensitive(&self, t: CK_ATTRIBUTE_TYPE) -> bool {
         self.class() == CKO_PRIVATE_KEY
             && matches!(
                 t,
@@ -179,7 +179,7 @@ impl Object {
     }
 
     /// The public key of a key object, from its attributes.
-    pub fn public_key(&self) -> Result<PublicKey> {
+    pub(crate) fn public_key(&self) -> Result<PublicKey> {
         match self.key_type() {
             Some(CKK_RSA) => Ok(PublicKey::Rsa {
                 modulus: self.attrs.get(&CKA_MODULUS).cloned().unwrap_or_default(),
@@ -209,7 +209,7 @@ impl Object {
 
 /// Attributes a client may set on a new key pair, beyond the defaults.
 #[derive(Debug, Clone, Default)]
-pub struct KeyPairRequest {
+pub(crate) struct KeyPairRequest {
     pub id: Option<Vec<u8>>,
     pub label: Option<Vec<u8>>,
     pub token: bool,
@@ -221,7 +221,7 @@ pub struct KeyPairRequest {
 /// The two objects of a key pair made in the TPM. CKA_ID defaults to the SHA-1 of the
 /// modulus or of the uncompressed EC point, what NSS computes to pair a certificate with
 /// its key (DESIGN.md §5).
-pub fn key_pair_objects(
+pub(crate) fn key_pair_objects(
     key: &PublicKey,
     mechanism: CK_MECHANISM_TYPE,
     req: &KeyPairRequest,
@@ -303,7 +303,7 @@ pub fn key_pair_objects(
 
 /// Attributes of an X.509 certificate object from its DER and the client's template:
 /// subject, issuer and serial number are parsed from the certificate.
-pub fn certificate_attrs(template: &Attrs) -> Result<Attrs> {
+pub(crate) fn certificate_attrs(template: &Attrs) -> Result<Attrs> {
     use der::{Decode, Encode};
     let cert_type = template_ulong(template, CKA_CERTIFICATE_TYPE)?.unwrap_or(CKC_X_509);
     if cert_type != CKC_X_509 {
@@ -365,7 +365,7 @@ pub fn certificate_attrs(template: &Attrs) -> Result<Attrs> {
 }
 
 /// Attributes of a data object from the client's template.
-pub fn data_attrs(template: &Attrs) -> Result<Attrs> {
+pub(crate) fn data_attrs(template: &Attrs) -> Result<Attrs> {
     let mut a = Attrs::new();
     a.insert(CKA_CLASS, ulong(CKO_DATA));
     a.insert(CKA_TOKEN, boolean(false));
@@ -395,7 +395,7 @@ pub fn data_attrs(template: &Attrs) -> Result<Attrs> {
 
 /// Attributes of a public key object a client brings (C_CreateObject), for verifying
 /// and encrypting on the host.
-pub fn public_key_attrs(template: &Attrs) -> Result<Attrs> {
+pub(crate) fn public_key_attrs(template: &Attrs) -> Result<Attrs> {
     let key_type = template_ulong(template, CKA_KEY_TYPE)?.ok_or_else(|| {
         Error::from(CallError::TemplateIncomplete(
             "a public key needs CKA_KEY_TYPE",
@@ -462,7 +462,7 @@ pub fn public_key_attrs(template: &Attrs) -> Result<Attrs> {
 }
 
 /// The PKCS#11 3.0 profile objects every token carries (public, read-only).
-pub fn profile_objects() -> Vec<Attrs> {
+pub(crate) fn profile_objects() -> Vec<Attrs> {
     [CKP_AUTHENTICATION_TOKEN, CKP_PUBLIC_CERTIFICATES_TOKEN]
         .into_iter()
         .map(|p| {
@@ -482,7 +482,7 @@ pub fn profile_objects() -> Vec<Attrs> {
 
 /// A token object as it is kept in the card's directory (`obj-<uuid>.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ObjectRecord {
+pub(crate) struct ObjectRecord {
     /// Attribute type (hex) → value (hex).
     pub attrs: BTreeMap<String, String>,
     #[serde(default)]
@@ -490,7 +490,7 @@ pub struct ObjectRecord {
 }
 
 impl ObjectRecord {
-    pub fn from_object(o: &Object) -> ObjectRecord {
+    pub(crate) fn from_object(o: &Object) -> ObjectRecord {
         ObjectRecord {
             attrs: o
                 .attrs
@@ -501,7 +501,7 @@ impl ObjectRecord {
         }
     }
 
-    pub fn to_attrs(&self) -> Result<Attrs> {
+    pub(crate) fn to_attrs(&self) -> Result<Attrs> {
         let mut a = Attrs::new();
         for (t, v) in &self.attrs {
             let t = CK_ATTRIBUTE_TYPE::from_str_radix(t, 16).map_err(|_| {

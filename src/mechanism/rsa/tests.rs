@@ -5,6 +5,11 @@ use rsa::rand_core::OsRng;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use rsa::{Oaep, Pkcs1v15Encrypt, Pkcs1v15Sign, Pss, RsaPrivateKey, RsaPublicKey};
 
+/// The bare public operation s^e mod n on a checked key, as the verifies use it.
+fn public_op(n: &[u8], e: &[u8], input: &[u8]) -> Result<Vec<u8>> {
+    PublicKey::parse(n, e)?.op(input)
+}
+
 // `openssl genrsa 1024`, e = 65537.
 const N_1024: &str = "cf650f322da0aa93d3b3ddffb0783d3a4d907efff8648c6e29c483ee5993d9eb\
     66b0d1638586a89050810be666adcea3107b89adf4807d46fee321154712420f\
