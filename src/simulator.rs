@@ -11,13 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::store::{SMALL_LIMIT, Store};
-use crate::tpm::Tpm;
-
-/// DA parameters the simulator sets: lockout after 32 failures, one forgotten every
-/// 10 minutes, 10 minutes after a wrong lockout authorization (as Windows).
-pub const DA_MAX_TRIES: u32 = 32;
-pub const DA_RECOVERY_SECS: u32 = 600;
-pub const DA_LOCKOUT_RECOVERY_SECS: u32 = 600;
+use crate::tpm::{Tpm, WINDOWS_DA};
 
 const STATE_DIR: &str = "simulator";
 const PID_FILE: &str = "swtpm.pid";
@@ -166,9 +160,9 @@ pub fn start(store: &Store) -> Result<Status> {
     if !dir.exists(READY_FILE)? {
         provision(
             &launched.tcti(),
-            DA_MAX_TRIES,
-            DA_RECOVERY_SECS,
-            DA_LOCKOUT_RECOVERY_SECS,
+            WINDOWS_DA.max_tries,
+            WINDOWS_DA.recovery_secs,
+            WINDOWS_DA.lockout_recovery_secs,
         )?;
         dir.write_atomic(READY_FILE, b"1\n", true)?;
     }

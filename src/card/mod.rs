@@ -12,7 +12,7 @@ pub use policy::PinPolicy;
 
 /// File names inside a card directory.
 pub const CARD_FILE: &str = "card.json";
-pub const COUNTERS_FILE: &str = "counters.json";
+pub(crate) const COUNTERS_FILE: &str = "counters.json";
 pub const CSK_FILE: &str = "csk.json";
 pub const PUK_FILE: &str = "puk.json";
 pub const ADMIN_FILE: &str = "admin.json";
@@ -22,11 +22,11 @@ pub const GUARD_FILE: &str = "guard.json";
 /// The default PIN and PUK of Windows virtual smart cards.
 pub const DEFAULT_PIN: &str = "12345678";
 /// Most cards one store holds (Windows: 10 per computer).
-pub const MAX_CARDS: usize = 10;
+pub(crate) const MAX_CARDS: usize = 10;
 /// Longest card name: the PKCS#11 token label holds 32 bytes.
-pub const MAX_NAME_LEN: usize = 32;
+pub(crate) const MAX_NAME_LEN: usize = 32;
 /// Default PIN and PUK retry counts (DESIGN.md §2).
-pub const DEFAULT_TRIES: u32 = 5;
+pub(crate) const DEFAULT_TRIES: u32 = 5;
 
 /// Whether and how an administrator can manage the card (DESIGN.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +109,7 @@ pub fn instance_id(n: u32) -> String {
 
 /// `counters.json`: tries left; written before every TPM attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
+pub(crate) struct Counters {
     pub pin_tries_left: u32,
     pub puk_tries_left: u32,
     /// Wrong administrator responses left (limit: the PUK tries).
@@ -135,7 +135,7 @@ pub enum Counter {
 
 impl Counters {
     /// Tries left on one counter.
-    pub fn left(&self, which: Counter) -> u32 {
+    pub(crate) fn left(&self, which: Counter) -> u32 {
         match which {
             Counter::Pin => self.pin_tries_left,
             Counter::Puk => self.puk_tries_left,
@@ -144,7 +144,7 @@ impl Counters {
     }
 
     /// Sets one counter.
-    pub fn set(&mut self, which: Counter, value: u32) {
+    pub(crate) fn set(&mut self, which: Counter, value: u32) {
         match which {
             Counter::Pin => self.pin_tries_left = value,
             Counter::Puk => self.puk_tries_left = value,
@@ -153,7 +153,7 @@ impl Counters {
     }
 
     /// Full counters for a card record.
-    pub fn full(record: &CardRecord) -> Counters {
+    pub(crate) fn full(record: &CardRecord) -> Counters {
         Counters {
             pin_tries_left: record.pin_tries,
             puk_tries_left: record.puk_tries,
@@ -217,7 +217,7 @@ pub fn pin_auth(salt: &[u8], pin: &[u8]) -> Zeroizing<Vec<u8>> {
 /// A card name is 1–32 bytes of printable text that cannot be mistaken for another card
 /// or another way of naming one (DESIGN.md §4): no leading or trailing space, no control
 /// or bidi-override characters, no `/`, and not shaped like an instance ID or a GUID.
-pub fn check_name(name: &str) -> crate::error::Result<()> {
+pub(crate) fn check_name(name: &str) -> crate::error::Result<()> {
     if name.is_empty() {
         return Err(crate::error::Error::Usage("the card name is empty".into()));
     }
@@ -281,7 +281,7 @@ fn is_invisible(c: char) -> bool {
 }
 
 /// `ROOT\SMARTCARDREADER\000n` in any case, also with the backslashes a shell ate.
-pub fn looks_like_instance_id(text: &str) -> bool {
+pub(crate) fn looks_like_instance_id(text: &str) -> bool {
     let t = text.to_ascii_uppercase();
     let rest = t
         .strip_prefix("ROOT\\SMARTCARDREADER\\")

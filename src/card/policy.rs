@@ -57,11 +57,11 @@ impl Default for PinPolicy {
 
 impl PinPolicy {
     /// The smallest `minlen` a policy may set.
-    pub const LOWEST_MIN_LEN: usize = 4;
+    pub(crate) const LOWEST_MIN_LEN: usize = 4;
     /// The largest `maxlen` a policy may set (and the default `maxlen`).
-    pub const HIGHEST_MAX_LEN: usize = 127;
+    pub(crate) const HIGHEST_MAX_LEN: usize = 127;
     /// `minlen` when a policy does not set it.
-    pub const DEFAULT_MIN_LEN: usize = 8;
+    pub(crate) const DEFAULT_MIN_LEN: usize = 8;
 
     /// Parses the `tpmvsc` spelling:
     /// `minlen=8,maxlen=127,uppercase=allowed,lowercase=allowed,digits=allowed,specialchars=allowed`.
@@ -98,7 +98,9 @@ impl PinPolicy {
     /// Options: `minlen`, `maxlen`, `uppercase`, `lowercase`, `digits`, `specialchars`;
     /// each at most once, names and values case-insensitive. An empty list gives the
     /// default policy. A malformed or impossible policy is [`Error::Usage`].
-    pub fn from_options<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
+    pub(crate) fn from_options<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self> {
         let mut min_len = None;
         let mut max_len = None;
         let mut rules: [Option<CharRule>; 4] = [None; 4];
@@ -145,7 +147,7 @@ impl PinPolicy {
     ///
     /// [`parse`]: PinPolicy::parse
     /// [`from_options`]: PinPolicy::from_options
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let (lo, hi) = (Self::LOWEST_MIN_LEN, Self::HIGHEST_MAX_LEN);
         let usage = |m: String| Err(Error::Usage(m));
         // First, so that the message names the real conflict when a stored policy has a
@@ -238,11 +240,6 @@ impl PinPolicy {
             }
         }
         Ok(())
-    }
-
-    /// True when this is Windows' default policy (8–127 characters, every class allowed).
-    pub fn is_default(&self) -> bool {
-        *self == Self::default()
     }
 
     /// One line for people, e.g. `8-127 characters; uppercase required; digits not allowed`.

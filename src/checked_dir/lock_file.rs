@@ -33,7 +33,7 @@ const MAX_PAUSE: Duration = Duration::from_millis(5);
 /// An open lock file; the lock (if taken) is released when this is dropped or when the
 /// process ends.
 #[derive(Debug)]
-pub struct LockFile {
+pub(crate) struct LockFile {
     file: File,
     path: PathBuf,
 }
@@ -81,14 +81,14 @@ pub(crate) fn lock_timeout() -> Result<Duration> {
 
 impl LockFile {
     /// Takes the exclusive lock, waiting at most [`lock_timeout`].
-    pub fn lock(&self) -> Result<()> {
+    pub(crate) fn lock(&self) -> Result<()> {
         let started = Instant::now();
         self.lock_until(started, started + lock_timeout()?)
     }
 
     /// Takes the exclusive lock, waiting until `deadline`; the error counts the wait from
     /// `started`.
-    pub fn lock_until(&self, started: Instant, deadline: Instant) -> Result<()> {
+    pub(crate) fn lock_until(&self, started: Instant, deadline: Instant) -> Result<()> {
         let mut pause = Duration::from_millis(1);
         loop {
             if self.try_lock()? {
@@ -104,7 +104,7 @@ impl LockFile {
     }
 
     /// Takes the exclusive lock if it is free.
-    pub fn try_lock(&self) -> Result<bool> {
+    pub(crate) fn try_lock(&self) -> Result<bool> {
         match self.file.try_lock() {
             Ok(()) => Ok(true),
             Err(TryLockError::WouldBlock) => Ok(false),
@@ -114,7 +114,7 @@ impl LockFile {
 
     /// True when someone holds the lock exclusively (checked with a shared lock that is
     /// released at once). Only meaningful on a file this process does not lock itself.
-    pub fn held_by_others(&self) -> bool {
+    pub(crate) fn held_by_others(&self) -> bool {
         match self.file.try_lock_shared() {
             Ok(()) => {
                 let _ = self.file.unlock();
@@ -125,17 +125,17 @@ impl LockFile {
     }
 
     /// Releases the lock (dropping the file does too).
-    pub fn unlock(&self) {
+    pub(crate) fn unlock(&self) {
         let _ = self.file.unlock();
     }
 
     /// The lock file's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The error for a wait that ended after `waited`, naming who holds the lock.
-    pub fn busy(&self, waited: Duration) -> Error {
+    pub(crate) fn busy(&self, waited: Duration) -> Error {
         Error::LockBusy(LockBusy {
             path: self.path.clone(),
             waited,

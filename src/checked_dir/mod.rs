@@ -37,7 +37,7 @@ pub(crate) use lock_file::{LockBusy, LockFile};
 
 /// Who may own a directory tpmvsc uses, and which permission bits it may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DirRule {
+pub(crate) enum DirRule {
     /// The card store and its directories: owned by the caller or by root, not writable
     /// by group or others. Root may read a directory of any owner (the system store holds
     /// users' cards; `tpmvsc list` as root shows them) but never writes into one it does
@@ -53,7 +53,7 @@ pub enum DirRule {
 
 /// An open, checked directory. Cloning shares the descriptor.
 #[derive(Debug, Clone)]
-pub struct CheckedDir {
+pub(crate) struct CheckedDir {
     fd: Arc<OwnedFd>,
     path: PathBuf,
     what: &'static str,
@@ -61,7 +61,7 @@ pub struct CheckedDir {
 
 /// What a directory entry is, as `lstat` sees it (links are not followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     Dir,
     File,
     Symlink,
@@ -72,7 +72,7 @@ pub enum EntryKind {
 /// One entry of a [`CheckedDir`] (never `.` or `..`; names that are not UTF-8 are left
 /// out: tpmvsc makes none).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub name: String,
     pub kind: EntryKind,
 }
@@ -82,7 +82,11 @@ impl CheckedDir {
     /// store") and checks it against `rule`. The last component must not be a symbolic
     /// link; the components above it are the caller's configuration and are resolved.
     /// `Ok(None)` when it does not exist.
-    pub fn open(path: &Path, what: &'static str, rule: DirRule) -> Result<Option<CheckedDir>> {
+    pub(crate) fn open(
+        path: &Path,
+        what: &'static str,
+        rule: DirRule,
+    ) -> Result<Option<CheckedDir>> {
         match rustix::fs::openat(rustix::fs::CWD, path, dir_flags(), Mode::empty()) {
             Ok(fd) => CheckedDir::checked(fd, path.to_path_buf(), what, rule).map(Some),
             Err(Errno::NOENT) => Ok(None),
@@ -93,7 +97,7 @@ impl CheckedDir {
     /// Like [`CheckedDir::open`], creating the directory (mode 0700) and its missing
     /// parents (0700 too, the XDG base-directory rule) first. A parent is created only
     /// inside a directory that belongs to the caller or root (for root: to root).
-    pub fn create(path: &Path, what: &'static str, rule: DirRule) -> Result<CheckedDir> {
+    pub(crate) fn create(path: &Path, what: &'static str, rule: DirRule) -> Result<CheckedDir> {
         create_missing(path, what)?;
         CheckedDir::open(path, what, rule)?.ok_or_else(|| {
             Error::io(
@@ -108,7 +112,7 @@ impl CheckedDir {
 
     /// Opens the subdirectory `name` (not following a link) and checks it.
     /// `Ok(None)` when it does not exist.
-    pub fn open_dir(
+    pub(crate) fn open_dir(
         &self,
         name: &str,
         what: &'static str,
@@ -124,7 +128,12 @@ impl CheckedDir {
     }
 
     /// Opens the subdirectory `name`, creating it with mode 0700 when missing.
-    pub fn create_dir(&self, name: &str, what: &'static str, rule: DirRule) -> Result<CheckedDir> {
+    pub(crate) fn create_dir(
+        &self,
+        name: &str,
+        what: &'static str,
+        rule: DirRule,
+    ) -> Result<CheckedDir> {
         if let Some(d) = self.open_dir(name, what, rule)? {
             return Ok(d);
         }
@@ -145,19 +154,19 @@ impl CheckedDir {
     }
 
     /// The directory's path (for messages; operations use the open descriptor).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The path of `name` in this directory (for messages).
-    pub fn join(&self, name: &str) -> PathBuf {
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
 
     /// True when the directory lives in memory (tmpfs or ramfs): what it holds was
     /// written since the last boot, by someone who could reach it while the machine ran,
     /// never by an offline attacker with the disk.
-    pub fn is_volatile(&self) -> bool {
+    pub(crate) fn is_volatile(&self) -> bool {
         /// `TMPFS_MAGIC` and `RAMFS_MAGIC` of statfs(2).
         const IN_MEMORY: [i64; 2] = [0x0102_1994, 0x8584_58f6];
         // f_type is i64 here, i32 or u32 on other targets.
@@ -168,7 +177,7 @@ impl CheckedDir {
     /// Refuses a directory that group or others may read or write, or that another user
     /// owns (root aside): for directories holding secrets, such as a card's blobs and
     /// salts (DESIGN.md §2).
-    pub fn check_private(&self) -> Result<()> {
+    pub(crate) fn check_private(&self) -> Result<()> {
         let (uid, mode) = self.owner_and_mode()?;
         if mode & 0o077 != 0 {
             return Err(Error::StorePermissions {
@@ -195,7 +204,7 @@ impl CheckedDir {
     /// following a link planted in a user's directory would overwrite any file on the
     /// system — or one on a read-only file system (so the error names this directory, not
     /// some file in it). Every change below calls this first.
-    pub fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         let me = rustix::process::geteuid().as_raw();
         let (uid, mode) = self.owner_and_mode()?;
         if may_write(uid, me) {
@@ -228,7 +237,7 @@ impl CheckedDir {
     }
 
     /// The entries of the directory (not `.` and `..`), in no particular order.
-    pub fn entries(&self) -> Result<Vec<Entry>> {
+    pub(crate) fn entries(&self) -> Result<Vec<Entry>> {
         let dir = rustix::fs::Dir::read_from(&*self.fd).map_err(|e| self.io(&self.path, e))?;
         let mut out = Vec::new();
         for entry in dir {
@@ -253,7 +262,7 @@ impl CheckedDir {
     }
 
     /// What `name` is (a link is not followed); `None` when it does not exist.
-    pub fn kind_of(&self, name: &str) -> Result<Option<EntryKind>> {
+    pub(crate) fn kind_of(&self, name: &str) -> Result<Option<EntryKind>> {
         let path = self.join(name);
         check_name(name, &path)?;
         match rustix::fs::statat(&*self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -264,13 +273,13 @@ impl CheckedDir {
     }
 
     /// True when `name` exists (as anything, a dangling link included).
-    pub fn exists(&self, name: &str) -> Result<bool> {
+    pub(crate) fn exists(&self, name: &str) -> Result<bool> {
         Ok(self.kind_of(name)?.is_some())
     }
 
     /// Reads the regular file `name`, at most `limit` bytes. A link, device, FIFO or
     /// socket, or a longer file, is an error naming the file; nothing blocks.
-    pub fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
+    pub(crate) fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
         self.read_if_exists(name, limit)?.ok_or_else(|| {
             Error::io(
                 self.join(name),
@@ -280,7 +289,7 @@ impl CheckedDir {
     }
 
     /// [`CheckedDir::read`], with `Ok(None)` when the file does not exist.
-    pub fn read_if_exists(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn read_if_exists(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
         let path = self.join(name);
         check_name(name, &path)?;
         // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
@@ -296,14 +305,14 @@ impl CheckedDir {
 
     /// Replaces (or creates) `name` with `bytes`, atomically (mode 0600): see
     /// [`write_atomic_in`].
-    pub fn write_atomic(&self, name: &str, bytes: &[u8], durable: bool) -> Result<()> {
+    pub(crate) fn write_atomic(&self, name: &str, bytes: &[u8], durable: bool) -> Result<()> {
         self.check_writable()?;
         write_atomic_in(self.fd.as_fd(), &self.path, name, bytes, durable)
             .map_err(|e| self.relabel_write_error(e))
     }
 
     /// Removes the file (or link) `name`; the error names it, a missing one included.
-    pub fn remove_file(&self, name: &str) -> Result<()> {
+    pub(crate) fn remove_file(&self, name: &str) -> Result<()> {
         let path = self.join(name);
         check_name(name, &path)?;
         self.check_writable()?;
@@ -313,7 +322,7 @@ impl CheckedDir {
 
     /// Removes `name` and, when it is a directory, everything under it. Links are
     /// removed, never followed. A missing `name` is not an error.
-    pub fn remove_tree(&self, name: &str) -> Result<()> {
+    pub(crate) fn remove_tree(&self, name: &str) -> Result<()> {
         let path = self.join(name);
         check_name(name, &path)?;
         self.check_writable()?;
@@ -321,22 +330,22 @@ impl CheckedDir {
     }
 
     /// Renames `from` to `to` in this directory; refuses to replace an existing `to`.
-    pub fn rename_new(&self, from: &str, to: &str) -> Result<()> {
+    pub(crate) fn rename_new(&self, from: &str, to: &str) -> Result<()> {
         self.rename_with(from, to, RenameFlags::NOREPLACE)
     }
 
     /// Swaps `a` and `b` in one `renameat2(RENAME_EXCHANGE)`: a crash leaves either.
-    pub fn exchange(&self, a: &str, b: &str) -> Result<()> {
+    pub(crate) fn exchange(&self, a: &str, b: &str) -> Result<()> {
         self.rename_with(a, b, RenameFlags::EXCHANGE)
     }
 
     /// Fsyncs the directory, so renames and creations in it survive a crash.
-    pub fn sync(&self) -> Result<()> {
+    pub(crate) fn sync(&self) -> Result<()> {
         rustix::fs::fsync(&*self.fd).map_err(|e| self.io(&self.path, e))
     }
 
     /// Opens the lock file `name`, creating it when missing: see [`lock_file`].
-    pub fn lock_file(&self, name: &str) -> Result<LockFile> {
+    pub(crate) fn lock_file(&self, name: &str) -> Result<LockFile> {
         lock_file::open(self, name)
     }
 

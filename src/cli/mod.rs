@@ -39,7 +39,7 @@ pub mod prompt;
 mod secrets;
 mod system;
 pub mod tpmvscmgr;
-pub mod winsyntax;
+pub(crate) mod winsyntax;
 
 /// The `tpmvsc` program.
 pub fn tpmvsc_main() -> ExitCode {

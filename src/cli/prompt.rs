@@ -23,24 +23,24 @@ use crate::provision::Secret;
 /// The longest secret read from a file, standard input or the prompt: PINs and PUKs are
 /// at most 127 bytes (the PIN policy's upper bound), and no admin key, master key,
 /// response or lockout authorization in hex is longer.
-pub const MAX_SECRET_BYTES: usize = 127;
+pub(crate) const MAX_SECRET_BYTES: usize = 127;
 
 /// The largest certificate file `import-cert` reads.
-pub const MAX_CERT_BYTES: usize = 1 << 20;
+pub(crate) const MAX_CERT_BYTES: usize = 1 << 20;
 
 /// A secret line and its line ending (`\r\n`): the most a secret read ever holds.
 const LINE_CAP: usize = MAX_SECRET_BYTES + 2;
 
 /// Where secrets come from.
 #[derive(Debug)]
-pub struct SecretReader {
+pub(crate) struct SecretReader {
     from_stdin: bool,
 }
 
 impl SecretReader {
     /// Reads from standard input when `stdin` is set or standard input is not a terminal;
     /// otherwise prompts on the terminal without echo.
-    pub fn new(stdin: bool) -> SecretReader {
+    pub(crate) fn new(stdin: bool) -> SecretReader {
         SecretReader {
             from_stdin: stdin || !std::io::stdin().is_terminal(),
         }
@@ -49,7 +49,7 @@ impl SecretReader {
     /// After the last secret a command reads: on standard input, refuses more lines than
     /// the command's documented order has (a secret in the wrong place would otherwise
     /// become another secret), before anything is done. Empty lines at the end are fine.
-    pub fn finish(&mut self, order: &str) -> Result<()> {
+    pub(crate) fn finish(&mut self, order: &str) -> Result<()> {
         if !self.from_stdin {
             return Ok(());
         }
@@ -66,12 +66,12 @@ impl SecretReader {
     }
 
     /// True when secrets are read as lines from standard input.
-    pub fn uses_stdin(&self) -> bool {
+    pub(crate) fn uses_stdin(&self) -> bool {
         self.from_stdin
     }
 
     /// One existing secret (a current PIN, PUK, admin response, admin key).
-    pub fn current(&mut self, what: &str) -> Result<Secret> {
+    pub(crate) fn current(&mut self, what: &str) -> Result<Secret> {
         if self.from_stdin {
             return read_stdin_line(what);
         }
@@ -80,7 +80,7 @@ impl SecretReader {
 
     /// A current PIN or PUK: [`SecretReader::current`], and one that no card can have
     /// (empty) is refused before any TPM try, see [`check_current_secret`].
-    pub fn current_pin(&mut self, what: &str) -> Result<Secret> {
+    pub(crate) fn current_pin(&mut self, what: &str) -> Result<Secret> {
         let s = self.current(what)?;
         check_current_secret(what, &s)?;
         Ok(s)
@@ -88,7 +88,7 @@ impl SecretReader {
 
     /// A new secret: asked twice on a terminal (they must match), once from standard input;
     /// `check` runs before the second prompt so a policy error shows at once.
-    pub fn new_secret(
+    pub(crate) fn new_secret(
         &mut self,
         what: &str,
         check: &dyn Fn(&[u8]) -> Result<()>,
@@ -98,7 +98,7 @@ impl SecretReader {
 
     /// [`SecretReader::new_secret`], reading the secret twice from standard input when
     /// `twice_on_stdin` (the change and unblock commands: "current, new, new").
-    pub fn new_secret_with(
+    pub(crate) fn new_secret_with(
         &mut self,
         what: &str,
         check: &dyn Fn(&[u8]) -> Result<()>,
@@ -133,7 +133,7 @@ impl SecretReader {
     }
 
     /// Asks a yes/no question on the terminal; false without a terminal.
-    pub fn confirm(&self, question: &str) -> Result<bool> {
+    pub(crate) fn confirm(&self, question: &str) -> Result<bool> {
         if !std::io::stdin().is_terminal() {
             return Ok(false);
         }
@@ -150,7 +150,7 @@ impl SecretReader {
 /// Refuses a current PIN or PUK that no card can have: an empty one, or one longer than
 /// [`MAX_SECRET_BYTES`] (the readers here refuse those already). Trying it would spend a
 /// retry and a TPM dictionary-attack count for nothing.
-pub fn check_current_secret(what: &str, secret: &[u8]) -> Result<()> {
+pub(crate) fn check_current_secret(what: &str, secret: &[u8]) -> Result<()> {
     if secret.is_empty() {
         return Err(Error::Usage(format!(
             "the {what} is empty; no card has an empty {what}, so it was not tried"
@@ -170,7 +170,7 @@ pub fn check_current_secret(what: &str, secret: &[u8]) -> Result<()> {
 /// ending is read. A regular file, a FIFO or a pipe (`/dev/fd/N`, `<(...)`) is read; a
 /// device, a socket or a directory is refused by name. `what` names the secret in
 /// messages ("PIN", "admin key").
-pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
+pub(crate) fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
     let file = open_checked(path, true, || {
         format!("the {what} is read from a regular file, a pipe such as /dev/fd/N, or --stdin")
     })?;
@@ -180,7 +180,7 @@ pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
 /// A whole input file of at most `limit` bytes (`what` names it in messages: "certificate
 /// file"). Only regular files are read: anything else is refused by name, and a larger
 /// file is [`Error::InputTooLarge`].
-pub fn read_input_file(path: &Path, what: &str, limit: usize) -> Result<Vec<u8>> {
+pub(crate) fn read_input_file(path: &Path, what: &str, limit: usize) -> Result<Vec<u8>> {
     let file = open_checked(path, false, || {
         format!("a {what} must be a regular file (or - for standard input)")
     })?;
@@ -192,7 +192,7 @@ pub fn read_input_file(path: &Path, what: &str, limit: usize) -> Result<Vec<u8>>
 }
 
 /// All of standard input, at most `limit` bytes (`what` names it in messages).
-pub fn read_input_stdin(what: &str, limit: usize) -> Result<Vec<u8>> {
+pub(crate) fn read_input_stdin(what: &str, limit: usize) -> Result<Vec<u8>> {
     read_limited(std::io::stdin().lock(), what, limit, Path::new("<stdin>"))
 }
 

@@ -122,8 +122,8 @@ pub(super) fn tpm(action: TpmCmd) -> Result<()> {
                 println!(
                     "TPM hardened: lockout after {} failures with one forgotten every {} s; \
                          TPM2_Clear needs the platform authorization.",
-                    simulator::DA_MAX_TRIES,
-                    simulator::DA_RECOVERY_SECS
+                    tpm::WINDOWS_DA.max_tries,
+                    tpm::WINDOWS_DA.recovery_secs
                 );
             }
         },

@@ -11,7 +11,7 @@ use crate::error::{Error, Quoted, Result};
 
 /// What a `tpmvscmgr` command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WinCommand {
+pub(crate) enum WinCommand {
     /// `tpmvscmgr create ...`
     Create(WinCreate),
     /// `tpmvscmgr destroy ...`
@@ -26,7 +26,7 @@ pub enum WinCommand {
 
 /// The two verbs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WinVerb {
+pub(crate) enum WinVerb {
     /// `create`
     Create,
     /// `destroy`
@@ -35,7 +35,7 @@ pub enum WinVerb {
 
 /// `/PIN` and `/PUK` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WinSecret {
+pub(crate) enum WinSecret {
     /// The well-known default, `12345678`.
     Default,
     /// Ask the user.
@@ -44,7 +44,7 @@ pub enum WinSecret {
 
 /// `/AdminKey` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WinAdminKey {
+pub(crate) enum WinAdminKey {
     /// The well-known default key (anyone who can read the card's files can reset its PIN).
     Default,
     /// Ask the user for a 48-hex-digit key.
@@ -55,7 +55,7 @@ pub enum WinAdminKey {
 
 /// `/attestation` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WinAttestation {
+pub(crate) enum WinAttestation {
     /// `AIK_AND_CERT`
     AikAndCert,
     /// `AIK_ONLY`
@@ -64,7 +64,7 @@ pub enum WinAttestation {
 
 /// A parsed `create`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WinCreate {
+pub(crate) struct WinCreate {
     /// `/quiet`
     pub quiet: bool,
     /// `/name`: 1–32 bytes, no control characters, not ending in a space.
@@ -87,7 +87,7 @@ pub struct WinCreate {
 
 /// A parsed `destroy`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WinDestroy {
+pub(crate) struct WinDestroy {
     /// `/quiet`
     pub quiet: bool,
     /// `/instance` (required), as given; matching it to a card is the caller's job.
@@ -103,7 +103,7 @@ pub struct WinDestroy {
 /// (`/pin` is `/PIN`, not `/pinpolicy`). A malformed command line is [`Error::Usage`]; a
 /// card name that breaks the naming rules is [`Error::PolicyViolation`]. Besides `/?`,
 /// `-?`, `-h` and `--help` also ask for help.
-pub fn parse(args: &[String]) -> Result<WinCommand> {
+pub(crate) fn parse(args: &[String]) -> Result<WinCommand> {
     let Some((first, rest)) = args.split_first() else {
         return Ok(WinCommand::NoCommand);
     };
@@ -130,7 +130,7 @@ pub fn parse(args: &[String]) -> Result<WinCommand> {
 }
 
 /// Help text: the overview and both verbs for `None`, else that verb's parameters.
-pub fn usage(verb: Option<WinVerb>) -> &'static str {
+pub(crate) fn usage(verb: Option<WinVerb>) -> &'static str {
     match verb {
         None => HELP_ALL,
         Some(WinVerb::Create) => HELP_CREATE,

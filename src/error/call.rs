@@ -87,7 +87,7 @@ pub enum CallError {
 
 impl CallError {
     /// The PKCS#11 return value: one exhaustive match, so a new variant forces a decision.
-    pub fn ck_rv(&self) -> CK_RV {
+    pub(crate) fn ck_rv(&self) -> CK_RV {
         match self {
             CallError::NotInitialized => CKR_CRYPTOKI_NOT_INITIALIZED,
             CallError::AlreadyInitialized => CKR_CRYPTOKI_ALREADY_INITIALIZED,

@@ -132,7 +132,7 @@ pub enum Error {
 
 impl Error {
     /// What kind of failure this is, for the CLI's exit code and the C API's result.
-    pub fn class(&self) -> ErrorClass {
+    pub(crate) fn class(&self) -> ErrorClass {
         match self {
             Error::Usage(_)
             | Error::PolicyViolation(_)
@@ -198,7 +198,7 @@ impl Error {
 
     /// The PKCS#11 return value for this error: one exhaustive match, so a new variant
     /// forces a decision (CONVENTIONS.md §2).
-    pub fn ck_rv(&self) -> cryptoki_sys::CK_RV {
+    pub(crate) fn ck_rv(&self) -> cryptoki_sys::CK_RV {
         use cryptoki_sys::*;
         match self {
             Error::Usage(_) => CKR_ARGUMENTS_BAD,
@@ -276,7 +276,7 @@ impl Error {
     }
 
     /// Helper for a corrupt store file.
-    pub fn corrupt(path: impl Into<PathBuf>, why: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, why: impl Into<String>) -> Self {
         Error::StoreCorrupt {
             path: path.into(),
             why: why.into(),
@@ -444,7 +444,7 @@ fn byte_size(n: usize) -> String {
 
 /// Kinds of failure, as the CLI's exit codes and the C API's results tell them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
+pub(crate) enum ErrorClass {
     /// Failed (exit code 1).
     Failed,
     /// A malformed argument or a rule broken (exit code 2).
@@ -473,7 +473,7 @@ impl From<TpmError> for Error {
 /// Text in double quotes for messages: backslashes as they are (instance IDs), control
 /// characters escaped so that a message never carries raw ones.
 #[derive(Debug, Clone, Copy)]
-pub struct Quoted<'a>(pub &'a str);
+pub(crate) struct Quoted<'a>(pub &'a str);
 
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -19,7 +19,7 @@ const FINALIZE_WAIT: Duration = Duration::from_secs(3);
 /// refused with CKR_CANT_LOCK. Reads the store only: no TPM access, no output. In a
 /// forked child the inherited state is leaked, never dropped (DESIGN.md §6).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
+pub(crate) unsafe extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
     entry_anytime(|| {
         let mut threads_allowed = true;
         if !args.is_null() {
@@ -65,7 +65,7 @@ pub unsafe extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
 /// a hang is the worst choice), then every loaded object is flushed and the connection
 /// closed — or, if a call still holds it, left to that call to release.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
+pub(crate) unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
     entry_anytime(|| {
         if !reserved.is_null() {
             return Err(bad());
@@ -91,7 +91,7 @@ pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
 
 /// C_GetInfo.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
+pub(crate) unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
     entry(Rule::Initialized, |_| {
         let mut i = CK_INFO {
             cryptokiVersion: CK_VERSION {
@@ -112,12 +112,12 @@ pub unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
 
 /// Legacy function: always CKR_FUNCTION_NOT_PARALLEL (PKCS#11 2.40 §5.20).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn C_GetFunctionStatus(h: CK_SESSION_HANDLE) -> CK_RV {
+pub(crate) unsafe extern "C" fn C_GetFunctionStatus(h: CK_SESSION_HANDLE) -> CK_RV {
     entry(Rule::Session(h), |_| Err(CallError::NotParallel.into()))
 }
 
 /// Legacy function: always CKR_FUNCTION_NOT_PARALLEL (PKCS#11 2.40 §5.20).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn C_CancelFunction(h: CK_SESSION_HANDLE) -> CK_RV {
+pub(crate) unsafe extern "C" fn C_CancelFunction(h: CK_SESSION_HANDLE) -> CK_RV {
     entry(Rule::Session(h), |_| Err(CallError::NotParallel.into()))
 }

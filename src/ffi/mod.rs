@@ -35,7 +35,7 @@ use crate::module::Module;
 mod args;
 pub mod capi;
 pub mod crypto;
-pub mod general;
+pub(crate) mod general;
 pub mod object;
 pub mod session;
 pub mod slot;

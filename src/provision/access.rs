@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::tpm::{Tpm, TpmError};
 
 /// An error that may say the TPM connection is lost (and must not be reused).
-pub trait TpmFailure: From<TpmError> {
+pub(crate) trait TpmFailure: From<TpmError> {
     /// True when the connection broke or the TPM is unreachable.
     fn connection_lost(&self) -> bool;
 }
@@ -31,23 +31,23 @@ impl TpmFailure for Error {
 }
 
 /// A source of TPM connections for one provisioning operation.
-pub trait TpmAccess {
+pub(crate) trait TpmAccess {
     /// Runs `f` on the connection, opening it when there is none. Calls do not nest.
     fn run<T, E: TpmFailure>(&self, f: impl FnOnce(&mut Tpm) -> Result<T, E>) -> Result<T, E>;
 }
 
 /// A connection of the operation's own, opened at first use and closed when dropped.
 #[derive(Debug, Default)]
-pub struct OwnTpm(RefCell<Option<Tpm>>);
+pub(crate) struct OwnTpm(RefCell<Option<Tpm>>);
 
 impl OwnTpm {
     /// No connection yet.
-    pub fn new() -> OwnTpm {
+    pub(crate) fn new() -> OwnTpm {
         OwnTpm::default()
     }
 
     /// The connection, when one was opened.
-    pub fn into_inner(self) -> Option<Tpm> {
+    pub(crate) fn into_inner(self) -> Option<Tpm> {
         self.0.into_inner()
     }
 }

@@ -15,9 +15,9 @@ use crate::store::Store;
 use crate::tpm::Authorizer;
 
 /// The well-known default admin key of Windows virtual smart cards.
-pub const DEFAULT_ADMIN_KEY_HEX: &str = "010203040506070801020304050607080102030405060708";
+pub(crate) const DEFAULT_ADMIN_KEY_HEX: &str = "010203040506070801020304050607080102030405060708";
 /// Challenges precomputed per batch.
-pub const TICKETS_PER_BATCH: usize = 32;
+pub(crate) const TICKETS_PER_BATCH: usize = 32;
 const MASK_DOMAIN: &[u8] = b"tpmvsc admin ticket mask v1";
 const CHECK_DOMAIN: &[u8] = b"tpmvsc admin ticket check v1";
 
@@ -59,7 +59,7 @@ impl AdminKey {
     }
 
     /// The Windows default key.
-    pub fn default_key() -> AdminKey {
+    pub(crate) fn default_key() -> AdminKey {
         // 01 02 … 08, three times.
         let mut key = Zeroizing::new([0u8; 24]);
         for chunk in key.chunks_mut(8) {
@@ -69,7 +69,7 @@ impl AdminKey {
     }
 
     /// True for the well-known default key.
-    pub fn is_default(&self) -> bool {
+    pub(crate) fn is_default(&self) -> bool {
         *self.0 == *AdminKey::default_key().0
     }
 
@@ -80,12 +80,6 @@ impl AdminKey {
         let mut block = GenericArray::clone_from_slice(challenge);
         cipher.encrypt_block(&mut block);
         block.into()
-    }
-
-    /// The key check value some tools show: the first 3 bytes of encrypting zeros.
-    pub fn check_value(&self) -> [u8; 3] {
-        let r = self.response(&[0u8; 8]);
-        [r[0], r[1], r[2]]
     }
 }
 
@@ -139,7 +133,7 @@ pub fn parse_master_key(text: &str) -> Result<Zeroizing<Vec<u8>>> {
 }
 
 /// A batch of one-time tickets for the unblock secret `x` under `key`.
-pub fn make_tickets(key: &AdminKey, x: &[u8; 32], count: usize) -> Result<Vec<Ticket>> {
+pub(crate) fn make_tickets(key: &AdminKey, x: &[u8; 32], count: usize) -> Result<Vec<Ticket>> {
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
         let mut challenge = [0u8; 8];
@@ -420,7 +414,7 @@ mod tests {
         let k = AdminKey::parse_hex(DEFAULT_ADMIN_KEY_HEX).unwrap();
         assert!(k.is_default());
         assert_eq!(hex::encode(k.response(&[0; 8])), "b073dc3fb209536d");
-        assert_eq!(k.check_value(), [0xb0, 0x73, 0xdc]);
+        assert_eq!(k.response(&[0; 8])[..3], [0xb0, 0x73, 0xdc]);
         let k2 = AdminKey::parse_hex("0123456789abcdef fedcba9876543210 89abcdef01234567").unwrap();
         assert!(!k2.is_default());
         let c = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
@@ -453,7 +447,10 @@ mod tests {
     fn malformed_keys_are_refused() {
         assert!(AdminKey::parse_hex("0102").is_err());
         assert!(AdminKey::parse_hex(&"zz".repeat(24)).is_err());
-        assert_eq!(AdminKey::default_key().check_value(), [0xb0, 0x73, 0xdc]);
+        assert_eq!(
+            AdminKey::default_key().response(&[0; 8])[..3],
+            [0xb0, 0x73, 0xdc]
+        );
     }
 
     #[test]

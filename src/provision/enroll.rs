@@ -111,7 +111,7 @@ pub fn keygen(
 
 /// Checks that `label` can name a new key on the card: not empty, not taken. `keygen`
 /// checks it too; front ends call this first so that a bad label costs no PIN prompt.
-pub fn check_new_label(store: &Store, card_ref: &str, label: &str) -> Result<()> {
+pub(crate) fn check_new_label(store: &Store, card_ref: &str, label: &str) -> Result<()> {
     if label.is_empty() {
         return Err(empty_label());
     }
@@ -120,7 +120,7 @@ pub fn check_new_label(store: &Store, card_ref: &str, label: &str) -> Result<()>
 
 /// Checks that the card has the key `wanted` (a label, or a CKA_ID in hex) that `csr`
 /// would use; front ends call this first so that a missing key costs no PIN prompt.
-pub fn check_key(store: &Store, card_ref: &str, wanted: &str) -> Result<()> {
+pub(crate) fn check_key(store: &Store, card_ref: &str, wanted: &str) -> Result<()> {
     find_private_key(&open_card(store, card_ref)?, wanted).map(|_| ())
 }
 
@@ -198,7 +198,7 @@ pub fn csr(
 
 /// Installs a certificate (PEM or DER) on the card next to the key whose public key it
 /// carries: same CKA_ID and label. A certificate for no key on the card is refused.
-pub fn import_cert(store: &Store, card_ref: &str, data: &[u8]) -> Result<CertInfo> {
+pub(crate) fn import_cert(store: &Store, card_ref: &str, data: &[u8]) -> Result<CertInfo> {
     let der = cert_der(data)?;
     let card = open_card(store, card_ref)?;
     let cert = x509_cert::Certificate::from_der(&der).map_err(|_| {
@@ -385,7 +385,7 @@ const MAX_SUBJECT: usize = 1024;
 const MAX_SAN: usize = 320;
 
 /// Bounds on what a request says, checked before anything else (the PIN, the card).
-pub fn check_request(subject: &str, sans: &[String]) -> Result<()> {
+pub(crate) fn check_request(subject: &str, sans: &[String]) -> Result<()> {
     if subject.trim().is_empty() {
         return Err(Error::Usage(
             "the subject is empty: give a distinguished name like \"CN=name,O=org\"".into(),

@@ -44,7 +44,7 @@ pub fn format(
 
 /// [`format()`] with the choice to leave the user PIN unknown (C_InitToken: the PIN set is
 /// random until the SO sets one with C_InitPIN; the token shows no user PIN till then).
-pub fn format_with(
+pub(crate) fn format_with(
     store: &Store,
     card_ref: &str,
     auth: FormatAuth<'_>,

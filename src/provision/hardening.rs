@@ -22,11 +22,10 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::provision::Secret;
-use crate::simulator::{DA_LOCKOUT_RECOVERY_SECS, DA_MAX_TRIES, DA_RECOVERY_SECS};
-use crate::tpm::{Tpm, TpmError};
+use crate::tpm::{Tpm, TpmError, WINDOWS_DA};
 
 /// Environment variable replacing the configuration directory `/etc/tpmvsc` (tests).
-pub const CONFIG_DIR_ENV: &str = "TPMVSC_CONFIG_DIR";
+pub(crate) const CONFIG_DIR_ENV: &str = "TPMVSC_CONFIG_DIR";
 /// The marker of tpmvsc versions that knew one TPM per machine (still honoured).
 const LEGACY_MARKER_FILE: &str = "hardened.json";
 /// The lockout authorization file of those versions (still read).
@@ -165,15 +164,17 @@ pub fn harden(file: Option<&Path>, given: Option<Secret>, print: bool) -> Result
             && std::fs::symlink_metadata(path).is_ok()
         {
             return Err(Error::Usage(format!(
-                "{} exists and may hold the lockout authorization of another TPM (or of this                  one before it was cleared); harden never overwrites one. Move it away if it                  is no longer needed, or give another path with --lockout-auth-file",
+                "{} exists and may hold the lockout authorization of another TPM (or of this \
+                 one before it was cleared); harden never overwrites one. Move it away if it \
+                 is no longer needed, or give another path with --lockout-auth-file",
                 path.display()
             )));
         }
         t.set_da_parameters(
             &[],
-            DA_MAX_TRIES,
-            DA_RECOVERY_SECS,
-            DA_LOCKOUT_RECOVERY_SECS,
+            WINDOWS_DA.max_tries,
+            WINDOWS_DA.recovery_secs,
+            WINDOWS_DA.lockout_recovery_secs,
         )?;
         t.clear_control(&[], true)?;
         let printed = install_new_value(&mut t, &[], &escrow)?;
@@ -209,9 +210,9 @@ pub fn harden(file: Option<&Path>, given: Option<Secret>, print: bool) -> Result
     }
     t.set_da_parameters(
         &value,
-        DA_MAX_TRIES,
-        DA_RECOVERY_SECS,
-        DA_LOCKOUT_RECOVERY_SECS,
+        WINDOWS_DA.max_tries,
+        WINDOWS_DA.recovery_secs,
+        WINDOWS_DA.lockout_recovery_secs,
     )?;
     if ours {
         return Ok(HardenOutcome::AlreadyHardened { verified: true });
@@ -274,13 +275,13 @@ fn held_elsewhere(blocked_secs: Option<u32>) -> Error {
 /// Where `tpm harden` keeps the lockout authorization of the TPM whose proved SRK Name is
 /// `srk_name` unless told otherwise (root only): `lockout-auth-<tag>` in the
 /// configuration directory.
-pub fn default_lockout_auth_file(srk_name: &[u8]) -> PathBuf {
+pub(crate) fn default_lockout_auth_file(srk_name: &[u8]) -> PathBuf {
     config_dir().join(format!("lockout-auth-{}", tpm_tag(srk_name)))
 }
 
 /// The lockout authorization file to read for this TPM when none is given: its own, or
 /// the single file of earlier versions.
-pub fn find_lockout_auth_file(srk_name: &[u8]) -> Option<PathBuf> {
+pub(crate) fn find_lockout_auth_file(srk_name: &[u8]) -> Option<PathBuf> {
     [
         default_lockout_auth_file(srk_name),
         config_dir().join(LEGACY_AUTH_FILE),

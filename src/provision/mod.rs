@@ -7,9 +7,10 @@ pub mod enroll;
 pub mod format;
 pub mod hardening;
 pub mod pin;
-pub mod recover;
+pub(crate) mod recover;
 
-pub use pin::{change_pin, change_puk, unblock_with_puk, verify_pin};
+pub use pin::{change_pin, verify_pin};
+pub(crate) use pin::{change_puk, unblock_with_puk};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -110,7 +111,7 @@ pub struct CardSummary {
 
 /// What `list` and `info` learn from the TPM (one GetCapability and the proved SRK Name).
 #[derive(Debug, Clone)]
-pub struct TpmView {
+pub(crate) struct TpmView {
     /// Seconds until the dictionary-attack lockout ends, when the TPM is in one.
     pub lockout_secs: Option<u64>,
     /// The TPM's proved SRK Name.
@@ -122,7 +123,7 @@ pub struct TpmView {
 impl TpmView {
     /// Reads the view from the TPM, or `None` when no TPM can be reached (listing needs
     /// none).
-    pub fn read() -> Option<TpmView> {
+    pub(crate) fn read() -> Option<TpmView> {
         let mut t = Tpm::open().ok()?;
         let da = t.da_status().ok()?;
         let lockout_secs = da.in_lockout.then(|| {
@@ -140,7 +141,7 @@ impl TpmView {
 
     /// Marks the TPM's state on a card's summary (a cleared TPM wins over everything but
     /// damage; a lockout over everything but a blocked card).
-    pub fn annotate(&self, c: &mut CardSummary) {
+    pub(crate) fn annotate(&self, c: &mut CardSummary) {
         if c.state.starts_with("damaged") {
             return;
         }

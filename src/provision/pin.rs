@@ -13,14 +13,14 @@ use crate::tpm::{Authorizer, Guard, Tpm, TpmError};
 
 /// A card opened for an update: directory checked private, its lock held.
 #[derive(Debug)]
-pub struct OpenCard {
+pub(crate) struct OpenCard {
     pub dir: CardDir,
     pub record: CardRecord,
     _lock: LockGuard,
 }
 
 /// Finds a card, refuses a directory others can touch, and takes the card's lock.
-pub fn open_card(store: &Store, card_ref: &str) -> Result<OpenCard> {
+pub(crate) fn open_card(store: &Store, card_ref: &str) -> Result<OpenCard> {
     let (dir, record) = super::find(store, card_ref)?;
     dir.check_private()?;
     let lock = store.lock_card(&dir)?;
@@ -38,7 +38,7 @@ impl OpenCard {
     /// saved before the TPM sees the secret, reset on success, kept on an authorization
     /// failure, and restored on any other answer (lockout, TPM gone, bug). The TPM comes
     /// from `tpm`, taken while the card's lock is held.
-    pub fn attempt<T>(
+    pub(crate) fn attempt<T>(
         &self,
         which: Counter,
         tpm: &impl TpmAccess,
@@ -74,7 +74,7 @@ impl OpenCard {
 
     /// Spends one try of `which` without asking the TPM (a response that fails its check
     /// value).
-    pub fn spend_try(&self, which: Counter) -> Result<Error> {
+    pub(crate) fn spend_try(&self, which: Counter) -> Result<Error> {
         let mut counters: Counters = self.dir.read(COUNTERS_FILE)?;
         let left = counters.left(which).saturating_sub(1);
         counters.set(which, left);
@@ -83,7 +83,7 @@ impl OpenCard {
     }
 
     /// Refills one counter (after an unblock).
-    pub fn reset_counter(&self, which: Counter) -> Result<()> {
+    pub(crate) fn reset_counter(&self, which: Counter) -> Result<()> {
         let mut counters: Counters = self.dir.read(COUNTERS_FILE)?;
         let full = self.record.max_tries(which);
         if counters.left(which) != full {
@@ -94,7 +94,7 @@ impl OpenCard {
     }
 
     /// Fails when `which` is used up.
-    pub fn ensure_not_blocked(&self, which: Counter) -> Result<()> {
+    pub(crate) fn ensure_not_blocked(&self, which: Counter) -> Result<()> {
         let counters: Counters = self.dir.read(COUNTERS_FILE)?;
         if counters.left(which) == 0 {
             Err(blocked(which))
@@ -103,28 +103,23 @@ impl OpenCard {
         }
     }
 
-    /// The CSK blob.
-    pub fn csk(&self) -> Result<ObjectFile> {
-        self.dir.read(CSK_FILE)
-    }
-
     /// The card's keys as its files hold them (guard, CSK, expected CSK policy).
-    pub fn keys(&self) -> Result<CardKeys> {
+    pub(crate) fn keys(&self) -> Result<CardKeys> {
         read_keys(&self.dir, &self.record)
     }
 
     /// Writes a new CSK blob (durably: the old blob must not survive a PIN change).
-    pub fn replace_csk(&self, blob: crate::tpm::Blob) -> Result<()> {
+    pub(crate) fn replace_csk(&self, blob: crate::tpm::Blob) -> Result<()> {
         self.dir.write(CSK_FILE, &ObjectFile { blob }, true)
     }
 
     /// The PIN-derived authValue for this card.
-    pub fn pin_auth(&self, pin: &[u8]) -> crate::tpm::AuthValue {
+    pub(crate) fn pin_auth(&self, pin: &[u8]) -> crate::tpm::AuthValue {
         card::pin_auth(&self.record.pin_salt, pin)
     }
 
     /// The PUK-derived authValue for this card.
-    pub fn puk_auth(&self, puk: &[u8]) -> crate::tpm::AuthValue {
+    pub(crate) fn puk_auth(&self, puk: &[u8]) -> crate::tpm::AuthValue {
         card::pin_auth(&self.record.puk_salt, puk)
     }
 }
@@ -163,7 +158,7 @@ pub fn read_keys(dir: &CardDir, record: &CardRecord) -> Result<CardKeys> {
 
 /// What a TPM failure means for the card `name`: the TPM refusing the card as a whole
 /// (cleared, revoked, altered files, substituted salt key) makes the card unusable.
-pub fn card_error(name: &str, dir: &CardDir, e: TpmError) -> Error {
+pub(crate) fn card_error(name: &str, dir: &CardDir, e: TpmError) -> Error {
     match e {
         TpmError::Cleared
         | TpmError::SaltKeySubstituted
@@ -188,7 +183,11 @@ pub fn card_error(name: &str, dir: &CardDir, e: TpmError) -> Error {
 /// trying it would spend a try for nothing: a length outside the bounds it was set under
 /// (`rule`: the card's PIN policy, or the PUK rule), or a character that is not
 /// printable ASCII. Every PIN and PUK a card takes passed that rule when it was set.
-pub fn check_can_be_right(what: &'static str, secret: &[u8], rule: &PinPolicy) -> Result<()> {
+pub(crate) fn check_can_be_right(
+    what: &'static str,
+    secret: &[u8],
+    rule: &PinPolicy,
+) -> Result<()> {
     if secret.is_empty() || secret.len() < rule.min_len || secret.len() > rule.max_len {
         return Err(Error::SecretLength {
             what,
@@ -211,7 +210,7 @@ pub fn verify_pin(store: &Store, card_ref: &str, pin: &[u8]) -> Result<()> {
 }
 
 /// [`verify_pin`] on an open card; returns the card's keys the PIN opened.
-pub fn verify_pin_on(card: &OpenCard, pin: &[u8], tpm: &impl TpmAccess) -> Result<CardKeys> {
+pub(crate) fn verify_pin_on(card: &OpenCard, pin: &[u8], tpm: &impl TpmAccess) -> Result<CardKeys> {
     check_can_be_right("PIN", pin, &card.record.pin_policy)?;
     let keys = card.keys()?;
     let auth = card.pin_auth(pin);
@@ -220,7 +219,7 @@ pub fn verify_pin_on(card: &OpenCard, pin: &[u8], tpm: &impl TpmAccess) -> Resul
 }
 
 /// Checks the PUK with the TPM (PolicySecret on the PUK object in a salted session).
-pub fn verify_puk_on(card: &OpenCard, puk: &[u8], tpm: &impl TpmAccess) -> Result<()> {
+pub(crate) fn verify_puk_on(card: &OpenCard, puk: &[u8], tpm: &impl TpmAccess) -> Result<()> {
     if !card.record.has_puk {
         return Err(Error::NoPuk(card.record.name.clone()));
     }
@@ -239,7 +238,7 @@ pub fn change_pin(store: &Store, card_ref: &str, current: &[u8], new: &[u8]) -> 
 }
 
 /// [`change_pin`] on an open card.
-pub fn change_pin_on(
+pub(crate) fn change_pin_on(
     card: &OpenCard,
     current: &[u8],
     new: &[u8],
@@ -257,13 +256,18 @@ pub fn change_pin_on(
 }
 
 /// Sets a new PIN with the PUK (the PUK branch of the CSK policy) and unblocks the card.
-pub fn unblock_with_puk(store: &Store, card_ref: &str, puk: &[u8], new_pin: &[u8]) -> Result<()> {
+pub(crate) fn unblock_with_puk(
+    store: &Store,
+    card_ref: &str,
+    puk: &[u8],
+    new_pin: &[u8],
+) -> Result<()> {
     let card = open_card(store, card_ref)?;
     unblock_with_puk_on(&card, puk, new_pin, &OwnTpm::new())
 }
 
 /// [`unblock_with_puk`] on an open card.
-pub fn unblock_with_puk_on(
+pub(crate) fn unblock_with_puk_on(
     card: &OpenCard,
     puk: &[u8],
     new_pin: &[u8],
@@ -297,13 +301,13 @@ pub fn unblock_with_puk_on(
 
 /// Changes the PUK knowing the current one (`ObjectChangeAuth` on the PUK object, whose
 /// Name in the CSK policy stays the same).
-pub fn change_puk(store: &Store, card_ref: &str, current: &[u8], new: &[u8]) -> Result<()> {
+pub(crate) fn change_puk(store: &Store, card_ref: &str, current: &[u8], new: &[u8]) -> Result<()> {
     let card = open_card(store, card_ref)?;
     change_puk_on(&card, current, new, &OwnTpm::new())
 }
 
 /// [`change_puk`] on an open card.
-pub fn change_puk_on(
+pub(crate) fn change_puk_on(
     card: &OpenCard,
     current: &[u8],
     new: &[u8],

@@ -21,11 +21,11 @@ use crate::tpm::{NvCounter, TpmError};
 
 /// A counter defined for a card that is not written yet (create), so that an interrupted
 /// create can free it.
-pub const PENDING_COUNTER_FILE: &str = "counter.json";
+pub(crate) const PENDING_COUNTER_FILE: &str = "counter.json";
 
 /// Resolves every leftover of the store; returns how many were resolved. Leftovers that
 /// need the TPM while it cannot be reached stay for a later command.
-pub fn recover(store: &Store) -> Result<usize> {
+pub(crate) fn recover(store: &Store) -> Result<usize> {
     if store.leftovers()?.is_empty() {
         return Ok(0);
     }

@@ -7,7 +7,6 @@
 //! (DESIGN.md §6). The store writes through [`CheckedDir`](crate::checked_dir::CheckedDir);
 //! the path-based functions here are for files a user names (an exported certificate).
 
-use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -18,43 +17,36 @@ use crate::checked_dir;
 use crate::error::{Error, Result};
 
 /// Format version written into every store file.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// Largest file [`read_record`] reads: the largest store file kind (object files).
-pub const READ_LIMIT: u64 = 1 << 20;
+pub(crate) const READ_LIMIT: u64 = 1 << 20;
 
 /// Writes `bytes` to `path` atomically (mode 0600). With `durable` the data and the
 /// directory entry are fsynced; without it (retry counters, DESIGN.md §6) a crash may
 /// lose the write but never leaves a torn file. The directory is the one `path` names
 /// (links above the file are followed: the user chose the path); the file itself is
 /// replaced, never written through a link.
-pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let (dir, name) = split(path)?;
     let fd = checked_dir::open_dir_unchecked(dir)?;
     checked_dir::write_atomic_in(fd.as_fd(), dir, name, bytes, durable)
 }
 
-/// Fsyncs a directory so that renames and creations in it survive a crash.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
-}
-
 /// Serializes `value` as a versioned JSON record and writes it atomically.
-pub fn write_record<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<()> {
+pub(crate) fn write_record<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<()> {
     write_atomic(path, &encode_record(path, value)?, durable)
 }
 
 /// Reads a versioned JSON record (at most [`READ_LIMIT`] bytes, a regular file, not
 /// through a link). A missing, truncated, malformed or newer-format file is an error
 /// naming the file, never a panic.
-pub fn read_record<T: DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_record<T: DeserializeOwned>(path: &Path) -> Result<T> {
     decode_record(path, &checked_dir::read_path(path, READ_LIMIT)?)
 }
 
 /// `value` as the bytes of a versioned JSON record (`path` names it in errors).
-pub fn encode_record<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode_record<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
     let mut v = serde_json::to_value(value).map_err(|e| Error::corrupt(path, e.to_string()))?;
     if let serde_json::Value::Object(map) = &mut v {
         map.insert("version".into(), FORMAT_VERSION.into());
@@ -66,7 +58,7 @@ pub fn encode_record<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
 }
 
 /// Parses the bytes of a versioned JSON record read from `path`.
-pub fn decode_record<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode_record<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
     let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         Error::corrupt(
             path,

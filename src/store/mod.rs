@@ -27,24 +27,24 @@ use crate::error::{Error, Result};
 pub use lock::LockGuard;
 
 /// Environment variable that replaces the system and user stores with one directory.
-pub const STORE_ENV: &str = "TPMVSC_STORE";
+pub(crate) const STORE_ENV: &str = "TPMVSC_STORE";
 
 /// Most bytes a card record file may have: `card.json`, `counters.json`, `csk.json`,
 /// `puk.json`, `admin.json`. Measured on a card with PUK and admin key: `admin.json` (the
 /// admin object and a batch of 32 challenges) 5.5 KiB, `card.json` 1.1 KiB, `csk.json`
 /// 0.6 KiB, `counters.json` 90 bytes. 64 KiB is ten times the largest, and stops a
 /// replaced file (a link to `/dev/zero` is refused anyway) from being read whole.
-pub const RECORD_LIMIT: u64 = 64 * 1024;
+pub(crate) const RECORD_LIMIT: u64 = 64 * 1024;
 
 /// Most bytes an object file (`obj-*.json`: a token object's attributes in hex) may have.
 /// Certificates are the large ones (a few KiB, rarely above 16 KiB, 32 KiB in hex); 1 MiB
 /// keeps a data object or a certificate chain of up to 500 KiB. Writes beyond it are
 /// refused, so the store never holds a file it would refuse to read.
-pub const OBJECT_LIMIT: u64 = 1 << 20;
+pub(crate) const OBJECT_LIMIT: u64 = 1 << 20;
 
 /// Most bytes of the small files of the store's private directories (the simulator's
 /// pid and port files: a number each).
-pub const SMALL_LIMIT: u64 = 4096;
+pub(crate) const SMALL_LIMIT: u64 = 4096;
 
 const NEW_PREFIX: &str = ".new-";
 const DEL_PREFIX: &str = ".del-";
@@ -74,7 +74,7 @@ pub struct CardDir {
 /// link, a directory open to others, another owner), so that a damaged card is listed as
 /// such and never hides the others.
 #[derive(Debug)]
-pub struct CardEntry {
+pub(crate) struct CardEntry {
     /// The card ID (the entry's name).
     pub id: String,
     /// Where it is.
@@ -86,7 +86,7 @@ pub struct CardEntry {
 /// A card under construction: files go into a hidden directory that becomes the card in
 /// one rename ([`NewCard::commit`]).
 #[derive(Debug)]
-pub struct NewCard {
+pub(crate) struct NewCard {
     cards: CheckedDir,
     tmp: CheckedDir,
     tmp_name: String,
@@ -114,13 +114,13 @@ impl Store {
 
     /// A private directory (0700, the caller's) under the root, created when missing with
     /// the root and its missing parents.
-    pub fn private_dir(&self, name: &str) -> Result<CheckedDir> {
+    pub(crate) fn private_dir(&self, name: &str) -> Result<CheckedDir> {
         self.create_root()?
             .create_dir(name, "private directory", DirRule::Private)
     }
 
     /// [`Store::private_dir`] when it exists; creates nothing.
-    pub fn existing_private_dir(&self, name: &str) -> Result<Option<CheckedDir>> {
+    pub(crate) fn existing_private_dir(&self, name: &str) -> Result<Option<CheckedDir>> {
         match self.open_root()? {
             Some(root) => root.open_dir(name, "private directory", DirRule::Private),
             None => Ok(None),
@@ -139,7 +139,7 @@ impl Store {
 
     /// Every card directory, in no particular order, with the ones that cannot be used
     /// (and why). A missing store has none.
-    pub fn cards(&self) -> Result<Vec<CardEntry>> {
+    pub(crate) fn cards(&self) -> Result<Vec<CardEntry>> {
         let Some(cards) = self.open_cards()? else {
             return Ok(Vec::new());
         };
@@ -220,7 +220,7 @@ impl Store {
 
     /// Deletes a leftover (or any entry of the cards directory, by name), links removed
     /// and never followed. Needs the store lock.
-    pub fn discard(&self, _lock: &LockGuard, name: &str) -> Result<()> {
+    pub(crate) fn discard(&self, _lock: &LockGuard, name: &str) -> Result<()> {
         let cards = self.existing_cards()?;
         cards.remove_tree(name)?;
         cards.sync()
@@ -228,7 +228,12 @@ impl Store {
 
     /// Finishes an interrupted replacement: the hidden new card is swapped in for the
     /// live one in one exchange, then the old files are deleted. Needs the store lock.
-    pub fn swap_in(&self, _lock: &LockGuard, hidden: &CardDir, live: &CardDir) -> Result<()> {
+    pub(crate) fn swap_in(
+        &self,
+        _lock: &LockGuard,
+        hidden: &CardDir,
+        live: &CardDir,
+    ) -> Result<()> {
         let cards = self.existing_cards()?;
         cards.exchange(&hidden.name, &live.name)?;
         cards.sync()?;
@@ -238,7 +243,7 @@ impl Store {
     /// Hides a card being destroyed: one rename makes it disappear from every listing; its
     /// files stay readable in the returned directory until [`Store::discard`]. Needs the
     /// store lock.
-    pub fn hide_card(&self, _lock: &LockGuard, id: &str) -> Result<String> {
+    pub(crate) fn hide_card(&self, _lock: &LockGuard, id: &str) -> Result<String> {
         let cards = self.existing_cards()?;
         let doomed = format!("{DEL_PREFIX}{id}");
         cards.remove_tree(&doomed)?;
@@ -254,7 +259,7 @@ impl Store {
     }
 
     /// Starts a new card directory (hidden until committed). Needs the store lock.
-    pub fn begin_card(&self, _lock: &LockGuard, id: &str) -> Result<NewCard> {
+    pub(crate) fn begin_card(&self, _lock: &LockGuard, id: &str) -> Result<NewCard> {
         let cards = self
             .create_root()?
             .create_dir(CARDS, CARDS_WHAT, DirRule::Store)?;
@@ -268,7 +273,7 @@ impl Store {
     /// hidden directory that [`NewCard::commit_replacing`] swaps in with one atomic
     /// exchange. Needs the store lock. An earlier interrupted replacement must have been
     /// resolved first (it may hold the only working copy of the card).
-    pub fn begin_replacement(&self, _lock: &LockGuard, card: &CardDir) -> Result<NewCard> {
+    pub(crate) fn begin_replacement(&self, _lock: &LockGuard, card: &CardDir) -> Result<NewCard> {
         let cards = self.existing_cards()?;
         let tmp = format!("{NEW_PREFIX}{}", card.id);
         if cards.exists(&tmp)? {
@@ -282,7 +287,7 @@ impl Store {
 
     /// Takes the lock of one card (for updates of its files). Refuses a card this process
     /// may not change before it waits for anything.
-    pub fn lock_card(&self, card: &CardDir) -> Result<LockGuard> {
+    pub(crate) fn lock_card(&self, card: &CardDir) -> Result<LockGuard> {
         card.dir.check_writable()?;
         let root = self.create_root()?;
         let locks = root.create_dir(LOCKS, "lock directory", DirRule::Lock)?;
@@ -372,12 +377,12 @@ impl CardDir {
 
     /// Refuses a card directory others can read or write, or that another user owns
     /// (DESIGN.md §2).
-    pub fn check_private(&self) -> Result<()> {
+    pub(crate) fn check_private(&self) -> Result<()> {
         self.dir.check_private()
     }
 
     /// The entry's name in the cards directory (the card ID, or a hidden name).
-    pub fn entry_name(&self) -> &str {
+    pub(crate) fn entry_name(&self) -> &str {
         &self.name
     }
 }
@@ -397,18 +402,18 @@ impl NewCard {
     }
 
     /// Writes one record into the new card (durably).
-    pub fn write<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+    pub(crate) fn write<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
         let bytes = encode_within_limit(&self.tmp.join(name), name, value)?;
         self.tmp.write_atomic(name, &bytes, true)
     }
 
     /// Removes a file from the new card (one that only mattered while it was built).
-    pub fn remove(&self, name: &str) -> Result<()> {
+    pub(crate) fn remove(&self, name: &str) -> Result<()> {
         self.tmp.remove_file(name)
     }
 
     /// The hidden directory as a card directory (to read back or discard).
-    pub fn as_card_dir(&self) -> CardDir {
+    pub(crate) fn as_card_dir(&self) -> CardDir {
         CardDir {
             dir: self.tmp.clone(),
             name: self.tmp_name.clone(),
@@ -417,7 +422,7 @@ impl NewCard {
     }
 
     /// Makes the card visible in one rename. Until then nothing lists it.
-    pub fn commit(self) -> Result<CardDir> {
+    pub(crate) fn commit(self) -> Result<CardDir> {
         self.tmp.sync()?;
         self.cards.rename_new(&self.tmp_name, &self.id)?;
         self.cards.sync()?;
@@ -426,18 +431,13 @@ impl NewCard {
 
     /// Swaps the new directory in for an existing card in one `renameat2(RENAME_EXCHANGE)`
     /// (a crash leaves the old or the new card, whole), then deletes the old files.
-    pub fn commit_replacing(self) -> Result<CardDir> {
+    pub(crate) fn commit_replacing(self) -> Result<CardDir> {
         self.tmp.sync()?;
         self.cards.exchange(&self.tmp_name, &self.id)?;
         self.cards.sync()?;
         // The old card now sits at the hidden name.
         self.cards.remove_tree(&self.tmp_name)?;
         self.reopen()
-    }
-
-    /// The hidden directory (for tests of interrupted creation).
-    pub fn path(&self) -> &Path {
-        self.tmp.path()
     }
 
     fn reopen(&self) -> Result<CardDir> {

@@ -23,7 +23,7 @@ use super::{Authorizer, Blob, KeyRef, PublicKey, Tpm, TpmError, public_key_of, s
 const COUNTER_BASE: u32 = 0x0130_0000;
 
 /// The NV index of the counter of the card whose ID (as 16 bytes) is `card_id`.
-pub fn counter_index(card_id: &[u8; 16]) -> u32 {
+pub(crate) fn counter_index(card_id: &[u8; 16]) -> u32 {
     COUNTER_BASE + u32::from(u16::from_be_bytes([card_id[0], card_id[1]]))
 }
 
@@ -60,7 +60,7 @@ impl Tpm {
     /// Defines the counter of the card `card_id` at its index ([`counter_index`]),
     /// increments it once so it has a value, and returns it with that value as the bound.
     /// [`TpmError::CounterTaken`] when the index exists already.
-    pub fn counter_define(&mut self, card_id: &[u8; 16]) -> Result<NvCounter, TpmError> {
+    pub(crate) fn counter_define(&mut self, card_id: &[u8; 16]) -> Result<NvCounter, TpmError> {
         let index = counter_index(card_id);
         let tr = match self.retry(|e| e.nv_define(PW, index, COUNTER_ATTRIBUTES, COUNTER_SIZE)) {
             Ok(tr) => tr,
@@ -84,7 +84,7 @@ impl Tpm {
     }
 
     /// The counter's current value.
-    pub fn counter_read(&mut self, index: u32) -> Result<u64, TpmError> {
+    pub(crate) fn counter_read(&mut self, index: u32) -> Result<u64, TpmError> {
         let nv = self.counter_handle(index)?;
         let bytes = self.retry(|e| e.nv_read(nv, nv, PW, COUNTER_SIZE, 0))?;
         let arr: [u8; 8] = bytes.try_into().map_err(|_| TpmError::Other {
@@ -96,7 +96,7 @@ impl Tpm {
 
     /// Increments the counter (owner authorization, empty on most machines) and returns
     /// its new value. Every guard made for a lower value stops working.
-    pub fn counter_increment(&mut self, index: u32) -> Result<u64, TpmError> {
+    pub(crate) fn counter_increment(&mut self, index: u32) -> Result<u64, TpmError> {
         let nv = self.counter_handle(index)?;
         self.retry(|e| e.nv_increment(OWNER, nv, PW))?;
         self.counter_read(index)
@@ -104,7 +104,7 @@ impl Tpm {
 
     /// Frees a card's counter. Refuses an index that is not a tpmvsc counter, so a
     /// tampered record cannot make this undefine someone else's NV data.
-    pub fn counter_undefine(&mut self, index: u32) -> Result<(), TpmError> {
+    pub(crate) fn counter_undefine(&mut self, index: u32) -> Result<(), TpmError> {
         let nv = self.counter_handle(index)?;
         self.retry(|e| e.nv_undefine(nv, PW))?;
         self.forget_nv(index);
@@ -153,7 +153,7 @@ impl Tpm {
     // ----- guard and card storage key -----
 
     /// Creates a card's guard key for `counter` under the SRK.
-    pub fn create_guard(&mut self, counter: NvCounter) -> Result<Guard, TpmError> {
+    pub(crate) fn create_guard(&mut self, counter: NvCounter) -> Result<Guard, TpmError> {
         let policy = policy::guard_policy(counter.index, counter.bound);
         let blob = self.create_under_srk(templates::card_guard(&policy)?, &[], None)?;
         Ok(Guard { blob, counter })
@@ -492,7 +492,7 @@ impl Tpm {
 
     /// Changes the authValue of a sealed secret object (PUK, admin object) knowing the
     /// current one; its Name, fixed in the CSK policy, stays the same.
-    pub fn change_object_auth(
+    pub(crate) fn change_object_auth(
         &mut self,
         object: &Blob,
         auth: &[u8],

@@ -86,8 +86,6 @@ impl std::fmt::Debug for SavedContext {
 pub(crate) struct Esys {
     ctx: *mut sys::ESYS_CONTEXT,
     tcti: *mut sys::TSS2_TCTI_CONTEXT,
-    /// TPM commands sent on this connection (for the benchmark's command counts).
-    commands: u64,
 }
 
 // SAFETY: an ESYS context may be used from any thread as long as one thread at a time
@@ -204,20 +202,7 @@ impl Esys {
             unsafe { sys::Tss2_TctiLdr_Finalize(&mut t) };
             return Err(no_tpm(format!("cannot connect: {}", classify_code(rc))));
         }
-        Ok(Esys {
-            ctx: e,
-            tcti: t,
-            commands: 0,
-        })
-    }
-
-    /// TPM commands sent so far on this connection.
-    pub(crate) fn commands_sent(&self) -> u64 {
-        self.commands
-    }
-
-    fn sent(&mut self) {
-        self.commands += 1;
+        Ok(Esys { ctx: e, tcti: t })
     }
 
     // ----- capabilities, random, shutdown -----
@@ -225,7 +210,6 @@ impl Esys {
     fn capability(&mut self, cap: u32, first: u32, count: u32) -> Result<CapabilityData, TpmError> {
         let mut more: sys::TPMI_YES_NO = 0;
         let mut data: *mut sys::TPMS_CAPABILITY_DATA = null_mut();
-        self.sent();
         // SAFETY: live context, valid out-pointers.
         let rc = unsafe {
             sys::Esys_GetCapability(
@@ -268,7 +252,6 @@ impl Esys {
     /// `n` (≤ 64) random bytes.
     pub(crate) fn get_random(&mut self, n: u16) -> Result<Zeroizing<Vec<u8>>, TpmError> {
         let mut out: *mut sys::TPM2B_DIGEST = null_mut();
-        self.sent();
         // SAFETY: live context, valid out-pointer.
         let rc = unsafe { sys::Esys_GetRandom(self.ctx, NONE, NONE, NONE, n, &mut out) };
         if rc != 0 {
@@ -281,7 +264,6 @@ impl Esys {
 
     /// TPM2_Shutdown(CLEAR).
     pub(crate) fn shutdown(&mut self) -> Result<(), TpmError> {
-        self.sent();
         // SAFETY: live context.
         check(unsafe { sys::Esys_Shutdown(self.ctx, NONE, NONE, NONE, SU_CLEAR) })
     }
@@ -291,7 +273,6 @@ impl Esys {
     /// An ESYS handle for a TPM handle (persistent object, NV index): one ReadPublic.
     pub(crate) fn tr_for(&mut self, handle: u32) -> Result<Tr, TpmError> {
         let mut tr: Tr = NONE;
-        self.sent();
         // SAFETY: live context, valid out-pointer.
         let rc = unsafe { sys::Esys_TR_FromTPMPublic(self.ctx, handle, NONE, NONE, NONE, &mut tr) };
         check(rc)?;
@@ -329,7 +310,6 @@ impl Esys {
 
     /// Flushes a transient object or session from the TPM.
     pub(crate) fn flush(&mut self, tr: Tr) -> Result<(), TpmError> {
-        self.sent();
         // SAFETY: live context; `tr` is a handle of this context.
         check(unsafe { sys::Esys_FlushContext(self.ctx, tr) })
     }
@@ -337,7 +317,6 @@ impl Esys {
     /// Saves a loaded object's context (the object stays loaded).
     pub(crate) fn context_save(&mut self, tr: Tr) -> Result<SavedContext, TpmError> {
         let mut out: *mut sys::TPMS_CONTEXT = null_mut();
-        self.sent();
         // SAFETY: live context, valid out-pointer.
         let rc = unsafe { sys::Esys_ContextSave(self.ctx, tr, &mut out) };
         if rc != 0 {
@@ -350,7 +329,6 @@ impl Esys {
     /// Loads a saved context back (ESYS forgets the authValue: set it again).
     pub(crate) fn context_load(&mut self, saved: &SavedContext) -> Result<Tr, TpmError> {
         let mut tr: Tr = NONE;
-        self.sent();
         // SAFETY: live context; the saved context outlives the call; valid out-pointer.
         let rc = unsafe { sys::Esys_ContextLoad(self.ctx, &*saved.0, &mut tr) };
         check(rc)?;
@@ -375,7 +353,6 @@ impl Esys {
             sym.algorithm = ALG_NULL;
         }
         let mut tr: Tr = NONE;
-        self.sent();
         // SAFETY: live context; `sym` outlives the call; valid out-pointer. A NULL
         // nonceCaller lets ESYS draw one.
         let rc = unsafe {
@@ -419,7 +396,6 @@ impl Esys {
         let empty = sys::TPM2B_DIGEST::default();
         let mut timeout: *mut sys::TPM2B_TIMEOUT = null_mut();
         let mut ticket: *mut sys::TPMT_TK_AUTH = null_mut();
-        self.sent();
         // SAFETY: live context; inputs outlive the call; outputs freed below.
         let rc = unsafe {
             sys::Esys_PolicySecret(
@@ -444,14 +420,12 @@ impl Esys {
 
     /// TPM2_PolicyAuthValue.
     pub(crate) fn policy_auth_value(&mut self, policy: Tr) -> Result<(), TpmError> {
-        self.sent();
         // SAFETY: live context.
         check(unsafe { sys::Esys_PolicyAuthValue(self.ctx, policy, NONE, NONE, NONE) })
     }
 
     /// TPM2_PolicyCommandCode.
     pub(crate) fn policy_command_code(&mut self, policy: Tr, code: u32) -> Result<(), TpmError> {
-        self.sent();
         // SAFETY: live context.
         check(unsafe { sys::Esys_PolicyCommandCode(self.ctx, policy, NONE, NONE, NONE, code) })
     }
@@ -470,7 +444,6 @@ impl Esys {
             *slot = tpm2b!(sys::TPM2B_DIGEST, d, "a policy digest");
         }
         list.count = u32::try_from(digests.len()).unwrap_or(0);
-        self.sent();
         // SAFETY: live context; `list` outlives the call.
         check(unsafe { sys::Esys_PolicyOR(self.ctx, policy, NONE, NONE, NONE, &list) })
     }
@@ -487,7 +460,6 @@ impl Esys {
         operation: u16,
     ) -> Result<(), TpmError> {
         let b = tpm2b!(sys::TPM2B_OPERAND, operand, "a PolicyNV operand");
-        self.sent();
         // SAFETY: live context; `b` outlives the call.
         check(unsafe {
             sys::Esys_PolicyNV(
@@ -521,7 +493,6 @@ impl Esys {
         let mut tr: Tr = NONE;
         let mut out_public: *mut sys::TPM2B_PUBLIC = null_mut();
         let (mut a, mut b, mut c) = (null_mut(), null_mut(), null_mut());
-        self.sent();
         // SAFETY: live context; inputs outlive the call; outputs taken or freed below.
         let rc = unsafe {
             sys::Esys_CreatePrimary(
@@ -575,7 +546,6 @@ impl Esys {
         let mut private: *mut sys::TPM2B_PRIVATE = null_mut();
         let mut out_public: *mut sys::TPM2B_PUBLIC = null_mut();
         let (mut a, mut b, mut c) = (null_mut(), null_mut(), null_mut());
-        self.sent();
         // SAFETY: live context; inputs outlive the call; outputs taken or freed below.
         let rc = unsafe {
             sys::Esys_Create(
@@ -631,7 +601,6 @@ impl Esys {
         let private = tpm2b!(sys::TPM2B_PRIVATE, private, "a private blob");
         let public = public_in(public)?;
         let mut tr: Tr = NONE;
-        self.sent();
         // SAFETY: live context; inputs outlive the call; valid out-pointer.
         let rc = unsafe {
             sys::Esys_Load(
@@ -659,7 +628,6 @@ impl Esys {
     ) -> Result<Vec<u8>, TpmError> {
         let mut a = tpm2b!(sys::TPM2B_AUTH, new_auth, "an authorization value");
         let mut out: *mut sys::TPM2B_PRIVATE = null_mut();
-        self.sent();
         // SAFETY: live context; `a` outlives the call; output taken or freed below.
         let rc = unsafe {
             sys::Esys_ObjectChangeAuth(
@@ -690,7 +658,6 @@ impl Esys {
         persistent: u32,
     ) -> Result<Tr, TpmError> {
         let mut tr: Tr = NONE;
-        self.sent();
         // SAFETY: live context; valid out-pointer.
         let rc = unsafe {
             sys::Esys_EvictControl(
@@ -730,7 +697,6 @@ impl Esys {
             ..Default::default()
         };
         let mut out: *mut sys::TPMT_SIGNATURE = null_mut();
-        self.sent();
         // SAFETY: live context; inputs outlive the call; output taken or freed below.
         let rc = unsafe {
             sys::Esys_Sign(
@@ -775,7 +741,6 @@ impl Esys {
         };
         let label = sys::TPM2B_DATA::default();
         let mut out: *mut sys::TPM2B_PUBLIC_KEY_RSA = null_mut();
-        self.sent();
         // SAFETY: live context; inputs outlive the call; output taken or freed below.
         let rc = unsafe {
             sys::Esys_RSA_Decrypt(
@@ -813,7 +778,6 @@ impl Esys {
         p.point.y = tpm2b!(sys::TPM2B_ECC_PARAMETER, y, "a point coordinate");
         p.size = inner_size::<sys::TPMS_ECC_POINT>();
         let mut out: *mut sys::TPM2B_ECC_POINT = null_mut();
-        self.sent();
         // SAFETY: live context; inputs outlive the call; output taken or freed below.
         let rc = unsafe {
             sys::Esys_ECDH_ZGen(
@@ -846,7 +810,6 @@ impl Esys {
         new_auth: &[u8],
     ) -> Result<(), TpmError> {
         let mut a = tpm2b!(sys::TPM2B_AUTH, new_auth, "an authorization value");
-        self.sent();
         // SAFETY: live context; `a` outlives the call.
         let rc = unsafe {
             sys::Esys_HierarchyChangeAuth(
@@ -868,7 +831,6 @@ impl Esys {
         sessions: Sessions,
         disable: bool,
     ) -> Result<(), TpmError> {
-        self.sent();
         // SAFETY: live context.
         check(unsafe {
             sys::Esys_ClearControl(
@@ -884,7 +846,6 @@ impl Esys {
 
     /// TPM2_Clear through the lockout hierarchy.
     pub(crate) fn clear(&mut self, sessions: Sessions) -> Result<(), TpmError> {
-        self.sent();
         // SAFETY: live context.
         check(unsafe { sys::Esys_Clear(self.ctx, LOCKOUT, sessions[0], sessions[1], sessions[2]) })
     }
@@ -897,7 +858,6 @@ impl Esys {
         recovery_time: u32,
         lockout_recovery: u32,
     ) -> Result<(), TpmError> {
-        self.sent();
         // SAFETY: live context.
         check(unsafe {
             sys::Esys_DictionaryAttackParameters(
@@ -915,7 +875,6 @@ impl Esys {
 
     /// TPM2_DictionaryAttackLockReset.
     pub(crate) fn da_lock_reset(&mut self, sessions: Sessions) -> Result<(), TpmError> {
-        self.sent();
         // SAFETY: live context.
         check(unsafe {
             sys::Esys_DictionaryAttackLockReset(
@@ -946,7 +905,6 @@ impl Esys {
         public.nvPublic.dataSize = size;
         public.size = inner_size::<sys::TPMS_NV_PUBLIC>();
         let mut tr: Tr = NONE;
-        self.sent();
         // SAFETY: live context; inputs outlive the call; valid out-pointer.
         let rc = unsafe {
             sys::Esys_NV_DefineSpace(
@@ -971,7 +929,6 @@ impl Esys {
         nv: Tr,
         sessions: Sessions,
     ) -> Result<(), TpmError> {
-        self.sent();
         // SAFETY: live context.
         check(unsafe {
             sys::Esys_NV_Increment(self.ctx, auth, nv, sessions[0], sessions[1], sessions[2])
@@ -988,7 +945,6 @@ impl Esys {
         offset: u16,
     ) -> Result<Vec<u8>, TpmError> {
         let mut out: *mut sys::TPM2B_MAX_NV_BUFFER = null_mut();
-        self.sent();
         // SAFETY: live context; valid out-pointer; output taken or freed below.
         let rc = unsafe {
             sys::Esys_NV_Read(
@@ -1015,7 +971,6 @@ impl Esys {
     pub(crate) fn nv_read_public(&mut self, nv: Tr) -> Result<(u32, u16, Vec<u8>), TpmError> {
         let mut public: *mut sys::TPM2B_NV_PUBLIC = null_mut();
         let mut name: *mut sys::TPM2B_NAME = null_mut();
-        self.sent();
         // SAFETY: live context; valid out-pointers; outputs taken or freed below.
         let rc = unsafe {
             sys::Esys_NV_ReadPublic(self.ctx, nv, NONE, NONE, NONE, &mut public, &mut name)
@@ -1032,7 +987,6 @@ impl Esys {
 
     /// TPM2_NV_UndefineSpace through the owner hierarchy.
     pub(crate) fn nv_undefine(&mut self, nv: Tr, sessions: Sessions) -> Result<(), TpmError> {
-        self.sent();
         // SAFETY: live context.
         check(unsafe {
             sys::Esys_NV_UndefineSpace(self.ctx, OWNER, nv, sessions[0], sessions[1], sessions[2])
@@ -1043,7 +997,7 @@ impl Esys {
 /// Keeps libtss2 from logging failed TPM commands (a wrong PIN is one) to stderr, unless
 /// the user set `TSS2_LOG` already. For the CLI's `main` only, before any thread starts:
 /// the module never changes a host program's environment (DESIGN.md §6).
-pub fn quiet_tss_logging_for_cli() {
+pub(crate) fn quiet_tss_logging_for_cli() {
     if std::env::var_os("TSS2_LOG").is_none() {
         // SAFETY: called first thing in the CLI's single-threaded `main`, before any other
         // thread exists that could read the environment concurrently.

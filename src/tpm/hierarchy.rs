@@ -53,7 +53,11 @@ impl Tpm {
     /// Sets the lockout hierarchy's authorization. The new value is a command parameter,
     /// encrypted by the continued salted session (whose key involves the current value,
     /// which the caller knows).
-    pub fn set_lockout_auth(&mut self, current: &[u8], new_auth: &[u8]) -> Result<(), TpmError> {
+    pub(crate) fn set_lockout_auth(
+        &mut self,
+        current: &[u8],
+        new_auth: &[u8],
+    ) -> Result<(), TpmError> {
         self.esys.set_auth(LOCKOUT, current)?;
         let session = self.salted_session()?;
         let r = self.retry(|e| e.hierarchy_change_auth(LOCKOUT, [session, NONE, NONE], new_auth));

@@ -16,7 +16,7 @@ use super::TpmError;
 use crate::checked_dir::{CheckedDir, DirRule, LockFile, lock_file};
 
 /// Environment variable naming the lock directory.
-pub const LOCK_DIR_ENV: &str = "TPMVSC_LOCK_DIR";
+pub(crate) const LOCK_DIR_ENV: &str = "TPMVSC_LOCK_DIR";
 
 /// Directory for lock files shared by every user of one TPM (not checked: see
 /// [`checked_lock_dir`]).
@@ -41,7 +41,7 @@ fn runtime_path() -> Option<PathBuf> {
 
 /// The lock directory, created when missing and checked (refused by name when another
 /// user owns it or others may write it).
-pub fn checked_lock_dir() -> crate::Result<CheckedDir> {
+pub(crate) fn checked_lock_dir() -> crate::Result<CheckedDir> {
     match runtime_path() {
         Some(p) => CheckedDir::create(&p, "lock directory", DirRule::Lock),
         None => CheckedDir::create(&lock_dir(), "lock directory", DirRule::Private),
@@ -53,7 +53,7 @@ pub fn checked_lock_dir() -> crate::Result<CheckedDir> {
 /// when it is in memory (tmpfs, as `/run` and `$XDG_RUNTIME_DIR` are on most systems)
 /// and passes the owner and mode checks; `None` otherwise — the `/tmp` fallback, or a
 /// `TPMVSC_LOCK_DIR` or `/run` on disk, where someone with the disk could plant a fact.
-pub fn runtime_dir() -> Option<CheckedDir> {
+pub(crate) fn runtime_dir() -> Option<CheckedDir> {
     let p = runtime_path()?;
     CheckedDir::create(&p, "runtime directory", DirRule::Lock)
         .ok()
@@ -65,7 +65,7 @@ pub fn runtime_dir() -> Option<CheckedDir> {
 /// the lock holds so that the holder can see someone waits and give the TPM up
 /// (DESIGN.md §6). The path derives from the TCTI, not from a user's store.
 #[derive(Debug)]
-pub struct TpmLock {
+pub(crate) struct TpmLock {
     _main: LockFile,
     wait: LockFile,
 }
@@ -94,7 +94,7 @@ impl TpmLock {
     }
 
     /// True when another process waits for this TPM.
-    pub fn others_waiting(&self) -> bool {
+    pub(crate) fn others_waiting(&self) -> bool {
         self.wait.held_by_others()
     }
 }

@@ -32,18 +32,19 @@ use tss_esapi::traits::UnMarshall;
 use zeroize::Zeroizing;
 
 use cache::{Entry, ObjectCache, ObjectId, Residence};
-pub use card_keys::{CskRef, Guard, NvCounter, counter_index};
+pub(crate) use card_keys::counter_index;
+pub use card_keys::{CskRef, Guard, NvCounter};
 pub use error::TpmError;
 use error::classify;
-pub use esys::quiet_tss_logging_for_cli;
+pub(crate) use esys::quiet_tss_logging_for_cli;
 use esys::{Esys, PW, SESSION_CONTINUE, SESSION_DECRYPT, SESSION_ENCRYPT, Sessions, Tr};
-pub use lock::{TpmLock, lock_dir};
-pub use srk::SrkStatus;
+pub(crate) use lock::TpmLock;
+pub use lock::lock_dir;
 
 /// Environment variable naming the TCTI.
-pub const TCTI_ENV: &str = "TPMVSC_TCTI";
+pub(crate) const TCTI_ENV: &str = "TPMVSC_TCTI";
 /// TCTI used when `TPMVSC_TCTI` is not set: the kernel's resource manager.
-pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+pub(crate) const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 /// The well-known persistent handle of the storage root key.
 pub const SRK_PERSISTENT: u32 = 0x8100_0001;
 
@@ -97,12 +98,32 @@ pub struct SrkRecord {
     pub name: Vec<u8>,
 }
 
+/// Dictionary-attack parameters (TPM2_DictionaryAttackParameters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DaParameters {
+    /// Failures before the TPM locks out.
+    pub max_tries: u32,
+    /// Seconds after which one failure is forgotten.
+    pub recovery_secs: u32,
+    /// Seconds the lockout hierarchy waits after a wrong lockout authorization.
+    pub lockout_recovery_secs: u32,
+}
+
+/// What Windows sets and what `tpm harden` and the simulator set: lockout after 32
+/// failures, one forgotten every 10 minutes, 10 minutes after a wrong lockout
+/// authorization.
+pub(crate) const WINDOWS_DA: DaParameters = DaParameters {
+    max_tries: 32,
+    recovery_secs: 600,
+    lockout_recovery_secs: 600,
+};
+
 /// A secret destined for a TPM authValue; zeroized when dropped.
-pub type AuthValue = Zeroizing<Vec<u8>>;
+pub(crate) type AuthValue = Zeroizing<Vec<u8>>;
 
 /// Objects context-saved from a connection that was given up (see [`Tpm::save_objects`]).
 #[derive(Debug, Default)]
-pub struct SavedObjects(Vec<cache::Entry>);
+pub(crate) struct SavedObjects(Vec<cache::Entry>);
 
 /// A loaded user key, valid on the connection that loaded it until the next cache change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +139,7 @@ pub enum PublicKey {
 }
 
 /// The public key in a marshalled TPMT_PUBLIC.
-pub fn public_key_of(public: &[u8]) -> Result<PublicKey, TpmError> {
+pub(crate) fn public_key_of(public: &[u8]) -> Result<PublicKey, TpmError> {
     let public = Public::unmarshall(public).map_err(classify)?;
     match &public {
         Public::Rsa {
@@ -241,7 +262,7 @@ impl Tpm {
     /// [`Tpm::open`], taking over `held`, the cross-process lock another connection of
     /// this process holds (one abandoned to a command that never came back), instead of
     /// waiting for it.
-    pub fn open_sharing(held: Option<Arc<TpmLock>>) -> Result<Tpm, TpmError> {
+    pub(crate) fn open_sharing(held: Option<Arc<TpmLock>>) -> Result<Tpm, TpmError> {
         Tpm::open_tcti_sharing(&configured_tcti(), held)
     }
 
@@ -310,19 +331,19 @@ impl Tpm {
     /// True when this connection holds the cross-process lock of a TPM without resource
     /// manager, has had it for a short turn at least, and another process is waiting.
     /// The turn keeps two busy processes from paying a reconnect on every command.
-    pub fn others_waiting(&self) -> bool {
+    pub(crate) fn others_waiting(&self) -> bool {
         self.opened.elapsed() >= MIN_TURN
             && self.lock.as_deref().is_some_and(TpmLock::others_waiting)
     }
 
     /// The cross-process lock this connection holds (no resource manager).
-    pub fn cross_process_lock(&self) -> Option<Arc<TpmLock>> {
+    pub(crate) fn cross_process_lock(&self) -> Option<Arc<TpmLock>> {
         self.lock.clone()
     }
 
     /// True when this connection shares the TPM with other processes only through the
     /// lock file (no resource manager).
-    pub fn is_shared(&self) -> bool {
+    pub(crate) fn is_shared(&self) -> bool {
         self.lock.is_some()
     }
 
@@ -334,11 +355,6 @@ impl Tpm {
     /// Changes how many user objects stay loaded at once.
     pub fn set_cache_slots(&mut self, slots: usize) {
         self.cache.set_capacity(slots);
-    }
-
-    /// TPM commands this connection has sent (the benchmark counts them per operation).
-    pub fn commands_sent(&self) -> u64 {
-        self.esys.commands_sent()
     }
 
     /// Manufacturer, vendor and firmware strings; `simulated` for swtpm/libtpms and the
@@ -448,7 +464,7 @@ impl Tpm {
 
     /// ECDH: the shared point's x coordinate with the peer's public point (x, y), the
     /// response encrypted by the salted session.
-    pub fn ecdh(
+    pub(crate) fn ecdh(
         &mut self,
         key: KeyRef,
         x: &[u8],
@@ -461,7 +477,7 @@ impl Tpm {
     // ----- the object cache -----
 
     /// Removes an object from the TPM and the cache.
-    pub fn forget(&mut self, blob: &Blob) {
+    pub(crate) fn forget(&mut self, blob: &Blob) {
         let id = ObjectCache::id_of(blob);
         if let Some(Entry {
             residence: Residence::Loaded(h),
@@ -487,7 +503,7 @@ impl Tpm {
     /// loads them back ([`Tpm::restore_objects`]) without the card storage key's auth, so a
     /// logged-in session keeps using its keys through a TPM lockout (DESIGN.md §2). The
     /// contexts stay in memory, never on disk.
-    pub fn save_objects(&mut self) -> SavedObjects {
+    pub(crate) fn save_objects(&mut self) -> SavedObjects {
         let mut out = Vec::new();
         for mut e in self.cache.drain() {
             if let Residence::Loaded(h) = e.residence {
@@ -506,14 +522,14 @@ impl Tpm {
     }
 
     /// Takes over contexts another connection of this process saved.
-    pub fn restore_objects(&mut self, saved: SavedObjects) {
+    pub(crate) fn restore_objects(&mut self, saved: SavedObjects) {
         for e in saved.0 {
             self.cache.insert_entry(e);
         }
     }
 
     /// Flushes every cached object, the salted session and a transient SRK.
-    pub fn flush_all(&mut self) {
+    pub(crate) fn flush_all(&mut self) {
         self.flush_objects();
         if let Some(s) = self.salted.take() {
             let _ = self.esys.flush(s);
@@ -696,7 +712,7 @@ fn salted_only(s: Tr) -> Sessions {
 }
 
 /// The TCTI from the environment, or the default.
-pub fn configured_tcti() -> String {
+pub(crate) fn configured_tcti() -> String {
     std::env::var(TCTI_ENV)
         .ok()
         .filter(|s| !s.trim().is_empty())
@@ -704,12 +720,12 @@ pub fn configured_tcti() -> String {
 }
 
 /// True for TCTIs that talk to a simulator.
-pub fn is_simulator_tcti(tcti: &str) -> bool {
+pub(crate) fn is_simulator_tcti(tcti: &str) -> bool {
     tcti.starts_with("swtpm") || tcti.starts_with("mssim")
 }
 
 /// True when the TCTI isolates processes (kernel `tpmrm` or tpm2-abrmd).
-pub fn has_resource_manager(tcti: &str) -> bool {
+pub(crate) fn has_resource_manager(tcti: &str) -> bool {
     tcti.starts_with("tabrmd") || tcti.contains("tpmrm")
 }
 
@@ -721,14 +737,14 @@ pub fn name_of(public: &[u8]) -> Vec<u8> {
 }
 
 /// Serde helper: `Vec<u8>` as a hex string.
-pub mod hex_bytes {
+pub(crate) mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(v))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
         hex::decode(s).map_err(serde::de::Error::custom)
     }

@@ -14,18 +14,18 @@ const CC_POLICY_COMMAND_CODE: u32 = 0x0000_016C;
 const CC_POLICY_OR: u32 = 0x0000_0171;
 const CC_POLICY_NV: u32 = 0x0000_0149;
 /// TPM_EO_UNSIGNED_LE: the NV contents, unsigned, are at most the operand.
-pub const EO_UNSIGNED_LE: u16 = 0x0009;
+pub(crate) const EO_UNSIGNED_LE: u16 = 0x0009;
 
 /// TPMA_NV of a card's counter: TPM_NT_COUNTER (bits 4–7 = 1), written by the owner
 /// hierarchy (OWNERWRITE), read with the index's own empty authValue (AUTHREAD, so
 /// PolicyNV needs no owner authorization), and NO_DA (nothing secret guards it).
-pub const COUNTER_ATTRIBUTES: u32 = 0x0000_0002 | 0x0000_0010 | 0x0004_0000 | 0x0200_0000;
+pub(crate) const COUNTER_ATTRIBUTES: u32 = 0x0000_0002 | 0x0000_0010 | 0x0004_0000 | 0x0200_0000;
 /// TPMA_NV_WRITTEN: set by the first increment; part of the index's Name.
-pub const NV_WRITTEN: u32 = 0x2000_0000;
+pub(crate) const NV_WRITTEN: u32 = 0x2000_0000;
 /// Size of a counter's value.
-pub const COUNTER_SIZE: u16 = 8;
+pub(crate) const COUNTER_SIZE: u16 = 8;
 /// The only command any branch authorizes.
-pub const CC_OBJECT_CHANGE_AUTH: u32 = 0x0000_0150;
+pub(crate) const CC_OBJECT_CHANGE_AUTH: u32 = 0x0000_0150;
 
 /// One way to authorize `ObjectChangeAuth` on a card storage key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub fn auth_policy(branches: &[Branch]) -> [u8; 32] {
 }
 
 /// PolicyOR over the given digests: H(0…0 ‖ TPM_CC_PolicyOR ‖ d1 ‖ d2 …).
-pub fn policy_or(digests: &[[u8; 32]]) -> [u8; 32] {
+pub(crate) fn policy_or(digests: &[[u8; 32]]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update([0u8; 32]);
     h.update(CC_POLICY_OR.to_be_bytes());
@@ -88,7 +88,7 @@ pub fn policy_or(digests: &[[u8; 32]]) -> [u8; 32] {
 
 /// The Name of a card's counter index once written: nameAlg ‖ SHA-256(TPMS_NV_PUBLIC), with
 /// an empty authPolicy.
-pub fn counter_name(index: u32) -> Vec<u8> {
+pub(crate) fn counter_name(index: u32) -> Vec<u8> {
     let mut public = Vec::with_capacity(14);
     public.extend_from_slice(&index.to_be_bytes());
     public.extend_from_slice(&0x000Bu16.to_be_bytes());

@@ -34,7 +34,7 @@ impl Srk {
 
 /// What `tpm status` says about the storage root key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SrkStatus {
+pub(crate) struct SrkStatus {
     /// The proved Name of this TPM's standard SRK (hex).
     pub name: String,
     /// 0x81000001 holds exactly that key (no process pays for CreatePrimary).
@@ -111,7 +111,7 @@ impl Tpm {
     }
 
     /// The Name of this TPM's standard SRK, proved by the TPM.
-    pub fn proved_srk_name(&mut self) -> Result<Vec<u8>, TpmError> {
+    pub(crate) fn proved_srk_name(&mut self) -> Result<Vec<u8>, TpmError> {
         self.prove_srk()?;
         Ok(self
             .srk
@@ -158,7 +158,7 @@ impl Tpm {
     }
 
     /// The SRK as `tpm status` shows it.
-    pub fn srk_status(&mut self) -> Result<SrkStatus, TpmError> {
+    pub(crate) fn srk_status(&mut self) -> Result<SrkStatus, TpmError> {
         let name = self.proved_srk_name()?;
         let persistent = self.srk.as_ref().is_some_and(|s| !s.transient);
         let foreign_persistent = !persistent
@@ -176,7 +176,7 @@ impl Tpm {
     /// Makes this TPM's standard SRK persistent at 0x81000001 (the simulator and `tpm
     /// setup` do this so that no process pays for CreatePrimary). Needs the owner
     /// authorization, empty on a fresh TPM. Another key there is left alone.
-    pub fn persist_srk(&mut self) -> Result<(), TpmError> {
+    pub(crate) fn persist_srk(&mut self) -> Result<(), TpmError> {
         self.prove_srk()?;
         let Some(srk) = self.srk.as_ref() else {
             return Ok(());

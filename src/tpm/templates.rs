@@ -156,7 +156,7 @@ pub enum UserKeyKind {
 /// not stop a logged-in session. Sign and decrypt with the NULL scheme, so the host can
 /// do any padding (PKCS#1 v1.5 with any DigestInfo, PSS with any salt, OAEP with any
 /// label) around a raw TPM operation, and ECC keys serve ECDSA and ECDH.
-pub fn user_key(kind: UserKeyKind) -> Result<Public, TpmError> {
+pub(crate) fn user_key(kind: UserKeyKind) -> Result<Public, TpmError> {
     use tss_esapi::interface_types::key_bits::RsaKeyBits;
     use tss_esapi::structures::{
         EccScheme, KeyDerivationFunctionScheme, PublicRsaParametersBuilder, RsaExponent, RsaScheme,

@@ -29,7 +29,7 @@ fn default_is_windows_8_to_127_all_allowed() {
     for class in CharClass::ALL {
         assert_eq!(p.rule(class), CharRule::Allowed);
     }
-    assert!(p.is_default());
+    assert_eq!(p, PinPolicy::default());
     assert_eq!(p.describe(), "8-127 characters");
 }
 
@@ -40,16 +40,19 @@ fn default_pin_passes_the_default_policy() {
 
 #[test]
 fn empty_spec_and_empty_options_are_the_default() {
-    assert!(policy("").is_default());
-    assert!(policy("  ").is_default());
-    assert!(PinPolicy::from_options([]).unwrap().is_default());
+    assert_eq!(policy(""), PinPolicy::default());
+    assert_eq!(policy("  "), PinPolicy::default());
+    assert_eq!(PinPolicy::from_options([]).unwrap(), PinPolicy::default());
 }
 
 #[test]
 fn a_changed_policy_is_not_default() {
-    assert!(!policy("minlen=9").is_default());
-    assert!(!policy("digits=required").is_default());
-    assert!(policy("minlen=8,maxlen=127,digits=allowed").is_default());
+    assert_ne!(policy("minlen=9"), PinPolicy::default());
+    assert_ne!(policy("digits=required"), PinPolicy::default());
+    assert_eq!(
+        policy("minlen=8,maxlen=127,digits=allowed"),
+        PinPolicy::default()
+    );
 }
 
 // --- tpmvsc syntax ---
