@@ -3,17 +3,13 @@
 //! (`ffi/`) turns pointers into these calls. The rooms: `registry` (cards as slots),
 //! `token` (login and PIN calls), `sessions` (sessions and their operations), `objects`
 //! (handles, attributes, searches), `keys` (key pairs, ECDH, random), `crypto` (sign,
-//! verify, decrypt, encrypt, digest) and `tpm_link` (the TPM connection).
+//! verify, decrypt, encrypt, digest), `tpm_link` (the TPM connection) and `tables` (the slot,
+//! session and object tables, each answering a missing handle with its own error).
 //!
-//! Lock order (never take one to the left while holding one to the right):
-//! `state` → the card's turn in this process (`card_turns`) → the store lock and the
-//! card's lock file (inside `provision`) → the TPM connection (`tpm_link`, then its
-//! cross-process lock file inside `Tpm::open`). TPM work runs without holding `state`, so
-//! a slow RSA key generation never blocks `C_GetSlotList`; a thread waiting for a card
-//! another thread of this process is using (stuck on a frozen TPM, say) waits at most the
-//! TPM wait limit.
+//! Locks follow the crate's one lock order (crate docs, "Lock order"): `state` first and
+//! never across TPM work, then `card_turns`, then what `provision` and `tpm_link` take.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -22,10 +18,8 @@ use cryptoki_sys::*;
 use parking_lot::Mutex;
 
 use crate::error::Result;
-use crate::object::Object;
 use crate::store::Store;
-use registry::Slot;
-use sessions::Session;
+use tables::{Objects, Sessions, Slots};
 use tpm_link::TpmLink;
 
 mod crypto;
@@ -33,6 +27,7 @@ mod keys;
 mod objects;
 mod registry;
 mod sessions;
+mod tables;
 mod token;
 mod tpm_link;
 
@@ -43,10 +38,9 @@ pub(crate) use sessions::{OpKind, Part};
 
 #[derive(Debug, Default)]
 struct State {
-    slots: BTreeMap<CK_SLOT_ID, Slot>,
-    sessions: HashMap<CK_SESSION_HANDLE, Session>,
-    /// Objects with the slot they belong to and, for session objects, their session.
-    objects: HashMap<CK_OBJECT_HANDLE, (CK_SLOT_ID, Option<CK_SESSION_HANDLE>, Object)>,
+    slots: Slots,
+    sessions: Sessions,
+    objects: Objects,
     events: VecDeque<CK_SLOT_ID>,
 }
 

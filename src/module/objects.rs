@@ -1,10 +1,10 @@
 //! Objects as handles: the card's token objects loaded from its files, session objects,
 //! who may see or change which, attributes, and searches.
 
+use super::tables::Table;
 use cryptoki_sys::*;
 
 use super::Module;
-use super::sessions::invalid_session;
 use crate::error::{CallError, Error, Result};
 use crate::object::{self, Attrs, Object, ObjectRecord};
 use crate::provision::{self};
@@ -369,7 +369,7 @@ impl Module {
         let (slot, _, who) = self.session_view(h)?;
         {
             let st = self.state.lock();
-            let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
+            let s = st.sessions.find(&h)?;
             if s.find.is_some() {
                 return Err(Error::from(CallError::OperationActive(
                     "a search is active",
@@ -403,7 +403,7 @@ impl Module {
         max: usize,
     ) -> Result<Vec<CK_OBJECT_HANDLE>> {
         let mut st = self.state.lock();
-        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        let s = st.sessions.find_mut(&h)?;
         let (list, pos) = s
             .find
             .as_mut()
@@ -416,7 +416,7 @@ impl Module {
 
     pub(crate) fn find_final(&self, h: CK_SESSION_HANDLE) -> Result<()> {
         let mut st = self.state.lock();
-        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        let s = st.sessions.find_mut(&h)?;
         if s.find.take().is_none() {
             return Err(Error::from(CallError::NoOperation("search")));
         }

@@ -1,6 +1,7 @@
 //! Cards as slots: the registry of the process's view of the store (re-read when a
 //! client asks for the slot list), token facts for CK_TOKEN_INFO, and slot events.
 
+use super::tables::Table;
 use std::collections::HashMap;
 
 use cryptoki_sys::*;
@@ -8,7 +9,7 @@ use cryptoki_sys::*;
 use super::token::Login;
 use super::{Module, State};
 use crate::card::{self, CardRecord};
-use crate::error::{CallError, Error, Result};
+use crate::error::Result;
 use crate::provision::{self};
 
 /// One card as a slot.
@@ -85,10 +86,7 @@ impl Module {
 
     pub(crate) fn slot_description(&self, slot: CK_SLOT_ID) -> Result<(String, bool)> {
         let st = self.state.lock();
-        let s = st
-            .slots
-            .get(&slot)
-            .ok_or_else(|| Error::from(CallError::SlotNotFound))?;
+        let s = st.slots.find(&slot)?;
         Ok((
             format!("TPM virtual smart card {}", s.record.instance_id()),
             s.record.simulated,
@@ -97,10 +95,7 @@ impl Module {
 
     pub(crate) fn token_facts(&self, slot: CK_SLOT_ID) -> Result<TokenFacts> {
         let st = self.state.lock();
-        let s = st
-            .slots
-            .get(&slot)
-            .ok_or_else(|| Error::from(CallError::SlotNotFound))?;
+        let s = st.slots.find(&slot)?;
         // The card's files, not the slot's copy: another process (or C_InitPIN) may have
         // changed the record since the last C_GetSlotList.
         let (dir, record) = provision::find(&self.store, &s.card_id)?;
@@ -140,7 +135,7 @@ impl Module {
                 CKF_SO_PIN_LOCKED,
             );
         }
-        let sessions = st.sessions.values().filter(|x| x.slot == slot).count() as CK_ULONG;
+        let sessions = st.sessions.on(slot).count() as CK_ULONG;
         let rw = st
             .sessions
             .values()
@@ -166,10 +161,7 @@ impl Module {
 
     pub(super) fn card_id(&self, slot: CK_SLOT_ID) -> Result<String> {
         let st = self.state.lock();
-        st.slots
-            .get(&slot)
-            .map(|s| s.card_id.clone())
-            .ok_or_else(|| Error::from(CallError::SlotNotFound))
+        st.slots.find(&slot).map(|s| s.card_id.clone())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Sessions and their active operations: open, close, the session's state for
 //! CK_SESSION_INFO, and starting and taking the one operation a session may have.
 
+use super::tables::Table;
 use cryptoki_sys::*;
 use zeroize::Zeroizing;
 
@@ -209,9 +210,9 @@ impl Module {
 
     pub(crate) fn close_session(&self, h: CK_SESSION_HANDLE) -> Result<()> {
         let mut st = self.state.lock();
-        let s = st.sessions.remove(&h).ok_or_else(invalid_session)?;
+        let s = st.sessions.take(h)?;
         st.objects.retain(|_, (_, owner, _)| *owner != Some(h));
-        if !st.sessions.values().any(|x| x.slot == s.slot)
+        if st.sessions.on(s.slot).next().is_none()
             && let Some(slot) = st.slots.get_mut(&s.slot)
         {
             // The last session of a slot closed: everybody is logged out.
@@ -240,7 +241,7 @@ impl Module {
 
     pub(crate) fn session_facts(&self, h: CK_SESSION_HANDLE) -> Result<SessionFacts> {
         let st = self.state.lock();
-        let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
+        let s = st.sessions.find(&h)?;
         let login = st.slots.get(&s.slot).and_then(|x| x.login.as_ref());
         let state = match (login, s.rw) {
             (Some(Login::So { .. }), _) => CKS_RW_SO_FUNCTIONS,
@@ -260,7 +261,7 @@ impl Module {
     /// Cancels the session's active operation (C_SessionCancel).
     pub(crate) fn cancel(&self, h: CK_SESSION_HANDLE) -> Result<()> {
         let mut st = self.state.lock();
-        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        let s = st.sessions.find_mut(&h)?;
         s.op = None;
         s.find = None;
         Ok(())
@@ -272,7 +273,7 @@ impl Module {
         h: CK_SESSION_HANDLE,
     ) -> Result<(CK_SLOT_ID, bool, Option<CK_USER_TYPE>)> {
         let st = self.state.lock();
-        let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
+        let s = st.sessions.find(&h)?;
         let who = match st.slots.get(&s.slot).and_then(|x| x.login.as_ref()) {
             Some(Login::User { .. }) => Some(CKU_USER),
             Some(Login::So { .. }) => Some(CKU_SO),
@@ -283,7 +284,7 @@ impl Module {
 
     pub(super) fn start_op(&self, h: CK_SESSION_HANDLE, op: Operation) -> Result<()> {
         let mut st = self.state.lock();
-        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        let s = st.sessions.find_mut(&h)?;
         if s.op.is_some() {
             return Err(Error::from(CallError::OperationActive(
                 "an operation is active",
@@ -304,7 +305,7 @@ impl Module {
         f: impl FnOnce(&mut Operation) -> Result<T>,
     ) -> Result<T> {
         let mut st = self.state.lock();
-        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        let s = st.sessions.find_mut(&h)?;
         match s.op.as_mut().filter(|op| op.kind() == kind) {
             Some(op) => {
                 if let Some(p) = part {
@@ -325,7 +326,7 @@ impl Module {
         part: Part,
     ) -> Result<Operation> {
         let mut st = self.state.lock();
-        let s = st.sessions.get_mut(&h).ok_or_else(invalid_session)?;
+        let s = st.sessions.find_mut(&h)?;
         match s.op.as_mut().filter(|op| op.kind() == kind) {
             Some(op) => op.feed(part)?,
             None => return Err(CallError::NoOperation(kind.name()).into()),
@@ -343,8 +344,4 @@ impl Module {
             s.op = None;
         }
     }
-}
-
-pub(super) fn invalid_session() -> Error {
-    Error::from(CallError::SessionNotFound)
 }

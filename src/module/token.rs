@@ -2,12 +2,13 @@
 //! C_Logout, C_InitPIN, C_SetPIN and C_InitToken. Every secret is checked by the TPM
 //! through `provision`, in the card's turn of this process.
 
+use super::tables::Table;
 use cryptoki_sys::*;
 use zeroize::Zeroizing;
 
 use super::Module;
 use super::registry::drop_slot_objects;
-use super::sessions::{Operation, invalid_session};
+use super::sessions::Operation;
 use super::tpm_link::Lent;
 use crate::card::{self};
 use crate::error::{CallError, Error, Result};
@@ -47,7 +48,7 @@ impl Module {
         if user == CKU_SO {
             {
                 let st = self.state.lock();
-                if st.sessions.values().any(|s| s.slot == slot && !s.rw) {
+                if st.sessions.on(slot).any(|s| !s.rw) {
                     return Err(Error::from(CallError::ReadOnlySessionExists));
                 }
             }
@@ -90,7 +91,7 @@ impl Module {
     ) -> Result<()> {
         {
             let st = self.state.lock();
-            let s = st.sessions.get(&h).ok_or_else(invalid_session)?;
+            let s = st.sessions.find(&h)?;
             let pending = matches!(&s.op, Some(Operation::Sign(op)) if op.needs_context_login);
             if !pending {
                 return Err(Error::from(CallError::NoOperation(
@@ -202,11 +203,8 @@ impl Module {
     pub(crate) fn init_token(&self, slot: CK_SLOT_ID, so_pin: &[u8], label: &str) -> Result<()> {
         let card_id = {
             let st = self.state.lock();
-            let s = st
-                .slots
-                .get(&slot)
-                .ok_or_else(|| Error::from(CallError::SlotNotFound))?;
-            if st.sessions.values().any(|x| x.slot == slot) {
+            let s = st.slots.find(&slot)?;
+            if st.sessions.on(slot).next().is_some() {
                 return Err(Error::from(CallError::SessionsOpen));
             }
             if label.trim() != s.record.name {
@@ -257,10 +255,7 @@ impl Module {
     /// Card ID and CSK authValue of a slot whose user is logged in.
     pub(super) fn user_auth(&self, slot: CK_SLOT_ID) -> Result<(String, tpm::AuthValue)> {
         let st = self.state.lock();
-        let s = st
-            .slots
-            .get(&slot)
-            .ok_or_else(|| Error::from(CallError::SlotNotFound))?;
+        let s = st.slots.find(&slot)?;
         match &s.login {
             Some(Login::User { csk_auth, .. }) => Ok((s.card_id.clone(), csk_auth.clone())),
             _ => Err(Error::from(CallError::NotLoggedIn("log in first"))),

@@ -11,9 +11,9 @@
 //! over the TPM's cross-process lock the abandoned one holds rather than waiting for it.
 //! C_Finalize waits for the idle thread and for closing the connection a bounded time.
 //!
-//! Lock order: callers hold the store's and the card's locks (when they take them) before
-//! [`TpmLink::run`] takes the connection, which takes the TPM's cross-process lock inside
-//! `Tpm::open`. `saved` is locked after the connection, never before.
+//! [`TpmLink::run`] takes the connection at step 4 of the crate's lock order (crate docs,
+//! "Lock order"): after the store's and the card's locks, before `saved` and the TPM's
+//! cross-process lock.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,8 +1,7 @@
 //! How provisioning reaches the TPM: a connection of its own (the CLI, the C API) or one
 //! the caller lends (the PKCS#11 module keeps one connection per process). Either way the
 //! connection is taken only while the store's and the card's locks are held, never the
-//! other way round: the one lock order is store lock → card lock → TPM connection →
-//! the TPM's cross-process lock (DESIGN.md §6).
+//! other way round (the crate's lock order, crate docs "Lock order"; DESIGN.md §6).
 
 use std::cell::RefCell;
 
