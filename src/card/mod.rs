@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use crate::tpm::{Blob, CskRef, Guard, NvCounter, SrkRecord, hex_bytes};
+use crate::tpm::{Blob, CskRef, Guard, NvCounter, SrkRecord};
 pub use policy::PinPolicy;
 
 /// File names inside a card directory.
@@ -57,9 +57,9 @@ pub struct CardRecord {
     pub admin: AdminMode,
     /// The admin key is the well-known Windows default (flagged by list and info).
     pub default_admin_key: bool,
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "hex")]
     pub pin_salt: Vec<u8>,
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "hex")]
     pub puk_salt: Vec<u8>,
     pub srk: SrkRecord,
     /// False after C_InitToken until the SO sets a user PIN with C_InitPIN.
@@ -192,9 +192,9 @@ pub struct ObjectFile {
 /// masked with a hash of challenge and response, and a 16-bit check value.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ticket {
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "hex")]
     pub challenge: Vec<u8>,
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "hex")]
     pub masked: Vec<u8>,
     pub check: u16,
 }
@@ -289,28 +289,60 @@ pub(crate) fn looks_like_instance_id(text: &str) -> bool {
     rest.is_some_and(|n| !n.is_empty() && n.len() <= 10 && n.chars().all(|c| c.is_ascii_digit()))
 }
 
+/// Serde helper: `Option<Vec<u8>>` as a hex string or null, through the hex crate's own.
 mod hex_opt {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    struct HexRef<'a>(#[serde(with = "hex")] &'a [u8]);
+
+    #[derive(Deserialize)]
+    struct Hex(#[serde(with = "hex")] Vec<u8>);
 
     pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(b) => s.serialize_some(&hex::encode(b)),
-            None => s.serialize_none(),
-        }
+        v.as_deref().map(HexRef).serialize(s)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Vec<u8>>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|s| hex::decode(s).map_err(serde::de::Error::custom))
-            .transpose()
+        Ok(Option::<Hex>::deserialize(d)?.map(|h| h.0))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Names {
+        #[serde(default, with = "hex_opt")]
+        name: Option<Vec<u8>>,
+    }
+
+    #[test]
+    fn optional_names_are_hex_or_null_and_may_be_absent() {
+        let some = Names {
+            name: Some(vec![0x00, 0x0b, 0xab]),
+        };
+        assert_eq!(
+            serde_json::to_string(&some).unwrap(),
+            r#"{"name":"000bab"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Names>(r#"{"name":"000BAB"}"#).unwrap(),
+            some
+        );
+        let none = Names { name: None };
+        assert_eq!(serde_json::to_string(&none).unwrap(), r#"{"name":null}"#);
+        assert_eq!(
+            serde_json::from_str::<Names>(r#"{"name":null}"#).unwrap(),
+            none
+        );
+        assert_eq!(serde_json::from_str::<Names>("{}").unwrap(), none);
+        assert!(serde_json::from_str::<Names>(r#"{"name":"0g"}"#).is_err());
+        assert!(serde_json::from_str::<Names>(r#"{"name":"abc"}"#).is_err());
+    }
 
     #[test]
     fn instance_ids_count_from_zero_with_four_digits() {

@@ -3,6 +3,8 @@
 //! and shaping the TPM's ECDSA output into PKCS#11's r‖s. The TPM does the signing; no TPM
 //! here.
 
+use der::asn1::{ObjectIdentifier, OctetStringRef};
+use der::{Decode, Encode};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 
 use crate::error::{Error, Result};
@@ -15,20 +17,28 @@ pub(crate) enum Curve {
 }
 
 impl Curve {
-    /// DER of the named-curve OID (CKA_EC_PARAMS): P-256 06 08 2a 86 48 ce 3d 03 01 07; P-384 06 05 2b 81 04 00 22.
-    pub(crate) fn params_der(self) -> &'static [u8] {
+    /// The named-curve OID (prime256v1 1.2.840.10045.3.1.7, secp384r1 1.3.132.0.34).
+    fn oid(self) -> ObjectIdentifier {
         match self {
-            Curve::P256 => &P256_OID_DER,
-            Curve::P384 => &P384_OID_DER,
+            Curve::P256 => ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7"),
+            Curve::P384 => ObjectIdentifier::new_unwrap("1.3.132.0.34"),
         }
     }
 
-    /// The curve of a `CKA_EC_PARAMS` value: the named-curve OID only (no explicit
-    /// parameters, no curve names as PrintableString).
+    /// `CKA_EC_PARAMS`: the DER of the named-curve OID.
+    pub(crate) fn params_der(self) -> Vec<u8> {
+        self.oid()
+            .to_der()
+            .expect("an OID of a few bytes always encodes")
+    }
+
+    /// The curve of a `CKA_EC_PARAMS` value: a DER named-curve OID spanning the whole
+    /// value (no explicit parameters, no curve names as PrintableString).
     pub(crate) fn from_params_der(der: &[u8]) -> Option<Curve> {
+        let oid = ObjectIdentifier::from_der(der).ok()?;
         [Curve::P256, Curve::P384]
             .into_iter()
-            .find(|c| c.params_der() == der)
+            .find(|c| c.oid() == oid)
     }
 
     /// Length of a field element (and of r and s) in bytes: 32 / 48.
@@ -47,11 +57,9 @@ impl Curve {
 
 /// CKA_EC_POINT value: DER OCTET STRING around the uncompressed point 04‖X‖Y.
 pub(crate) fn point_to_der(uncompressed: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(uncompressed.len() + 10);
-    out.push(OCTET_STRING);
-    push_der_len(&mut out, uncompressed.len());
-    out.extend_from_slice(uncompressed);
-    out
+    OctetStringRef::new(uncompressed)
+        .and_then(|o| o.to_der())
+        .expect("a point of at most a few hundred bytes always encodes")
 }
 
 /// Accepts the DER OCTET STRING form or a bare uncompressed point; returns 04‖X‖Y (checks
@@ -62,9 +70,13 @@ pub(crate) fn point_from_der_or_raw(curve: Curve, data: &[u8]) -> Result<Vec<u8>
     let point = if data.len() == curve.point_len() {
         data
     } else {
-        parse_octet_string(data).ok_or(Error::DataInvalid(
-            "EC point is neither an uncompressed point nor a DER OCTET STRING around one",
-        ))?
+        OctetStringRef::from_der(data)
+            .map_err(|_| {
+                Error::DataInvalid(
+                    "EC point is neither an uncompressed point nor a DER OCTET STRING around one",
+                )
+            })?
+            .as_bytes()
     };
     if point.len() != curve.point_len() || point[0] != 0x04 {
         return Err(Error::DataInvalid(
@@ -136,10 +148,6 @@ pub(crate) fn signature_rs(curve: Curve, r: &[u8], s: &[u8]) -> Result<Vec<u8>> 
     Ok(out)
 }
 
-const OCTET_STRING: u8 = 0x04;
-const P256_OID_DER: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const P384_OID_DER: [u8; 7] = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-
 /// SEC1 4.1.4 step 5 for curves whose order has a whole number of bytes: a longer hash is
 /// truncated to its leftmost field_len bytes, a shorter one is read as a smaller integer
 /// (left-padded with zeros). Done here rather than by the ecdsa crate, which refuses
@@ -152,44 +160,6 @@ fn hash_to_field(field_len: usize, hash: &[u8]) -> Vec<u8> {
         e[field_len - hash.len()..].copy_from_slice(hash);
         e
     }
-}
-
-/// DER definite length: short form below 128, else 0x80 | count ‖ big-endian bytes.
-fn push_der_len(out: &mut Vec<u8>, len: usize) {
-    let bytes = len.to_be_bytes();
-    let first = bytes
-        .iter()
-        .position(|&b| b != 0)
-        .unwrap_or(bytes.len() - 1);
-    if len >= 0x80 {
-        // At most size_of::<usize>() bytes, so the count fits the low byte.
-        let count = bytes.len() - first;
-        out.push(0x80 | count.to_le_bytes()[0]);
-    }
-    out.extend_from_slice(&bytes[first..]);
-}
-
-/// The contents of a DER OCTET STRING that spans all of `data` (short form, or long form
-/// of one or two length bytes).
-fn parse_octet_string(data: &[u8]) -> Option<&[u8]> {
-    let (&tag, rest) = data.split_first()?;
-    if tag != OCTET_STRING {
-        return None;
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, contents) = match first {
-        0x00..=0x7f => (usize::from(first), rest),
-        0x81 => {
-            let (&l, rest) = rest.split_first()?;
-            (usize::from(l), rest)
-        }
-        0x82 => {
-            let (l, rest) = rest.split_first_chunk::<2>()?;
-            (usize::from(u16::from_be_bytes(*l)), rest)
-        }
-        _ => return None,
-    };
-    (contents.len() == len).then_some(contents)
 }
 
 #[cfg(test)]
@@ -225,7 +195,7 @@ mod tests {
     #[test]
     fn params_round_trip_and_unknown_curves_are_refused() {
         for curve in [Curve::P256, Curve::P384] {
-            assert_eq!(Curve::from_params_der(curve.params_der()), Some(curve));
+            assert_eq!(Curve::from_params_der(&curve.params_der()), Some(curve));
         }
         assert_eq!(
             hex::encode(Curve::P256.params_der()),
@@ -254,10 +224,13 @@ mod tests {
             assert_eq!(der.len(), point.len() + 2);
             assert_eq!(point_from_der_or_raw(curve, &der).unwrap(), point);
             assert_eq!(point_from_der_or_raw(curve, &point).unwrap(), point);
-            // BER long form of the same length is tolerated.
+            // CKA_EC_POINT is DER: a non-minimal (BER long form) length is refused.
             let mut long = vec![0x04, 0x81, der[1]];
             long.extend_from_slice(&point);
-            assert_eq!(point_from_der_or_raw(curve, &long).unwrap(), point);
+            assert!(matches!(
+                point_from_der_or_raw(curve, &long),
+                Err(Error::DataInvalid(_))
+            ));
         }
     }
 
@@ -294,9 +267,10 @@ mod tests {
         assert_eq!(&point_to_der(&[0; 133])[..3], [0x04, 0x81, 133]);
         assert_eq!(&point_to_der(&[0; 300])[..4], [0x04, 0x82, 0x01, 0x2c]);
         assert_eq!(point_to_der(&[]), [0x04, 0x00]);
+        let der = point_to_der(&[9; 300]);
         assert_eq!(
-            parse_octet_string(&point_to_der(&[9; 300])),
-            Some(&[9u8; 300][..])
+            OctetStringRef::from_der(&der).unwrap().as_bytes(),
+            [9u8; 300]
         );
     }
 

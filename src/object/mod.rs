@@ -242,7 +242,7 @@ pub(crate) fn key_pair_objects(
             let mut point = vec![0x04];
             point.extend_from_slice(x);
             point.extend_from_slice(y);
-            common.insert(CKA_EC_PARAMS, curve.params_der().to_vec());
+            common.insert(CKA_EC_PARAMS, curve.params_der());
             common.insert(CKA_EC_POINT, point_to_der(&point));
             (CKK_EC, point)
         }
@@ -533,7 +533,7 @@ mod tests {
         assert_eq!(&point[..3], &[0x04, 0x41, 0x04]);
         assert_eq!(
             public.get(&CKA_EC_PARAMS).unwrap(),
-            Curve::P256.params_der()
+            &Curve::P256.params_der()
         );
         assert_eq!(
             public.get(&CKA_ID),

@@ -59,9 +59,9 @@ const MIN_TURN: Duration = Duration::from_millis(20);
 /// private blob (encrypted by its parent; useless outside this TPM).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blob {
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "hex")]
     pub public: Vec<u8>,
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "hex")]
     pub private: Vec<u8>,
 }
 
@@ -90,11 +90,11 @@ pub enum Authorizer<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SrkRecord {
     /// Marshalled TPMT_PUBLIC of the standard SRK template.
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "hex")]
     pub template: Vec<u8>,
     /// The SRK's Name when the card was made; a different proved Name means the TPM was
     /// cleared (or the record altered).
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "hex")]
     pub name: Vec<u8>,
 }
 
@@ -734,18 +734,4 @@ pub fn name_of(public: &[u8]) -> Vec<u8> {
     let mut name = vec![0x00, 0x0b];
     name.extend_from_slice(&Sha256::digest(public));
     name
-}
-
-/// Serde helper: `Vec<u8>` as a hex string.
-pub(crate) mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(v))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        hex::decode(s).map_err(serde::de::Error::custom)
-    }
 }
