@@ -3,7 +3,7 @@
 
 use zeroize::Zeroizing;
 
-use super::args::AdminCmd;
+use super::args::{AdminCmd, ResponseArgs};
 use super::output::{counted, print_json};
 use super::prompt::{SecretReader, read_secret_file};
 use crate::error::{Error, Result};
@@ -50,60 +50,7 @@ pub(super) fn run(store: &Store, action: AdminCmd) -> Result<()> {
                 eprintln!("({} left)", counted(left, "challenge", "challenges"));
             }
         }
-        AdminCmd::Response {
-            challenge,
-            admin_key_file,
-            master_key_file,
-            card_id,
-            stdin,
-            admin_key,
-            master_key,
-        } => {
-            // The challenge first: a typo in it costs no key entry.
-            let c = admin::parse_challenge(&challenge)?;
-            let text = |s: &Secret| String::from_utf8_lossy(s).into_owned();
-            let key = match (card_id, admin_key_file, master_key_file) {
-                (Some(_), _, _) if admin_key.is_some() => {
-                    return Err(Error::Usage(
-                        "--card-id derives the card's key from a master key; --admin-key is the \
-                         card's own key: give one of them"
-                            .into(),
-                    ));
-                }
-                (None, None, _) if master_key.is_some() => {
-                    return Err(Error::Usage(
-                        "a master key needs --card-id GUID, the card whose key to derive".into(),
-                    ));
-                }
-                (None, Some(f), None) => {
-                    AdminKey::parse_hex(&Zeroizing::new(text(&read_secret_file(&f, "admin key")?)))?
-                }
-                (None, None, None) => {
-                    let mut r = SecretReader::new(stdin);
-                    let k = r.current("admin key (48 hex digits)")?;
-                    r.finish("admin key")?;
-                    AdminKey::parse_hex(&Zeroizing::new(text(&k)))?
-                }
-                (Some(id), None, master_file) => {
-                    let m = match master_file {
-                        Some(f) => read_secret_file(&f, "master key")?,
-                        None => {
-                            let mut r = SecretReader::new(stdin);
-                            let m = r.current("master key (hex)")?;
-                            r.finish("master key")?;
-                            m
-                        }
-                    };
-                    AdminKey::derive(&admin::parse_master_key(&Zeroizing::new(text(&m)))?, &id)?
-                }
-                (_, Some(_), Some(_)) | (Some(_), Some(_), None) | (None, None, Some(_)) => {
-                    return Err(Error::Usage(
-                        "give --admin-key-file, or --master-key-file with --card-id".into(),
-                    ));
-                }
-            };
-            println!("{}", hex::encode_upper(key.response(&c)));
-        }
+        AdminCmd::Response(args) => offline_response(args)?,
         AdminCmd::Verify { card, response } => {
             let mut r = SecretReader::new(response.stdin);
             let resp = admin_response(store, &card, response.response_file.as_deref(), &mut r)?;
@@ -144,5 +91,63 @@ pub(super) fn run(store: &Store, action: AdminCmd) -> Result<()> {
             println!("{} new challenges.", admin::TICKETS_PER_BATCH);
         }
     }
+    Ok(())
+}
+
+/// `tpmvsc admin response`: the administrator's side, no card and no TPM involved.
+fn offline_response(args: ResponseArgs) -> Result<()> {
+    let ResponseArgs {
+        challenge,
+        admin_key_file,
+        master_key_file,
+        card_id,
+        stdin,
+        admin_key,
+        master_key,
+    } = args;
+    // The challenge first: a typo in it costs no key entry.
+    let c = admin::parse_challenge(&challenge)?;
+    let text = |s: &Secret| String::from_utf8_lossy(s).into_owned();
+    let key = match (card_id, admin_key_file, master_key_file) {
+        (Some(_), _, _) if admin_key.is_some() => {
+            return Err(Error::Usage(
+                "--card-id derives the card's key from a master key; --admin-key is the \
+                 card's own key: give one of them"
+                    .into(),
+            ));
+        }
+        (None, None, _) if master_key.is_some() => {
+            return Err(Error::Usage(
+                "a master key needs --card-id GUID, the card whose key to derive".into(),
+            ));
+        }
+        (None, Some(f), None) => {
+            AdminKey::parse_hex(&Zeroizing::new(text(&read_secret_file(&f, "admin key")?)))?
+        }
+        (None, None, None) => {
+            let mut r = SecretReader::new(stdin);
+            let k = r.current("admin key (48 hex digits)")?;
+            r.finish("admin key")?;
+            AdminKey::parse_hex(&Zeroizing::new(text(&k)))?
+        }
+        (Some(id), None, master_file) => {
+            let m = match master_file {
+                Some(f) => read_secret_file(&f, "master key")?,
+                None => {
+                    let mut r = SecretReader::new(stdin);
+                    let m = r.current("master key (hex)")?;
+                    r.finish("master key")?;
+                    m
+                }
+            };
+            AdminKey::derive(&admin::parse_master_key(&Zeroizing::new(text(&m)))?, &id)?
+        }
+        (_, Some(_), Some(_)) | (Some(_), Some(_), None) | (None, None, Some(_)) => {
+            return Err(Error::Usage(
+                "give --admin-key-file, or --master-key-file with --card-id".into(),
+            ));
+        }
+    };
+    println!("{}", hex::encode_upper(key.response(&c)));
     Ok(())
 }

@@ -347,36 +347,7 @@ pub(crate) enum AdminCmd {
         K = first 24 bytes of HMAC-SHA-256(master, \"tpmvsc per-card admin key v1\" 0x00 \
         card-id) (the card ID as lowercase GUID text; see `tpmvsc info CARD`)."
     )]
-    Response {
-        /// The challenge the user reads out (16 hex digits; not secret).
-        #[arg(long)]
-        challenge: String,
-        /// Read the 48-hex-digit admin key from the first line of FILE (or /dev/fd/N).
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["master_key_file", "card_id", "stdin"])]
-        admin_key_file: Option<PathBuf>,
-        /// Read a fleet master key (hex, 16 to 63 bytes) from the first line of FILE (or
-        /// /dev/fd/N); needs --card-id.
-        #[arg(
-            long,
-            value_name = "FILE",
-            requires = "card_id",
-            conflicts_with = "stdin"
-        )]
-        master_key_file: Option<PathBuf>,
-        /// The card ID (GUID) whose per-card key to derive: the key read is then the
-        /// fleet master key.
-        #[arg(long)]
-        card_id: Option<String>,
-        /// Read the key (or, with --card-id, the master key) from standard input.
-        #[arg(long)]
-        stdin: bool,
-        /// Never used: a key given here is refused (other users can read it).
-        #[arg(long, hide = true, num_args = 0..=1, value_name = "NEVER")]
-        admin_key: Option<Option<String>>,
-        /// Never used: a master key given here is refused (other users can read it).
-        #[arg(long, hide = true, num_args = 0..=1, value_name = "NEVER")]
-        master_key: Option<Option<String>>,
-    },
+    Response(ResponseArgs),
     /// Check a response against the card (spends the challenge).
     #[command(
         after_help = "The response comes from --response-file FILE (or /dev/fd/N), standard \
@@ -407,6 +378,39 @@ pub(crate) enum AdminCmd {
 }
 
 /// Where the administrator's response comes from in the `admin` commands.
+/// The arguments of `tpmvsc admin response`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ResponseArgs {
+    /// The challenge the user reads out (16 hex digits; not secret).
+    #[arg(long)]
+    pub(crate) challenge: String,
+    /// Read the 48-hex-digit admin key from the first line of FILE (or /dev/fd/N).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["master_key_file", "card_id", "stdin"])]
+    pub(crate) admin_key_file: Option<PathBuf>,
+    /// Read a fleet master key (hex, 16 to 63 bytes) from the first line of FILE (or
+    /// /dev/fd/N); needs --card-id.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "card_id",
+        conflicts_with = "stdin"
+    )]
+    pub(crate) master_key_file: Option<PathBuf>,
+    /// The card ID (GUID) whose per-card key to derive: the key read is then the
+    /// fleet master key.
+    #[arg(long)]
+    pub(crate) card_id: Option<String>,
+    /// Read the key (or, with --card-id, the master key) from standard input.
+    #[arg(long)]
+    pub(crate) stdin: bool,
+    /// Never used: a key given here is refused (other users can read it).
+    #[arg(long, hide = true, num_args = 0..=1, value_name = "NEVER")]
+    pub(crate) admin_key: Option<Option<String>>,
+    /// Never used: a master key given here is refused (other users can read it).
+    #[arg(long, hide = true, num_args = 0..=1, value_name = "NEVER")]
+    pub(crate) master_key: Option<Option<String>>,
+}
+
 #[derive(clap::Args, Debug)]
 pub(crate) struct ResponseSource {
     /// Read the response (16 hex digits) from the first line of FILE (or /dev/fd/N).
@@ -600,11 +604,11 @@ pub(crate) fn refuse_secrets_in_argv(cmd: &Cmd) -> Result<()> {
         }
         Cmd::Unblock { argv, .. } | Cmd::Format { argv, .. } => argv.refuse(),
         Cmd::Admin { action } => match action {
-            AdminCmd::Response {
+            AdminCmd::Response(ResponseArgs {
                 admin_key,
                 master_key,
                 ..
-            } => {
+            }) => {
                 refuse_value(
                     "--admin-key",
                     admin_key,

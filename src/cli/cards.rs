@@ -8,7 +8,7 @@ use super::prompt::{SecretReader, read_secret_file};
 use crate::card::{DEFAULT_PIN, PinPolicy};
 use crate::error::{Error, Quoted, Result};
 use crate::provision::admin::{self, AdminKey, DEFAULT_ADMIN_KEY_HEX};
-use crate::provision::{self, AdminKeySpec, CreateRequest};
+use crate::provision::{self, AdminKeySpec, CreateRequest, Secret};
 use crate::store::Store;
 
 /// `tpmvsc create`: secrets from files, the prompt or standard input, in one order.
@@ -27,59 +27,13 @@ pub(super) fn create(store: &Store, a: CreateArgs) -> Result<()> {
             "a PIN policy applies to a PIN you choose: add --pin prompt or --pin-file".into(),
         ));
     }
-    let check_pin = |s: &[u8]| policy.check("PIN", s);
-    req.pin = match (&a.pin_file, pin_choice) {
-        (Some(f), _) => {
-            let p = read_secret_file(f, "PIN")?;
-            check_pin(&p)?;
-            p
-        }
-        (None, Some(SecretChoice::Prompt)) => reader.new_secret("PIN", &check_pin)?,
-        _ => Zeroizing::new(DEFAULT_PIN.as_bytes().to_vec()),
-    };
-    let puk_policy = PinPolicy::default();
-    let check_puk = |s: &[u8]| puk_policy.check("PUK", s);
-    req.puk = match (&a.puk_file, puk_choice) {
-        (Some(f), _) => {
-            let p = read_secret_file(f, "PUK")?;
-            check_puk(&p)?;
-            Some(p)
-        }
-        (None, Some(SecretChoice::Prompt)) => Some(reader.new_secret("PUK", &check_puk)?),
-        (None, Some(SecretChoice::Default)) => {
-            Some(Zeroizing::new(DEFAULT_PIN.as_bytes().to_vec()))
-        }
-        (None, None) => None,
-    };
-    let check_key = |s: &[u8]| AdminKey::parse_hex(&String::from_utf8_lossy(s)).map(|_| ());
+    req.pin = pin_for(&a, pin_choice, &policy, &mut reader)?;
+    req.puk = puk_for(&a, puk_choice, &mut reader)?;
     let card_id = match &a.card_id {
         Some(id) => id.clone(),
         None => uuid::Uuid::new_v4().hyphenated().to_string(),
     };
-    req.admin = match (&a.admin_key_file, admin_choice) {
-        _ if a.admin_key_master_file.is_some() => {
-            let f = a
-                .admin_key_master_file
-                .as_deref()
-                .unwrap_or(std::path::Path::new(""));
-            let master = admin::parse_master_key(&String::from_utf8_lossy(&read_secret_file(
-                f,
-                "master key",
-            )?))?;
-            AdminKeySpec::Key(AdminKey::derive(&master, &card_id)?)
-        }
-        (Some(f), _) => AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(
-            &read_secret_file(f, "admin key")?,
-        ))?),
-        (None, Some(AdminChoice::Prompt)) => {
-            let k = reader.new_secret("admin key (48 hex digits)", &check_key)?;
-            AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(&k))?)
-        }
-        (None, Some(AdminChoice::Default)) => {
-            AdminKeySpec::Key(AdminKey::parse_hex(DEFAULT_ADMIN_KEY_HEX)?)
-        }
-        (None, Some(AdminChoice::Random)) | (None, None) => AdminKeySpec::Random,
-    };
+    req.admin = admin_key_for(&a, admin_choice, &card_id, &mut reader)?;
     reader.finish("PIN, PUK, admin key: one line for each set to prompt, once")?;
     if matches!(&req.admin, AdminKeySpec::Key(k) if k.is_default()) {
         eprintln!(
@@ -108,24 +62,100 @@ pub(super) fn create(store: &Store, a: CreateArgs) -> Result<()> {
     if a.json {
         print_json(&summary);
     } else {
-        println!(
-            "Created card {}{}{}.",
-            Quoted(&summary.name),
-            if summary.simulated {
-                " (simulated TPM: a software token)"
-            } else {
-                ""
-            },
-            if summary.formatted {
-                ""
-            } else {
-                ", unformatted"
-            }
-        );
-        println!("Card ID:     {}", summary.card_id);
-        println!("Instance ID: {}", summary.instance_id);
+        print_created(&summary);
     }
     Ok(())
+}
+
+/// The new card's PIN: from --pin-file, the prompt, or the Windows default.
+fn pin_for(
+    a: &CreateArgs,
+    choice: Option<SecretChoice>,
+    policy: &PinPolicy,
+    reader: &mut SecretReader,
+) -> Result<Secret> {
+    let check_pin = |s: &[u8]| policy.check("PIN", s);
+    Ok(match (&a.pin_file, choice) {
+        (Some(f), _) => {
+            let p = read_secret_file(f, "PIN")?;
+            check_pin(&p)?;
+            p
+        }
+        (None, Some(SecretChoice::Prompt)) => reader.new_secret("PIN", &check_pin)?,
+        _ => Zeroizing::new(DEFAULT_PIN.as_bytes().to_vec()),
+    })
+}
+
+/// The new card's PUK, if it has one: from --puk-file, the prompt, or the default.
+fn puk_for(
+    a: &CreateArgs,
+    choice: Option<SecretChoice>,
+    reader: &mut SecretReader,
+) -> Result<Option<Secret>> {
+    let puk_policy = PinPolicy::default();
+    let check_puk = |s: &[u8]| puk_policy.check("PUK", s);
+    Ok(match (&a.puk_file, choice) {
+        (Some(f), _) => {
+            let p = read_secret_file(f, "PUK")?;
+            check_puk(&p)?;
+            Some(p)
+        }
+        (None, Some(SecretChoice::Prompt)) => Some(reader.new_secret("PUK", &check_puk)?),
+        (None, Some(SecretChoice::Default)) => {
+            Some(Zeroizing::new(DEFAULT_PIN.as_bytes().to_vec()))
+        }
+        (None, None) => None,
+    })
+}
+
+/// The new card's admin key: derived from a master key, from a file, the prompt, the
+/// Windows default, or random.
+fn admin_key_for(
+    a: &CreateArgs,
+    choice: Option<AdminChoice>,
+    card_id: &str,
+    reader: &mut SecretReader,
+) -> Result<AdminKeySpec> {
+    let check_key = |s: &[u8]| AdminKey::parse_hex(&String::from_utf8_lossy(s)).map(|_| ());
+    if let Some(f) = &a.admin_key_master_file {
+        let master = admin::parse_master_key(&String::from_utf8_lossy(&read_secret_file(
+            f,
+            "master key",
+        )?))?;
+        return Ok(AdminKeySpec::Key(AdminKey::derive(&master, card_id)?));
+    }
+    Ok(match (&a.admin_key_file, choice) {
+        (Some(f), _) => AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(
+            &read_secret_file(f, "admin key")?,
+        ))?),
+        (None, Some(AdminChoice::Prompt)) => {
+            let k = reader.new_secret("admin key (48 hex digits)", &check_key)?;
+            AdminKeySpec::Key(AdminKey::parse_hex(&String::from_utf8_lossy(&k))?)
+        }
+        (None, Some(AdminChoice::Default)) => {
+            AdminKeySpec::Key(AdminKey::parse_hex(DEFAULT_ADMIN_KEY_HEX)?)
+        }
+        (None, Some(AdminChoice::Random)) | (None, None) => AdminKeySpec::Random,
+    })
+}
+
+fn print_created(summary: &provision::CardSummary) {
+    println!(
+        "Created card {}{}{}.",
+        Quoted(&summary.name),
+        if summary.simulated {
+            " (simulated TPM: a software token)"
+        } else {
+            ""
+        },
+        if summary.formatted {
+            ""
+        } else {
+            ", unformatted"
+        }
+    );
+    println!("Card ID:     {}", summary.card_id);
+    println!("Instance ID: {}", summary.instance_id);
 }
 
 /// `tpmvsc destroy`: asks first unless --yes.

@@ -11,122 +11,11 @@ use crate::{simulator, tpm};
 /// `tpmvsc tpm …`.
 pub(super) fn tpm(action: TpmCmd) -> Result<()> {
     match action {
-        TpmCmd::Status { json } => {
-            let mut t = tpm::Tpm::open()?;
-            let info = t.info()?;
-            let da = t.da_status()?;
-            let lockout = hardening::lockout_state(&mut t)?;
-            let srk = t.srk_status()?;
-            if json {
-                let mut v = serde_json::to_value(&da).unwrap_or_default();
-                if let (serde_json::Value::Object(m), Ok(serde_json::Value::Object(i))) =
-                    (&mut v, serde_json::to_value(&info))
-                {
-                    m.extend(i);
-                    m.insert("tcti".into(), t.tcti().into());
-                    m.insert(
-                        "lockout_state".into(),
-                        serde_json::to_value(lockout).unwrap_or_default(),
-                    );
-                    m.insert("srk".into(), serde_json::to_value(&srk).unwrap_or_default());
-                }
-                print_json(&v);
-            } else {
-                println!(
-                    "TPM:              {} {} (firmware {}){}",
-                    info.manufacturer,
-                    info.vendor,
-                    info.firmware,
-                    if info.simulated { ", SIMULATED" } else { "" }
-                );
-                println!("TCTI:             {}", t.tcti());
-                println!(
-                    "Failed tries:     {} of {} (one forgotten every {} s)",
-                    da.counter, da.max_tries, da.recovery_time
-                );
-                println!(
-                    "Lockout:          {}",
-                    if da.in_lockout {
-                        "YES: DA-protected authorizations are refused"
-                    } else {
-                        "no"
-                    }
-                );
-                println!(
-                    "Lockout recovery: {} s after a wrong lockout authorization",
-                    da.lockout_recovery
-                );
-                match lockout.warning() {
-                    None => println!("Lockout auth:     {}", lockout.describe()),
-                    Some(w) => println!(
-                        "Lockout auth:     {}\n                  {w}",
-                        lockout.describe()
-                    ),
-                }
-                println!(
-                    "Storage root key: {}{}",
-                    if srk.persistent {
-                        "persistent at 0x81000001, proved"
-                    } else {
-                        "made from the standard template per process (`tpmvsc simulator` or \
-                         `tpm2_evictcontrol` can persist it)"
-                    },
-                    if srk.foreign_persistent {
-                        "; 0x81000001 holds another key, which tpmvsc never uses"
-                    } else {
-                        ""
-                    }
-                );
-            }
-        }
+        TpmCmd::Status { json } => status(json)?,
         TpmCmd::Harden {
             lockout_auth_file,
             print_lockout_auth,
-        } => match hardening::harden(
-            lockout_auth_file.as_deref(),
-            read_lockout_auth_file(lockout_auth_file.as_deref())?,
-            print_lockout_auth,
-        )? {
-            hardening::HardenOutcome::AlreadyHardened { verified } => println!(
-                "The TPM is hardened by tpmvsc already{}; nothing changed.",
-                if verified {
-                    " (its lockout authorization proved itself again)"
-                } else {
-                    " (not re-verified: its lockout authorization is not in that file)"
-                }
-            ),
-            hardening::HardenOutcome::Hardened {
-                escrow,
-                printed,
-                adopted,
-            } => {
-                if adopted {
-                    println!(
-                        "The lockout authorization given was the TPM's; it is replaced now, so \
-                             whoever set it no longer holds it."
-                    );
-                }
-                match (&escrow, printed) {
-                    (_, Some(value)) => println!(
-                        "New lockout authorization (shown once, kept nowhere on this machine: \
-                             store it safely): {}",
-                        String::from_utf8_lossy(&value)
-                    ),
-                    (hardening::Escrow::File(f), None) => println!(
-                        "Lockout authorization in {} (root only). Root can read it and so lift \
-                             the retry limit: keep a copy off this machine.",
-                        f.display()
-                    ),
-                    (hardening::Escrow::Print, None) => {}
-                }
-                println!(
-                    "TPM hardened: lockout after {} failures with one forgotten every {} s; \
-                         TPM2_Clear needs the platform authorization.",
-                    tpm::WINDOWS_DA.max_tries,
-                    tpm::WINDOWS_DA.recovery_secs
-                );
-            }
-        },
+        } => harden(lockout_auth_file.as_deref(), print_lockout_auth)?,
         TpmCmd::ClearLockout { lockout_auth_file } => {
             let given = match &lockout_auth_file {
                 Some(f) => Some(lockout_auth_in(f)?),
@@ -141,6 +30,127 @@ pub(super) fn tpm(action: TpmCmd) -> Result<()> {
             println!("The TPM's dictionary-attack counter and lockout are cleared.");
         }
     }
+    Ok(())
+}
+
+/// `tpmvsc tpm status`.
+fn status(json: bool) -> Result<()> {
+    let mut t = tpm::Tpm::open()?;
+    let info = t.info()?;
+    let da = t.da_status()?;
+    let lockout = hardening::lockout_state(&mut t)?;
+    let srk = t.srk_status()?;
+    if json {
+        let mut v = serde_json::to_value(&da).unwrap_or_default();
+        if let (serde_json::Value::Object(m), Ok(serde_json::Value::Object(i))) =
+            (&mut v, serde_json::to_value(&info))
+        {
+            m.extend(i);
+            m.insert("tcti".into(), t.tcti().into());
+            m.insert(
+                "lockout_state".into(),
+                serde_json::to_value(lockout).unwrap_or_default(),
+            );
+            m.insert("srk".into(), serde_json::to_value(&srk).unwrap_or_default());
+        }
+        print_json(&v);
+    } else {
+        println!(
+            "TPM:              {} {} (firmware {}){}",
+            info.manufacturer,
+            info.vendor,
+            info.firmware,
+            if info.simulated { ", SIMULATED" } else { "" }
+        );
+        println!("TCTI:             {}", t.tcti());
+        println!(
+            "Failed tries:     {} of {} (one forgotten every {} s)",
+            da.counter, da.max_tries, da.recovery_time
+        );
+        println!(
+            "Lockout:          {}",
+            if da.in_lockout {
+                "YES: DA-protected authorizations are refused"
+            } else {
+                "no"
+            }
+        );
+        println!(
+            "Lockout recovery: {} s after a wrong lockout authorization",
+            da.lockout_recovery
+        );
+        match lockout.warning() {
+            None => println!("Lockout auth:     {}", lockout.describe()),
+            Some(w) => println!(
+                "Lockout auth:     {}\n                  {w}",
+                lockout.describe()
+            ),
+        }
+        println!(
+            "Storage root key: {}{}",
+            if srk.persistent {
+                "persistent at 0x81000001, proved"
+            } else {
+                "made from the standard template per process (`tpmvsc simulator` or \
+                 `tpm2_evictcontrol` can persist it)"
+            },
+            if srk.foreign_persistent {
+                "; 0x81000001 holds another key, which tpmvsc never uses"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `tpmvsc tpm harden`.
+fn harden(lockout_auth_file: Option<&std::path::Path>, print_lockout_auth: bool) -> Result<()> {
+    match hardening::harden(
+        lockout_auth_file,
+        read_lockout_auth_file(lockout_auth_file)?,
+        print_lockout_auth,
+    )? {
+        hardening::HardenOutcome::AlreadyHardened { verified } => println!(
+            "The TPM is hardened by tpmvsc already{}; nothing changed.",
+            if verified {
+                " (its lockout authorization proved itself again)"
+            } else {
+                " (not re-verified: its lockout authorization is not in that file)"
+            }
+        ),
+        hardening::HardenOutcome::Hardened {
+            escrow,
+            printed,
+            adopted,
+        } => {
+            if adopted {
+                println!(
+                    "The lockout authorization given was the TPM's; it is replaced now, so \
+                     whoever set it no longer holds it."
+                );
+            }
+            match (&escrow, printed) {
+                (_, Some(value)) => println!(
+                    "New lockout authorization (shown once, kept nowhere on this machine: \
+                     store it safely): {}",
+                    String::from_utf8_lossy(&value)
+                ),
+                (hardening::Escrow::File(f), None) => println!(
+                    "Lockout authorization in {} (root only). Root can read it and so lift \
+                     the retry limit: keep a copy off this machine.",
+                    f.display()
+                ),
+                (hardening::Escrow::Print, None) => {}
+            }
+            println!(
+                "TPM hardened: lockout after {} failures with one forgotten every {} s; \
+                 TPM2_Clear needs the platform authorization.",
+                tpm::WINDOWS_DA.max_tries,
+                tpm::WINDOWS_DA.recovery_secs
+            );
+        }
+    };
     Ok(())
 }
 

@@ -12,20 +12,24 @@ pub use call::CallError;
 
 /// Everything that can go wrong, in our words. `Display` says what happened and, where
 /// there is one, what to do about it.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A command-line or API argument is malformed (exit code 2).
+    #[error("{0}")]
     Usage(String),
     /// A value breaks a rule (an admin key's format, a Windows parameter); the text names
     /// the rule (exit code 2).
+    #[error("{0}")]
     PolicyViolation(String),
     /// A new PIN or PUK breaks the card's PIN policy: its length bounds (`length`,
     /// CKR_PIN_LEN_RANGE) or a character rule (CKR_PIN_INVALID); the text names the rule
     /// (exit code 2).
+    #[error("{why}")]
     PinRule { length: bool, why: String },
     /// A current PIN or PUK of a length this card's cannot have (its policy's bounds):
     /// refused before the TPM sees it, so no try is spent (exit code 2, CKR_PIN_LEN_RANGE).
+    #[error("{}", secret_length(.what, *.len, *.min, *.max))]
     SecretLength {
         what: &'static str,
         len: usize,
@@ -34,99 +38,170 @@ pub enum Error {
     },
     /// A current PIN or PUK with a character no PIN or PUK has (not printable ASCII):
     /// refused before the TPM sees it (exit code 2, CKR_PIN_INVALID).
+    #[error(
+        "the {what} has a character no {what} can have (PINs and PUKs are printable ASCII); \
+         nothing was tried"
+    )]
     SecretCharacters { what: &'static str },
     /// The PIN was wrong; the TPM counted it.
+    #[error("wrong PIN; {} left before the card is blocked", plural(*.tries_left, "try", "tries"))]
     PinIncorrect { tries_left: u32 },
     /// The card's PIN retry counter is used up: unblock with the PUK or the admin key.
+    #[error("the card's PIN is blocked; unblock it with the PUK or the administrator's response")]
     PinLocked,
     /// The PUK was wrong; the TPM counted it.
+    #[error("wrong PUK; {} left before the PUK is blocked", plural(*.tries_left, "try", "tries"))]
     PukIncorrect { tries_left: u32 },
     /// The PUK retry counter is used up.
+    #[error(
+        "the PUK is blocked after too many wrong tries; the card can only be reformatted by its \
+         administrator or destroyed"
+    )]
     PukLocked,
     /// The administrator's response was wrong (its challenge is spent).
+    #[error(
+        "wrong administrator response; that challenge is used up, the next attempt shows a new \
+         one ({} left)",
+        plural(*.tries_left, "attempt", "attempts")
+    )]
     ResponseIncorrect { tries_left: u32 },
     /// Too many wrong administrator responses.
+    #[error(
+        "too many wrong administrator responses; the admin key is blocked for this card, for \
+         good (only destroying and recreating the card clears it)"
+    )]
     AdminLocked,
     /// The card has no PUK.
+    #[error("card {} was created without a PUK", Quoted(.0))]
     NoPuk(String),
     /// The card has no admin key (`random`), or the operation needs the PUK instead.
+    #[error("{0}")]
     NotManaged(String),
     /// The TPM's dictionary-attack protection is in lockout (TPM-wide, not this card).
+    #[error("{LOCKOUT_MESSAGE}")]
     TpmLockout,
     /// No card matches the given name, card ID or instance ID.
+    #[error("no card named {} (name, card ID or instance ID); see `tpmvsc list`", Quoted(.0))]
     CardNotFound(String),
     /// No readable card matches, and some cards could not be read (their files named).
+    #[error(
+        "no readable card named {}; these card files could not be read: {}",
+        Quoted(.wanted),
+        .damaged.join("; ")
+    )]
     CardNotFoundDamaged {
         wanted: String,
         damaged: Vec<String>,
     },
     /// The reference names more than one card (friendly names may repeat).
+    #[error(
+        "{} names more than one card: {}; name one by its instance ID or card ID",
+        Quoted(.wanted),
+        .candidates.join(", ")
+    )]
     AmbiguousCard {
         wanted: String,
         candidates: Vec<String>,
     },
     /// A card with this name exists already.
+    #[error("a card named {} exists already; choose another name", Quoted(.0))]
     CardExists(String),
     /// The store holds the maximum number of cards.
+    #[error(
+        "this store holds {max} cards, the limit; destroy one first (`tpmvsc destroy CARD`, \
+         or `tpmvscmgr destroy /instance ID`)"
+    )]
     TooManyCards { max: usize },
     /// The card exists but cannot be used; `reason` says why and what to do.
+    #[error("card {} cannot be used: {reason}", Quoted(.name))]
     CardUnusable { name: String, reason: String },
     /// A store file is unreadable or malformed.
+    #[error("store file {} is damaged: {why}", .path.display())]
     StoreCorrupt { path: PathBuf, why: String },
     /// A store file or directory has unsafe permissions.
+    #[error("{}: {why}", .path.display())]
     StorePermissions { path: PathBuf, why: String },
     /// A directory that the command must change is read-only for this process (a
     /// read-only file system, or another owner); `path` is the directory.
+    #[error(
+        "{} is read-only: {why}. Run the command as the directory's owner, remount it \
+         read-write, or point tpmvsc at a directory you can write (TPMVSC_STORE for the card \
+         store, TPMVSC_LOCK_DIR for lock files)",
+        .path.display()
+    )]
     ReadOnly { path: PathBuf, why: String },
     /// A lock (store, card or TPM) stayed held by another process for the whole wait.
+    #[error("{0}")]
     LockBusy(LockBusy),
     /// Reading or writing the store failed.
+    #[error("{}: {source}", .path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
     /// The simulator could not be started, stopped or reached.
+    #[error("simulator: {0}")]
     Simulator(String),
     /// A TPM command failed.
+    #[error("{}", tpm_message(.0))]
     Tpm(TpmError),
     /// A user declined a confirmation or closed the prompt.
+    #[error("cancelled")]
     Cancelled,
     /// A feature that is not offered (yet); the text says what to do instead.
+    #[error("{0}")]
     Unsupported(String),
     /// The TPM's lockout authorization is set and tpmvsc cannot prove it holds it; the
     /// text says what to do.
+    #[error("{0}")]
     LockoutHeldElsewhere(String),
     /// Input data has the wrong length for the mechanism (CKR_DATA_LEN_RANGE).
+    #[error("input of the wrong length: {0}")]
     DataLenRange(&'static str),
     /// Input data is not valid for the mechanism (CKR_DATA_INVALID).
+    #[error("invalid input: {0}")]
     DataInvalid(&'static str),
     /// Ciphertext of the wrong length (CKR_ENCRYPTED_DATA_LEN_RANGE).
+    #[error("ciphertext of the wrong length")]
     EncryptedDataLenRange,
     /// Ciphertext that does not decrypt to valid padding (CKR_ENCRYPTED_DATA_INVALID).
+    #[error("the ciphertext does not decrypt to valid padding")]
     EncryptedDataInvalid,
     /// A signature of the wrong length (CKR_SIGNATURE_LEN_RANGE).
+    #[error("signature of the wrong length")]
     SignatureLenRange,
     /// A signature that does not verify (CKR_SIGNATURE_INVALID).
+    #[error("the signature does not verify")]
     SignatureInvalid,
     /// The mechanism is not offered (CKR_MECHANISM_INVALID).
+    #[error("mechanism {0:#x} is not offered")]
     MechanismInvalid(u64),
     /// The mechanism's parameters are wrong (CKR_MECHANISM_PARAM_INVALID).
+    #[error("bad mechanism parameters: {0}")]
     MechanismParamInvalid(&'static str),
     /// The key does not fit the mechanism (CKR_KEY_TYPE_INCONSISTENT).
+    #[error("the key does not fit the mechanism")]
     KeyTypeInconsistent,
     /// The key may not be used this way (CKR_KEY_FUNCTION_NOT_PERMITTED).
+    #[error("the key may not be used for this")]
     KeyFunctionNotPermitted,
     /// The key size is not supported (CKR_KEY_SIZE_RANGE).
+    #[error("key size not supported")]
     KeySizeRange,
     /// A PKCS#11 call refused for what it asked.
+    #[error("{0}")]
     Call(CallError),
     /// An input (a certificate file, standard input) is larger than the most we read.
+    #[error("the {what} is larger than {}, the most tpmvsc reads", byte_size(*.limit))]
     InputTooLarge { what: String, limit: usize },
     /// The data given as a certificate is not one; the text says what was found.
+    #[error("{0}")]
     NotACertificate(String),
     /// No key on the card matches (a label, an ID, a certificate's public key).
+    #[error("{0}")]
     KeyNotFound(String),
     /// The card holds such an object already (a key label, the same certificate).
+    #[error("{0}")]
     ObjectExists(String),
 }
 
@@ -284,154 +359,30 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Usage(m) => write!(f, "{m}"),
-            Error::PolicyViolation(m) => write!(f, "{m}"),
-            Error::PinRule { why, .. } => write!(f, "{why}"),
-            Error::SecretLength { what, len: 0, .. } => write!(
-                f,
-                "the {what} is empty; no card has an empty {what}, so it was not tried"
-            ),
-            Error::SecretLength {
-                what,
-                len,
-                min,
-                max,
-            } => write!(
-                f,
-                "the {what} is {len} characters long, but this card's {what} has {min} to {max}; \
-                 nothing was tried"
-            ),
-            Error::SecretCharacters { what } => write!(
-                f,
-                "the {what} has a character no {what} can have (PINs and PUKs are printable \
-                 ASCII); nothing was tried"
-            ),
-            Error::PinIncorrect { tries_left } => {
-                write!(
-                    f,
-                    "wrong PIN; {} left before the card is blocked",
-                    plural(*tries_left, "try", "tries")
-                )
-            }
-            Error::PinLocked => write!(
-                f,
-                "the card's PIN is blocked; unblock it with the PUK or the administrator's response"
-            ),
-            Error::PukIncorrect { tries_left } => {
-                write!(
-                    f,
-                    "wrong PUK; {} left before the PUK is blocked",
-                    plural(*tries_left, "try", "tries")
-                )
-            }
-            Error::PukLocked => write!(
-                f,
-                "the PUK is blocked after too many wrong tries; the card can only be reformatted \
-                 by its administrator or destroyed"
-            ),
-            Error::ResponseIncorrect { tries_left } => write!(
-                f,
-                "wrong administrator response; that challenge is used up, the next attempt shows \
-                 a new one ({} left)",
-                plural(*tries_left, "attempt", "attempts")
-            ),
-            Error::AdminLocked => {
-                write!(
-                    f,
-                    "too many wrong administrator responses; the admin key is blocked for this card, \
-                     for good (only destroying and recreating the card clears it)"
-                )
-            }
-            Error::NoPuk(name) => write!(f, "card {} was created without a PUK", Quoted(name)),
-            Error::NotManaged(why) => write!(f, "{why}"),
-            Error::TpmLockout | Error::Tpm(TpmError::Lockout) => write!(
-                f,
-                "the TPM is in dictionary-attack lockout (TPM-wide, caused by wrong \
-                 authorizations); unblocking the PIN does not clear it: wait for the TPM's \
-                 recovery time or run `tpmvsc tpm clear-lockout`"
-            ),
-            Error::CardNotFound(c) => {
-                write!(
-                    f,
-                    "no card named {} (name, card ID or instance ID); see `tpmvsc list`",
-                    Quoted(c)
-                )
-            }
-            Error::CardNotFoundDamaged { wanted, damaged } => write!(
-                f,
-                "no readable card named {}; these card files could not be read: {}",
-                Quoted(wanted),
-                damaged.join("; ")
-            ),
-            Error::AmbiguousCard { wanted, candidates } => write!(
-                f,
-                "{} names more than one card: {}; name one by its instance ID or card ID",
-                Quoted(wanted),
-                candidates.join(", ")
-            ),
-            Error::CardExists(n) => {
-                write!(
-                    f,
-                    "a card named {} exists already; choose another name",
-                    Quoted(n)
-                )
-            }
-            Error::TooManyCards { max } => write!(
-                f,
-                "this store holds {max} cards, the limit; destroy one first (`tpmvsc destroy \
-                 CARD`, or `tpmvscmgr destroy /instance ID`)"
-            ),
-            Error::CardUnusable { name, reason } => {
-                write!(f, "card {} cannot be used: {reason}", Quoted(name))
-            }
-            Error::StoreCorrupt { path, why } => {
-                write!(f, "store file {} is damaged: {why}", path.display())
-            }
-            Error::StorePermissions { path, why } => write!(f, "{}: {why}", path.display()),
-            Error::ReadOnly { path, why } => write!(
-                f,
-                "{} is read-only: {why}. Run the command as the directory's owner, remount it \
-                 read-write, or point tpmvsc at a directory you can write (TPMVSC_STORE for \
-                 the card store, TPMVSC_LOCK_DIR for lock files)",
-                path.display()
-            ),
-            Error::LockBusy(b) => write!(f, "{b}"),
-            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            Error::Simulator(m) => write!(f, "simulator: {m}"),
-            Error::Tpm(e) => write!(f, "{e}"),
-            Error::Cancelled => write!(f, "cancelled"),
-            Error::Unsupported(m) => write!(f, "{m}"),
-            Error::LockoutHeldElsewhere(m) => write!(f, "{m}"),
-            Error::DataLenRange(w) => write!(f, "input of the wrong length: {w}"),
-            Error::DataInvalid(w) => write!(f, "invalid input: {w}"),
-            Error::EncryptedDataLenRange => write!(f, "ciphertext of the wrong length"),
-            Error::EncryptedDataInvalid => {
-                write!(f, "the ciphertext does not decrypt to valid padding")
-            }
-            Error::SignatureLenRange => write!(f, "signature of the wrong length"),
-            Error::SignatureInvalid => write!(f, "the signature does not verify"),
-            Error::MechanismInvalid(m) => write!(f, "mechanism {m:#x} is not offered"),
-            Error::MechanismParamInvalid(w) => write!(f, "bad mechanism parameters: {w}"),
-            Error::KeyTypeInconsistent => write!(f, "the key does not fit the mechanism"),
-            Error::KeyFunctionNotPermitted => write!(f, "the key may not be used for this"),
-            Error::KeySizeRange => write!(f, "key size not supported"),
-            Error::Call(c) => write!(f, "{c}"),
-            Error::InputTooLarge { what, limit } => write!(
-                f,
-                "the {what} is larger than {}, the most tpmvsc reads",
-                byte_size(*limit)
-            ),
-            Error::NotACertificate(why) => write!(f, "{why}"),
-            Error::KeyNotFound(why) => write!(f, "{why}"),
-            Error::ObjectExists(why) => write!(f, "{why}"),
-        }
+/// The lockout message, for `TpmLockout` and the TPM's own lockout code alike.
+const LOCKOUT_MESSAGE: &str = "the TPM is in dictionary-attack lockout (TPM-wide, caused by wrong \
+     authorizations); unblocking the PIN does not clear it: wait for the TPM's recovery time or \
+     run `tpmvsc tpm clear-lockout`";
+
+/// A TPM error in user words; its lockout is told as [`Error::TpmLockout`] is.
+fn tpm_message(e: &TpmError) -> String {
+    match e {
+        TpmError::Lockout => LOCKOUT_MESSAGE.to_string(),
+        other => other.to_string(),
     }
 }
 
-impl std::error::Error for Error {}
+/// A current PIN or PUK of a length the card's cannot have.
+fn secret_length(what: &str, len: usize, min: usize, max: usize) -> String {
+    if len == 0 {
+        format!("the {what} is empty; no card has an empty {what}, so it was not tried")
+    } else {
+        format!(
+            "the {what} is {len} characters long, but this card's {what} has {min} to {max}; \
+             nothing was tried"
+        )
+    }
+}
 
 /// "1 MiB", "4 KiB" or "100 bytes".
 fn byte_size(n: usize) -> String {

@@ -12,6 +12,62 @@ use crate::object::{self, Attrs, KeyPairRequest, Object};
 use crate::provision::{self};
 use crate::tpm::{self, Blob, Tpm, TpmError, templates::UserKeyKind};
 
+/// The TPM key kind a key-pair template asks for, and the mechanism that made it.
+fn key_kind(
+    mech: &Mech,
+    public_t: &Attrs,
+    private_t: &Attrs,
+) -> Result<(UserKeyKind, CK_MECHANISM_TYPE)> {
+    Ok(match mech {
+        Mech::RsaKeyPairGen => {
+            let bits = object::template_ulong(public_t, CKA_MODULUS_BITS)?.ok_or_else(|| {
+                Error::from(CallError::TemplateIncomplete(
+                    "CKA_MODULUS_BITS is required",
+                ))
+            })?;
+            if let Some(e) = public_t.get(&CKA_PUBLIC_EXPONENT) {
+                let trimmed: Vec<u8> = e.iter().copied().skip_while(|b| *b == 0).collect();
+                if trimmed != [1, 0, 1] {
+                    return Err(Error::from(CallError::AttributeValueInvalid(
+                        "the TPM makes RSA keys with exponent 65537 only",
+                    )));
+                }
+            }
+            match bits {
+                2048 => (UserKeyKind::Rsa2048, CKM_RSA_PKCS_KEY_PAIR_GEN),
+                3072 => (UserKeyKind::Rsa3072, CKM_RSA_PKCS_KEY_PAIR_GEN),
+                _ => {
+                    return Err(Error::from(CallError::AttributeValueInvalid(
+                        "RSA keys are 2048 or 3072 bits",
+                    )));
+                }
+            }
+        }
+        Mech::EcKeyPairGen => {
+            let params = public_t
+                .get(&CKA_EC_PARAMS)
+                .or(private_t.get(&CKA_EC_PARAMS))
+                .ok_or_else(|| {
+                    Error::from(CallError::TemplateIncomplete("CKA_EC_PARAMS is required"))
+                })?;
+            match Curve::from_params_der(params) {
+                Some(Curve::P256) => (UserKeyKind::EccP256, CKM_EC_KEY_PAIR_GEN),
+                Some(Curve::P384) => (UserKeyKind::EccP384, CKM_EC_KEY_PAIR_GEN),
+                None => {
+                    return Err(Error::from(CallError::AttributeValueInvalid(
+                        "only the P-256 and P-384 curves",
+                    )));
+                }
+            }
+        }
+        _ => {
+            return Err(Error::from(CallError::WrongMechanism(
+                "not a key-pair generation mechanism",
+            )));
+        }
+    })
+}
+
 impl Module {
     pub(crate) fn generate_key_pair(
         &self,
@@ -38,55 +94,7 @@ impl Module {
                 "private keys are private objects",
             )));
         }
-        let (kind, mech_type) = match mech {
-            Mech::RsaKeyPairGen => {
-                let bits =
-                    object::template_ulong(public_t, CKA_MODULUS_BITS)?.ok_or_else(|| {
-                        Error::from(CallError::TemplateIncomplete(
-                            "CKA_MODULUS_BITS is required",
-                        ))
-                    })?;
-                if let Some(e) = public_t.get(&CKA_PUBLIC_EXPONENT) {
-                    let trimmed: Vec<u8> = e.iter().copied().skip_while(|b| *b == 0).collect();
-                    if trimmed != [1, 0, 1] {
-                        return Err(Error::from(CallError::AttributeValueInvalid(
-                            "the TPM makes RSA keys with exponent 65537 only",
-                        )));
-                    }
-                }
-                match bits {
-                    2048 => (UserKeyKind::Rsa2048, CKM_RSA_PKCS_KEY_PAIR_GEN),
-                    3072 => (UserKeyKind::Rsa3072, CKM_RSA_PKCS_KEY_PAIR_GEN),
-                    _ => {
-                        return Err(Error::from(CallError::AttributeValueInvalid(
-                            "RSA keys are 2048 or 3072 bits",
-                        )));
-                    }
-                }
-            }
-            Mech::EcKeyPairGen => {
-                let params = public_t
-                    .get(&CKA_EC_PARAMS)
-                    .or(private_t.get(&CKA_EC_PARAMS))
-                    .ok_or_else(|| {
-                        Error::from(CallError::TemplateIncomplete("CKA_EC_PARAMS is required"))
-                    })?;
-                match Curve::from_params_der(params) {
-                    Some(Curve::P256) => (UserKeyKind::EccP256, CKM_EC_KEY_PAIR_GEN),
-                    Some(Curve::P384) => (UserKeyKind::EccP384, CKM_EC_KEY_PAIR_GEN),
-                    None => {
-                        return Err(Error::from(CallError::AttributeValueInvalid(
-                            "only the P-256 and P-384 curves",
-                        )));
-                    }
-                }
-            }
-            _ => {
-                return Err(Error::from(CallError::WrongMechanism(
-                    "not a key-pair generation mechanism",
-                )));
-            }
-        };
+        let (kind, mech_type) = key_kind(mech, public_t, private_t)?;
         if token {
             self.sync_objects(slot)?;
             if self.count_class(slot, CKO_PRIVATE_KEY) >= object::MAX_KEYS {

@@ -23,7 +23,7 @@ use crate::card::{
 };
 use crate::error::{Error, Quoted, Result};
 use crate::provision::access::TpmAccess;
-use crate::store::{CardDir, Store};
+use crate::store::{CardDir, NewCard, Store};
 use crate::tpm::{self, Tpm, templates};
 use admin::AdminKey;
 
@@ -169,23 +169,7 @@ pub fn create(
     req: CreateRequest,
     progress: &mut dyn FnMut(&str),
 ) -> Result<CardSummary> {
-    card::check_name(&req.name)?;
-    req.pin_policy.check("PIN", &req.pin)?;
-    if let Some(puk) = &req.puk {
-        PinPolicy::default().check("PUK", puk)?;
-    }
-    if req.pin_tries == 0 || req.pin_tries > 255 || req.puk_tries == 0 || req.puk_tries > 255 {
-        return Err(Error::Usage(
-            "retry counts must be between 1 and 255".into(),
-        ));
-    }
-    let mut card_id = match &req.card_id {
-        Some(id) => uuid::Uuid::parse_str(id)
-            .map_err(|_| Error::Usage(format!("{} is not a card ID (a GUID)", Quoted(id))))?
-            .hyphenated()
-            .to_string(),
-        None => uuid::Uuid::new_v4().hyphenated().to_string(),
-    };
+    let mut card_id = check_request(&req)?;
 
     let lock = store.lock()?;
     progress("connecting to the TPM");
@@ -210,19 +194,7 @@ pub fn create(
         None => Tpm::open()?,
     };
     let simulated = tpm.info()?.simulated;
-    let da = tpm.da_status()?;
-    if da.max_tries < req.pin_tries {
-        progress(&format!(
-            "warning: the TPM locks out after {} failed authorizations (on all cards together), \
-             fewer than this card's {} PIN tries",
-            da.max_tries, req.pin_tries
-        ));
-    }
-    let lockout = hardening::lockout_state(&mut tpm)?;
-    match lockout.warning() {
-        Some(w) => progress(&format!("warning: {w}")),
-        None => progress(&format!("TPM: {}", lockout.describe())),
-    }
+    tell_tpm_state(&mut tpm, req.pin_tries, progress)?;
     let srk = tpm.choose_srk()?;
     progress("defining the card's counter in the TPM");
     // The counter's index follows from the card ID; a drawn ID whose index another card
@@ -288,6 +260,54 @@ pub fn create(
         counter: Some(counter),
     };
     progress("writing the card");
+    let dir = write_card(new, &record, objects)?;
+    record_instance(store, instance)?;
+    drop(lock);
+    summarize(&dir, &record)
+}
+
+/// Checks what `create` was asked for before anything is touched; the card ID to use.
+fn check_request(req: &CreateRequest) -> Result<String> {
+    card::check_name(&req.name)?;
+    req.pin_policy.check("PIN", &req.pin)?;
+    if let Some(puk) = &req.puk {
+        PinPolicy::default().check("PUK", puk)?;
+    }
+    if req.pin_tries == 0 || req.pin_tries > 255 || req.puk_tries == 0 || req.puk_tries > 255 {
+        return Err(Error::Usage(
+            "retry counts must be between 1 and 255".into(),
+        ));
+    }
+    Ok(match &req.card_id {
+        Some(id) => uuid::Uuid::parse_str(id)
+            .map_err(|_| Error::Usage(format!("{} is not a card ID (a GUID)", Quoted(id))))?
+            .hyphenated()
+            .to_string(),
+        None => uuid::Uuid::new_v4().hyphenated().to_string(),
+    })
+}
+
+/// Tells `progress` how the TPM's dictionary-attack protection and lockout authorization
+/// stand, with a warning where they undercut the card's PIN tries.
+fn tell_tpm_state(tpm: &mut Tpm, pin_tries: u32, progress: &mut dyn FnMut(&str)) -> Result<()> {
+    let da = tpm.da_status()?;
+    if da.max_tries < pin_tries {
+        progress(&format!(
+            "warning: the TPM locks out after {} failed authorizations (on all cards together), \
+             fewer than this card's {pin_tries} PIN tries",
+            da.max_tries
+        ));
+    }
+    let lockout = hardening::lockout_state(tpm)?;
+    match lockout.warning() {
+        Some(w) => progress(&format!("warning: {w}")),
+        None => progress(&format!("TPM: {}", lockout.describe())),
+    }
+    Ok(())
+}
+
+/// Writes a new card's files into its hidden directory and makes it appear (one rename).
+fn write_card(new: NewCard, record: &CardRecord, objects: CardObjects) -> Result<CardDir> {
     new.write(
         GUARD_FILE,
         &ObjectFile {
@@ -301,13 +321,10 @@ pub fn create(
     if let Some(a) = &objects.admin {
         new.write(ADMIN_FILE, a)?;
     }
-    new.write(COUNTERS_FILE, &Counters::full(&record))?;
-    new.write(CARD_FILE, &record)?;
+    new.write(COUNTERS_FILE, &Counters::full(record))?;
+    new.write(CARD_FILE, record)?;
     new.remove(recover::PENDING_COUNTER_FILE)?;
-    let dir = new.commit()?;
-    record_instance(store, instance)?;
-    drop(lock);
-    summarize(&dir, &record)
+    new.commit()
 }
 
 /// The TPM objects of a new card.
