@@ -2029,8 +2029,32 @@ fn wrong_mechanisms_states_and_templates_get_their_own_codes() {
     );
     c.rv(
         p11!(f, C_DigestKey(h, private)),
+        CKR_OPERATION_NOT_INITIALIZED,
+        "C_DigestKey without C_DigestInit",
+    );
+    let mut sha = mech(CKM_SHA256);
+    c.rv(p11!(f, C_DigestInit(h, &mut sha)), CKR_OK, "C_DigestInit");
+    c.rv(
+        p11!(f, C_DigestKey(h, 0xdead_beef)),
+        CKR_KEY_HANDLE_INVALID,
+        "C_DigestKey(no such key)",
+    );
+    c.rv(
+        p11!(f, C_DigestInit(h, &mut sha)),
+        CKR_OK,
+        "C_DigestInit again (the error ended it)",
+    );
+    c.rv(
+        p11!(f, C_DigestKey(h, private)),
         CKR_KEY_INDIGESTIBLE,
         "C_DigestKey(TPM key)",
+    );
+    let mut out_len: CK_ULONG = 64;
+    let mut out = [0u8; 64];
+    c.rv(
+        p11!(f, C_DigestFinal(h, out.as_mut_ptr(), &mut out_len)),
+        CKR_OPERATION_NOT_INITIALIZED,
+        "C_DigestFinal after C_DigestKey failed (the error ended the digest)",
     );
     let f3 = w.list_3_0();
     c.rv(

@@ -109,21 +109,8 @@ pub(crate) enum Cmd {
     Unblock {
         /// Card name, card ID or instance ID.
         card: String,
-        /// Authorize with the PUK.
-        #[arg(long, conflicts_with = "admin", required_unless_present = "admin")]
-        puk: bool,
-        /// Authorize with the administrator's response to the card's challenge.
-        #[arg(long)]
-        admin: bool,
-        /// Read the administrator's response (16 hex digits) from the first line of FILE
-        /// (or /dev/fd/N) instead of prompting.
-        #[arg(long, requires = "admin", value_name = "FILE")]
-        response_file: Option<PathBuf>,
         #[command(flatten)]
-        argv: ResponseNotInArgv,
-        /// Read the secrets from standard input, one per line.
-        #[arg(long)]
-        stdin: bool,
+        auth: CardAuth,
     },
     /// Erase every key and object of the card and set a new PIN (keeps the card ID).
     #[command(
@@ -135,21 +122,8 @@ pub(crate) enum Cmd {
     Format {
         /// Card name, card ID or instance ID.
         card: String,
-        /// Authorize with the PUK.
-        #[arg(long, conflicts_with = "admin", required_unless_present = "admin")]
-        puk: bool,
-        /// Authorize with the administrator's response.
-        #[arg(long)]
-        admin: bool,
-        /// Read the administrator's response (16 hex digits) from the first line of FILE
-        /// (or /dev/fd/N) instead of prompting.
-        #[arg(long, requires = "admin", value_name = "FILE")]
-        response_file: Option<PathBuf>,
         #[command(flatten)]
-        argv: ResponseNotInArgv,
-        /// Read the secrets from standard input, one per line.
-        #[arg(long)]
-        stdin: bool,
+        auth: CardAuth,
         /// Skip the confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
@@ -378,6 +352,26 @@ pub(crate) enum AdminCmd {
 }
 
 /// Where the administrator's response comes from in the `admin` commands.
+/// How `unblock` and `format` are authorized: the PUK or the administrator's response.
+#[derive(clap::Args, Debug)]
+pub(crate) struct CardAuth {
+    /// Authorize with the PUK.
+    #[arg(long, conflicts_with = "admin", required_unless_present = "admin")]
+    pub(crate) puk: bool,
+    /// Authorize with the administrator's response to the card's challenge.
+    #[arg(long)]
+    pub(crate) admin: bool,
+    /// Read the administrator's response (16 hex digits) from the first line of FILE
+    /// (or /dev/fd/N) instead of prompting.
+    #[arg(long, requires = "admin", value_name = "FILE")]
+    pub(crate) response_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) argv: ResponseNotInArgv,
+    /// Read the secrets from standard input, one per line.
+    #[arg(long)]
+    pub(crate) stdin: bool,
+}
+
 /// The arguments of `tpmvsc admin response`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct ResponseArgs {
@@ -602,7 +596,7 @@ pub(crate) fn refuse_secrets_in_argv(cmd: &Cmd) -> Result<()> {
         Cmd::CheckPin { pin, .. } | Cmd::Keygen { pin, .. } | Cmd::Csr { pin, .. } => {
             pin.refuse_argv()
         }
-        Cmd::Unblock { argv, .. } | Cmd::Format { argv, .. } => argv.refuse(),
+        Cmd::Unblock { auth, .. } | Cmd::Format { auth, .. } => auth.argv.refuse(),
         Cmd::Admin { action } => match action {
             AdminCmd::Response(ResponseArgs {
                 admin_key,

@@ -147,21 +147,12 @@ fn run(cli: Cli) -> crate::Result<()> {
         Cmd::CheckPin { card, pin } => secrets::check_pin(s, card, pin),
         Cmd::ChangePin { card, stdin } => secrets::change_pin(s, card, stdin),
         Cmd::ChangePuk { card, stdin } => secrets::change_puk(s, card, stdin),
-        Cmd::Unblock {
-            card,
-            puk,
-            response_file,
-            stdin,
-            ..
-        } => secrets::unblock(s, card, puk, response_file, stdin),
-        Cmd::Format {
-            card,
-            puk,
-            response_file,
-            stdin,
-            yes,
-            ..
-        } => secrets::format(s, card, puk, response_file, stdin, yes),
+        Cmd::Unblock { card, auth } => {
+            secrets::unblock(s, card, auth.puk, auth.response_file, auth.stdin)
+        }
+        Cmd::Format { card, auth, yes } => {
+            secrets::format(s, card, auth.puk, auth.response_file, auth.stdin, yes)
+        }
         Cmd::Keygen {
             card,
             kind,

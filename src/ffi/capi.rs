@@ -60,7 +60,13 @@ fn arg(msg: &str) -> Failure {
 }
 
 /// Runs `f` with the context, catching panics and recording the error message.
-fn with_ctx(ctx: *mut TpmvscContext, f: impl FnOnce(&mut TpmvscContext) -> Outcome) -> c_int {
+///
+/// # Safety
+/// `ctx` is NULL or a live context from `tpmvsc_context_new`, used by no other thread.
+unsafe fn with_ctx(
+    ctx: *mut TpmvscContext,
+    f: impl FnOnce(&mut TpmvscContext) -> Outcome,
+) -> c_int {
     if ctx.is_null() {
         return TPMVSC_ERR_ARGUMENT;
     }
@@ -81,7 +87,10 @@ fn with_ctx(ctx: *mut TpmvscContext, f: impl FnOnce(&mut TpmvscContext) -> Outco
 }
 
 /// A NUL-terminated UTF-8 string argument.
-fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, Failure> {
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string that stays valid for `'a`.
+unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, Failure> {
     if p.is_null() {
         return Err(arg(&format!("{what} is NULL")));
     }
@@ -91,7 +100,10 @@ fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, Failure> {
 }
 
 /// An optional NUL-terminated secret; NULL gives `None`.
-fn secret_opt(p: *const c_char) -> Option<Zeroizing<Vec<u8>>> {
+///
+/// # Safety
+/// As for [`text`].
+unsafe fn secret_opt(p: *const c_char) -> Option<Zeroizing<Vec<u8>>> {
     if p.is_null() {
         return None;
     }
@@ -100,12 +112,20 @@ fn secret_opt(p: *const c_char) -> Option<Zeroizing<Vec<u8>>> {
     Some(Zeroizing::new(s.to_bytes().to_vec()))
 }
 
-fn secret(p: *const c_char, what: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    secret_opt(p).ok_or_else(|| arg(&format!("{what} is NULL")))
+/// A NUL-terminated secret that must be given.
+///
+/// # Safety
+/// As for [`text`].
+unsafe fn secret(p: *const c_char, what: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { secret_opt(p) }.ok_or_else(|| arg(&format!("{what} is NULL")))
 }
 
 /// Copies `value` and a NUL into `out[..cap]`, or reports the size needed.
-fn write_text(value: &str, out: *mut c_char, cap: usize) -> Outcome {
+///
+/// # Safety
+/// `out` is NULL or valid for writing `cap` bytes.
+unsafe fn write_text(value: &str, out: *mut c_char, cap: usize) -> Outcome {
     let needed = value.len() + 1;
     if out.is_null() {
         return Err(arg("output buffer is NULL"));
@@ -197,30 +217,20 @@ pub unsafe extern "C" fn tpmvsc_card_create(
     instance_id_out: *mut c_char,
     instance_id_size: usize,
 ) -> c_int {
-    with_ctx(ctx, |ctx| {
-        let name = text(name, "name")?;
-        let mut req = CreateRequest::new(name);
-        if let Some(p) = secret_opt(pin) {
-            req.pin = p;
-        }
-        req.puk = secret_opt(puk);
-        if !admin_key_hex.is_null() {
-            req.admin = AdminKeySpec::Key(AdminKey::parse_hex(text(admin_key_hex, "admin key")?)?);
-        }
-        req.format = format != 0;
-        if card_id_out.is_null() || instance_id_out.is_null() {
-            return Err(arg("output buffer is NULL"));
-        }
-        if card_id_size < 37 || instance_id_size < 27 {
-            return Err(Failure::Code(
-                TPMVSC_ERR_BUFFER_TOO_SMALL,
-                "card ID needs 37 bytes, instance ID 27".into(),
-            ));
-        }
-        let s = provision::create(&ctx.store, req, &mut |_| {})?;
-        write_text(&s.card_id, card_id_out, card_id_size)?;
-        write_text(&s.instance_id, instance_id_out, instance_id_size)
-    })
+    // SAFETY: the caller's promise above; NULL is no PIN policy.
+    unsafe {
+        create_card(
+            ctx,
+            name,
+            pin,
+            puk,
+            admin_key_hex,
+            ptr::null(),
+            format,
+            (card_id_out, card_id_size),
+            (instance_id_out, instance_id_size),
+        )
+    }
 }
 
 /// Creates a card like [`tpmvsc_card_create`] with a PIN policy (the `tpmvsc create
@@ -243,37 +253,73 @@ pub unsafe extern "C" fn tpmvsc_card_create_with_policy(
     instance_id_out: *mut c_char,
     instance_id_size: usize,
 ) -> c_int {
-    with_ctx(ctx, |ctx| {
-        let name = text(name, "name")?;
-        let mut req = CreateRequest::new(name);
-        if !pin_policy.is_null() {
-            req.pin_policy = PinPolicy::parse(text(pin_policy, "PIN policy")?)?;
-        }
-        if let Some(p) = secret_opt(pin) {
-            req.pin = p;
-        } else if !pin_policy.is_null() {
-            return Err(arg(
-                "a PIN policy applies to a PIN you choose: pass the PIN",
-            ));
-        }
-        req.puk = secret_opt(puk);
-        if !admin_key_hex.is_null() {
-            req.admin = AdminKeySpec::Key(AdminKey::parse_hex(text(admin_key_hex, "admin key")?)?);
-        }
-        req.format = format != 0;
-        if card_id_out.is_null() || instance_id_out.is_null() {
-            return Err(arg("output buffer is NULL"));
-        }
-        if card_id_size < 37 || instance_id_size < 27 {
-            return Err(Failure::Code(
-                TPMVSC_ERR_BUFFER_TOO_SMALL,
-                "card ID needs 37 bytes, instance ID 27".into(),
-            ));
-        }
-        let s = provision::create(&ctx.store, req, &mut |_| {})?;
-        write_text(&s.card_id, card_id_out, card_id_size)?;
-        write_text(&s.instance_id, instance_id_out, instance_id_size)
-    })
+    // SAFETY: the caller's promise above.
+    unsafe {
+        create_card(
+            ctx,
+            name,
+            pin,
+            puk,
+            admin_key_hex,
+            pin_policy,
+            format,
+            (card_id_out, card_id_size),
+            (instance_id_out, instance_id_size),
+        )
+    }
+}
+
+/// Both create calls: the card, then its card ID and instance ID in the buffers.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated; output buffers are valid for their sizes.
+#[allow(clippy::too_many_arguments)] // the C signature's arguments, passed on
+unsafe fn create_card(
+    ctx: *mut TpmvscContext,
+    name: *const c_char,
+    pin: *const c_char,
+    puk: *const c_char,
+    admin_key_hex: *const c_char,
+    pin_policy: *const c_char,
+    format: c_int,
+    (card_id_out, card_id_size): (*mut c_char, usize),
+    (instance_id_out, instance_id_size): (*mut c_char, usize),
+) -> c_int {
+    // SAFETY: every pointer is as the caller promised above.
+    unsafe {
+        with_ctx(ctx, |ctx| {
+            let name = text(name, "name")?;
+            let mut req = CreateRequest::new(name);
+            if !pin_policy.is_null() {
+                req.pin_policy = PinPolicy::parse(text(pin_policy, "PIN policy")?)?;
+            }
+            if let Some(p) = secret_opt(pin) {
+                req.pin = p;
+            } else if !pin_policy.is_null() {
+                return Err(arg(
+                    "a PIN policy applies to a PIN you choose: pass the PIN",
+                ));
+            }
+            req.puk = secret_opt(puk);
+            if !admin_key_hex.is_null() {
+                let hex = text(admin_key_hex, "admin key")?;
+                req.admin = AdminKeySpec::Key(AdminKey::parse_hex(hex)?);
+            }
+            req.format = format != 0;
+            if card_id_out.is_null() || instance_id_out.is_null() {
+                return Err(arg("output buffer is NULL"));
+            }
+            if card_id_size < 37 || instance_id_size < 27 {
+                return Err(Failure::Code(
+                    TPMVSC_ERR_BUFFER_TOO_SMALL,
+                    "card ID needs 37 bytes, instance ID 27".into(),
+                ));
+            }
+            let s = provision::create(&ctx.store, req, &mut |_| {})?;
+            write_text(&s.card_id, card_id_out, card_id_size)?;
+            write_text(&s.instance_id, instance_id_out, instance_id_size)
+        })
+    }
 }
 
 /// Formats a card with its PUK: every key and object is erased, old copies of the card
@@ -288,12 +334,15 @@ pub unsafe extern "C" fn tpmvsc_card_format_puk(
     puk: *const c_char,
     new_pin: *const c_char,
 ) -> c_int {
-    with_ctx(ctx, |ctx| {
-        let card = text(card, "card")?;
-        let (puk, new) = (secret(puk, "PUK")?, secret(new_pin, "new PIN")?);
-        format::format(&ctx.store, card, format::FormatAuth::Puk(&puk), &new)?;
-        Ok(())
-    })
+    // SAFETY: every pointer is as the caller promised above.
+    unsafe {
+        with_ctx(ctx, |ctx| {
+            let card = text(card, "card")?;
+            let (puk, new) = (secret(puk, "PUK")?, secret(new_pin, "new PIN")?);
+            format::format(&ctx.store, card, format::FormatAuth::Puk(&puk), &new)?;
+            Ok(())
+        })
+    }
 }
 
 /// Formats a card with the administrator's response to its current challenge; a card
@@ -309,15 +358,18 @@ pub unsafe extern "C" fn tpmvsc_card_format_admin(
     new_puk: *const c_char,
     new_pin: *const c_char,
 ) -> c_int {
-    with_ctx(ctx, |ctx| {
-        let card = text(card, "card")?;
-        let response = admin::parse_response(text(response_hex, "response")?)?;
-        let puk = secret_opt(new_puk);
-        let new = secret(new_pin, "new PIN")?;
-        let auth = format::FormatAuth::Admin(&response, puk.as_deref().map(|p| p.as_slice()));
-        format::format(&ctx.store, card, auth, &new)?;
-        Ok(())
-    })
+    // SAFETY: every pointer is as the caller promised above.
+    unsafe {
+        with_ctx(ctx, |ctx| {
+            let card = text(card, "card")?;
+            let response = admin::parse_response(text(response_hex, "response")?)?;
+            let puk = secret_opt(new_puk);
+            let new = secret(new_pin, "new PIN")?;
+            let auth = format::FormatAuth::Admin(&response, puk.as_deref().map(|p| p.as_slice()));
+            format::format(&ctx.store, card, auth, &new)?;
+            Ok(())
+        })
+    }
 }
 
 /// Replaces the card's admin key with `new_admin_key_hex` (48 hex digits), authorized by
@@ -332,18 +384,17 @@ pub unsafe extern "C" fn tpmvsc_admin_key_change(
     response_hex: *const c_char,
     new_admin_key_hex: *const c_char,
 ) -> c_int {
-    with_ctx(ctx, |ctx| {
-        let card = text(card, "card")?;
-        let response = admin::parse_response(text(response_hex, "response")?)?;
-        let key = AdminKey::parse_hex(text(new_admin_key_hex, "new admin key")?)?;
-        admin::respond(
-            &ctx.store,
+    // SAFETY: the caller's promise above.
+    unsafe {
+        respond_with_key(
+            ctx,
             card,
-            &response,
-            admin::AdminAction::ChangeKey { new_key: &key },
-        )?;
-        Ok(())
-    })
+            response_hex,
+            new_admin_key_hex,
+            "new admin key",
+            |k| admin::AdminAction::ChangeKey { new_key: k },
+        )
+    }
 }
 
 /// A new batch of challenges under the same admin key, authorized by the response to the
@@ -358,18 +409,37 @@ pub unsafe extern "C" fn tpmvsc_admin_refill(
     response_hex: *const c_char,
     admin_key_hex: *const c_char,
 ) -> c_int {
-    with_ctx(ctx, |ctx| {
-        let card = text(card, "card")?;
-        let response = admin::parse_response(text(response_hex, "response")?)?;
-        let key = AdminKey::parse_hex(text(admin_key_hex, "admin key")?)?;
-        admin::respond(
-            &ctx.store,
-            card,
-            &response,
-            admin::AdminAction::Refill { key: &key },
-        )?;
-        Ok(())
-    })
+    // SAFETY: the caller's promise above.
+    unsafe {
+        respond_with_key(ctx, card, response_hex, admin_key_hex, "admin key", |k| {
+            admin::AdminAction::Refill { key: k }
+        })
+    }
+}
+
+/// An admin action that carries a key, authorized by the response to the current
+/// challenge (key change and refill).
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+unsafe fn respond_with_key(
+    ctx: *mut TpmvscContext,
+    card: *const c_char,
+    response_hex: *const c_char,
+    key_hex: *const c_char,
+    key_what: &str,
+    action: impl for<'k> FnOnce(&'k AdminKey) -> admin::AdminAction<'k>,
+) -> c_int {
+    // SAFETY: every pointer is as the caller promised above.
+    unsafe {
+        with_ctx(ctx, |ctx| {
+            let card = text(card, "card")?;
+            let response = admin::parse_response(text(response_hex, "response")?)?;
+            let key = AdminKey::parse_hex(text(key_hex, key_what)?)?;
+            admin::respond(&ctx.store, card, &response, action(&key))?;
+            Ok(())
+        })
+    }
 }
 
 /// Destroys a card named by name, card ID or instance ID.
@@ -381,10 +451,13 @@ pub unsafe extern "C" fn tpmvsc_card_destroy(
     ctx: *mut TpmvscContext,
     card: *const c_char,
 ) -> c_int {
-    with_ctx(ctx, |ctx| {
-        provision::destroy(&ctx.store, text(card, "card")?)?;
-        Ok(())
-    })
+    // SAFETY: every pointer is as the caller promised above.
+    unsafe {
+        with_ctx(ctx, |ctx| {
+            provision::destroy(&ctx.store, text(card, "card")?)?;
+            Ok(())
+        })
+    }
 }
 
 /// Lists the cards as a JSON array (the keys of `tpmvsc list --json`). Two-call
@@ -399,22 +472,46 @@ pub unsafe extern "C" fn tpmvsc_card_list(
     out: *mut c_char,
     size: *mut usize,
 ) -> c_int {
-    with_ctx(ctx, |ctx| {
-        if size.is_null() {
-            return Err(arg("size is NULL"));
-        }
-        let cards = provision::list(&ctx.store)?;
-        let json = serde_json::to_string(&cards)
-            .map_err(|e| Failure::Code(TPMVSC_ERR_FAILED, e.to_string()))?;
-        // SAFETY: `size` is non-NULL and valid (contract).
-        let cap = unsafe { *size };
-        // SAFETY: as above.
-        unsafe { *size = json.len() + 1 };
-        if out.is_null() {
-            return Ok(());
-        }
-        write_text(&json, out, cap)
-    })
+    // SAFETY: every pointer is as the caller promised above.
+    unsafe {
+        with_ctx(ctx, |ctx| {
+            if size.is_null() {
+                return Err(arg("size is NULL"));
+            }
+            let cards = provision::list(&ctx.store)?;
+            let json = serde_json::to_string(&cards)
+                .map_err(|e| Failure::Code(TPMVSC_ERR_FAILED, e.to_string()))?;
+            // `size` is non-NULL here and valid (the contract).
+            let cap = *size;
+            *size = json.len() + 1;
+            if out.is_null() {
+                return Ok(());
+            }
+            write_text(&json, out, cap)
+        })
+    }
+}
+
+/// Runs `f` on the store with a card reference and two secrets that must be given.
+///
+/// # Safety
+/// As for [`with_ctx`] and [`text`].
+unsafe fn with_card_secrets(
+    ctx: *mut TpmvscContext,
+    card: *const c_char,
+    secrets: [(*const c_char, &str); 2],
+    f: impl FnOnce(&Store, &str, [Zeroizing<Vec<u8>>; 2]) -> crate::Result<()>,
+) -> c_int {
+    // SAFETY: the caller's promise, passed on.
+    unsafe {
+        with_ctx(ctx, |ctx| {
+            let card = text(card, "card")?;
+            let [(a, a_what), (b, b_what)] = secrets;
+            let values = [secret(a, a_what)?, secret(b, b_what)?];
+            f(&ctx.store, card, values)?;
+            Ok(())
+        })
+    }
 }
 
 /// Changes the PIN knowing the current one.
@@ -428,15 +525,15 @@ pub unsafe extern "C" fn tpmvsc_pin_change(
     current_pin: *const c_char,
     new_pin: *const c_char,
 ) -> c_int {
-    with_ctx(ctx, |ctx| {
-        let (card, old, new) = (
-            text(card, "card")?,
-            secret(current_pin, "current PIN")?,
-            secret(new_pin, "new PIN")?,
-        );
-        provision::change_pin(&ctx.store, card, &old, &new)?;
-        Ok(())
-    })
+    // SAFETY: every pointer is as the caller promised above.
+    unsafe {
+        with_card_secrets(
+            ctx,
+            card,
+            [(current_pin, "current PIN"), (new_pin, "new PIN")],
+            |store, card, [old, new]| provision::change_pin(store, card, &old, &new),
+        )
+    }
 }
 
 /// Sets a new PIN with the PUK and unblocks the card.
@@ -450,15 +547,15 @@ pub unsafe extern "C" fn tpmvsc_puk_unblock(
     puk: *const c_char,
     new_pin: *const c_char,
 ) -> c_int {
-    with_ctx(ctx, |ctx| {
-        let (card, puk, new) = (
-            text(card, "card")?,
-            secret(puk, "PUK")?,
-            secret(new_pin, "new PIN")?,
-        );
-        provision::unblock_with_puk(&ctx.store, card, &puk, &new)?;
-        Ok(())
-    })
+    // SAFETY: every pointer is as the caller promised above.
+    unsafe {
+        with_card_secrets(
+            ctx,
+            card,
+            [(puk, "PUK"), (new_pin, "new PIN")],
+            |store, card, [puk, new]| provision::unblock_with_puk(store, card, &puk, &new),
+        )
+    }
 }
 
 /// Writes the card's next administrator challenge (16 hex digits + NUL, 17 bytes) and,
@@ -474,15 +571,18 @@ pub unsafe extern "C" fn tpmvsc_challenge_get(
     size: usize,
     left: *mut usize,
 ) -> c_int {
-    with_ctx(ctx, |ctx| {
-        let (challenge, n) = admin::challenge(&ctx.store, text(card, "card")?)?;
-        write_text(&challenge, out, size)?;
-        if !left.is_null() {
-            // SAFETY: non-NULL `left` is valid for one write (contract).
-            unsafe { *left = n };
-        }
-        Ok(())
-    })
+    // SAFETY: every pointer is as the caller promised above.
+    unsafe {
+        with_ctx(ctx, |ctx| {
+            let (challenge, n) = admin::challenge(&ctx.store, text(card, "card")?)?;
+            write_text(&challenge, out, size)?;
+            if !left.is_null() {
+                // A non-NULL `left` is valid for one write (the contract).
+                *left = n;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Sets a new PIN with the administrator's response (16 hex digits) to the current
@@ -497,18 +597,21 @@ pub unsafe extern "C" fn tpmvsc_admin_unblock(
     response_hex: *const c_char,
     new_pin: *const c_char,
 ) -> c_int {
-    with_ctx(ctx, |ctx| {
-        let card = text(card, "card")?;
-        let response = admin::parse_response(text(response_hex, "response")?)?;
-        let new = secret(new_pin, "new PIN")?;
-        admin::respond(
-            &ctx.store,
-            card,
-            &response,
-            admin::AdminAction::Unblock { new_pin: &new },
-        )?;
-        Ok(())
-    })
+    // SAFETY: every pointer is as the caller promised above.
+    unsafe {
+        with_ctx(ctx, |ctx| {
+            let card = text(card, "card")?;
+            let response = admin::parse_response(text(response_hex, "response")?)?;
+            let new = secret(new_pin, "new PIN")?;
+            admin::respond(
+                &ctx.store,
+                card,
+                &response,
+                admin::AdminAction::Unblock { new_pin: &new },
+            )?;
+            Ok(())
+        })
+    }
 }
 
 /// Computes the response to a challenge with an admin key (the help desk's side):
@@ -524,9 +627,12 @@ pub unsafe extern "C" fn tpmvsc_admin_response(
     size: usize,
 ) -> c_int {
     let r = catch_unwind(AssertUnwindSafe(|| -> Outcome {
-        let key = AdminKey::parse_hex(text(admin_key_hex, "admin key")?)?;
-        let c = admin::parse_challenge(text(challenge_hex, "challenge")?)?;
-        write_text(&hex::encode_upper(key.response(&c)), out, size)
+        // SAFETY: every pointer is as the caller promised above.
+        unsafe {
+            let key = AdminKey::parse_hex(text(admin_key_hex, "admin key")?)?;
+            let c = admin::parse_challenge(text(challenge_hex, "challenge")?)?;
+            write_text(&hex::encode_upper(key.response(&c)), out, size)
+        }
     }));
     match r {
         Ok(Ok(())) => TPMVSC_OK,

@@ -260,10 +260,12 @@ pub unsafe extern "C" fn C_Decrypt(
             // convention has them (contract).
             unsafe {
                 let d = bytes(data, len)?;
-                let have = usize_of(get(out_len as *const CK_ULONG)?)?;
+                // The operation first (as for every other call here), then the buffers.
+                let most = m.decrypt_len(h)?;
                 if out.is_null() {
-                    return put(out_len, ulong_of(m.decrypt_len(h)?));
+                    return put(out_len, ulong_of(most));
                 }
+                let have = usize_of(get(out_len as *const CK_ULONG)?)?;
                 match m.decrypt(h, d, have)? {
                     Ok(plain) => write_out(out, out_len, &plain),
                     Err(needed) => {
@@ -355,9 +357,17 @@ pub unsafe extern "C" fn C_DigestFinal(
 
 /// Keys never leave the TPM, so they cannot be digested.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn C_DigestKey(h: CK_SESSION_HANDLE, _k: CK_OBJECT_HANDLE) -> CK_RV {
+pub unsafe extern "C" fn C_DigestKey(h: CK_SESSION_HANDLE, k: CK_OBJECT_HANDLE) -> CK_RV {
     entry(Rule::Session(h), |m| {
         step(m, h, OpKind::Digest, || {
+            // A multi-part digest must be active, and `k` a key the session sees.
+            m.digest_len(h, Part::Multi)?;
+            let o = m
+                .object_for(h, k)
+                .map_err(|_| CallError::KeyHandleInvalid("no such key in this session"))?;
+            if ![CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY].contains(&o.class()) {
+                return Err(CallError::KeyHandleInvalid("not a key").into());
+            }
             Err(CallError::KeyIndigestible.into())
         })
     })

@@ -164,6 +164,8 @@ pub unsafe extern "C" fn C_WaitForSlotEvent(
     reserved: *mut c_void,
 ) -> CK_RV {
     entry_anytime(|| {
+        // Initialization first, as every entry point but the list getters.
+        drop(current()?);
         if !reserved.is_null() || slot.is_null() {
             return Err(bad());
         }

@@ -248,7 +248,7 @@ impl Module {
     }
 
     /// An object the session may see.
-    pub(super) fn object_for(&self, h: CK_SESSION_HANDLE, oh: CK_OBJECT_HANDLE) -> Result<Object> {
+    pub(crate) fn object_for(&self, h: CK_SESSION_HANDLE, oh: CK_OBJECT_HANDLE) -> Result<Object> {
         let (slot, _, who) = self.session_view(h)?;
         let st = self.state.lock();
         match st.objects.get(&oh) {
