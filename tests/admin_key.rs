@@ -58,9 +58,11 @@ fn responses_match_openssl_des_ede3() {
     if !require_tool("openssl") {
         return;
     }
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
 
     let mut challenges = vec!["0000000000000000".to_string(), "1122334455667788".into()];
     challenges.extend((0..6).map(|_| random_hex8()));
@@ -94,9 +96,7 @@ fn responses_match_openssl_des_ede3() {
 
 #[test]
 fn an_admin_response_unblocks_once_and_a_replay_fails() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     create_managed(&cli, "a", KEY, &["--pin-tries", "3"]);
     for _ in 0..3 {
         cli.check_pin("a", "87654321");
@@ -147,9 +147,7 @@ fn an_admin_response_unblocks_once_and_a_replay_fails() {
 
 #[test]
 fn a_wrong_response_spends_its_challenge_and_a_try() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     create_managed(&cli, "w", KEY, &[]);
     let tries = info_u64(&cli, "w", "admin_tries_left");
     let (c1, left1) = admin_challenge(&cli, "w");
@@ -188,9 +186,7 @@ fn a_wrong_response_spends_its_challenge_and_a_try() {
 
 #[test]
 fn a_card_without_an_admin_key_refuses_every_admin_command() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     cli.tpmvsc(&["create", "--name", "r", "--admin-key", "random"])
         .ok("create --admin-key random");
     let info = info_json(&cli, "r");
@@ -236,9 +232,7 @@ fn a_card_without_an_admin_key_refuses_every_admin_command() {
 
 #[test]
 fn a_card_with_a_puk_is_not_unblocked_with_the_admin_key() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     create_managed(&cli, "p", KEY, &["--puk", "default"]);
     let info = info_json(&cli, "p");
     assert_eq!(info["has_puk"], true);
@@ -304,9 +298,7 @@ fn a_card_with_a_puk_is_not_unblocked_with_the_admin_key() {
 
 #[test]
 fn change_key_retires_the_old_key() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     create_managed(&cli, "k", KEY, &[]);
     // Spend one, so the refilled count is visible.
     let (c0, _) = admin_challenge(&cli, "k");
@@ -380,9 +372,7 @@ fn change_key_retires_the_old_key() {
 
 #[test]
 fn refill_restores_a_full_batch_of_challenges() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     create_managed(&cli, "f", KEY, &[]);
     for _ in 0..3 {
         let (c, _) = admin_challenge(&cli, "f");
@@ -430,9 +420,7 @@ fn refill_restores_a_full_batch_of_challenges() {
 
 #[test]
 fn format_with_the_admin_response_keeps_the_card_id_and_the_challenges() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     let created = {
         cli.tpmvsc_stdin(
             &[

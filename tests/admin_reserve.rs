@@ -147,9 +147,11 @@ fn a_blocked_admin_key_shows_where_people_look() {
 
 #[test]
 fn info_suggests_a_refill_when_few_challenges_are_left() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     managed(&cli, "f");
     let info = cli.tpmvsc(&["info", "f"]).ok("info");
     assert!(!info.stdout.contains("refill"), "{info:#?}");
@@ -171,9 +173,11 @@ fn info_suggests_a_refill_when_few_challenges_are_left() {
 /// the same responses work and refill restores a full batch.
 #[test]
 fn a_tpm_lockout_spends_no_challenge_and_the_reserve_survives_it() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     managed(&cli, "m");
     create_card(&cli, "other");
     let lock_out = || {

@@ -108,9 +108,11 @@ fn root_writes_nothing_into_a_users_store_and_a_planted_temp_link_overwrites_not
 
 #[test]
 fn a_dangling_lock_link_is_refused_and_nothing_appears_at_its_target() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store,
+        cli,
+    } = CliWorld::new();
     let id = create_card(&cli, "l")["card_id"]
         .as_str()
         .expect("card_id")

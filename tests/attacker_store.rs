@@ -91,9 +91,11 @@ fn an_evicted_or_replaced_persistent_srk_does_not_stop_the_card() {
             return;
         }
     }
-    let swtpm = swtpm(true);
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::on(swtpm(true));
     create_full(&cli, "e");
     cli.check_pin("e", PIN).ok("check-pin before the eviction");
 
@@ -301,9 +303,11 @@ fn a_card_json_naming_another_salt_key_gets_no_salted_session() {
 
 #[test]
 fn a_card_directory_open_to_others_is_refused_by_name() {
-    let swtpm = swtpm(false);
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::on(swtpm(false));
     create_card(&cli, "m");
     let dir = card_dir(&cli, "m");
     let mode = |m: u32| {
@@ -337,9 +341,11 @@ fn csk_public(dir: &Path) -> String {
 
 #[test]
 fn format_makes_a_new_csk_and_new_puk_or_admin_objects() {
-    let swtpm = swtpm(false);
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::on(swtpm(false));
     create_full(&cli, "f");
     let dir = card_dir(&cli, "f");
     let (csk0, puk0, admin0) = (

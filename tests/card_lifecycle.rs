@@ -59,9 +59,11 @@ fn card_lifecycle_works_with_a_persistent_srk() {
 
 #[test]
 fn no_format_leaves_the_card_unformatted() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     let out = cli
         .tpmvsc(&["create", "--name", "blank", "--no-format", "--json"])
         .ok("create --no-format");
@@ -73,9 +75,11 @@ fn no_format_leaves_the_card_unformatted() {
 
 #[test]
 fn the_eleventh_card_is_refused() {
-    let swtpm = Swtpm::start_with_persistent_srk();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::on(Swtpm::start_with_persistent_srk());
     for i in 0..10 {
         let c = create_card(&cli, &format!("card{i}"));
         assert_eq!(c["instance_id"], format!("ROOT\\SMARTCARDREADER\\{i:04}"));
@@ -93,9 +97,11 @@ fn the_eleventh_card_is_refused() {
 
 #[test]
 fn names_may_repeat_and_instance_ids_count_up_without_reuse() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     create_card(&cli, "same");
     create_card(&cli, "same");
     let ids: Vec<String> = list_json(&cli)
@@ -118,9 +124,11 @@ fn names_may_repeat_and_instance_ids_count_up_without_reuse() {
 
 #[test]
 fn a_name_of_33_bytes_is_refused_as_usage() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     let name = "n".repeat(33);
     let out = cli
         .tpmvsc(&["create", "--name", &name])
@@ -133,9 +141,7 @@ fn a_name_of_33_bytes_is_refused_as_usage() {
 
 #[test]
 fn destroy_without_yes_and_without_a_terminal_keeps_the_card() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     create_card(&cli, "keep");
     let out = cli
         .tpmvsc(&["destroy", "keep"])

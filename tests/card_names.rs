@@ -9,9 +9,11 @@ use common::*;
 
 #[test]
 fn names_that_could_be_mistaken_are_refused_at_create() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     for bad in [
         "r ",
         " r",
@@ -37,9 +39,11 @@ fn names_that_could_be_mistaken_are_refused_at_create() {
 
 #[test]
 fn lookups_are_exact_and_never_reach_another_card() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     create_card(&cli, "r");
     create_card(&cli, "other");
     // A trailing space is not the same name: nothing is destroyed.
@@ -64,9 +68,11 @@ fn lookups_are_exact_and_never_reach_another_card() {
 
 #[test]
 fn a_reference_that_could_mean_two_cards_is_refused_with_both() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     create_card(&cli, "twin");
     create_card(&cli, "spare");
     // A second card called "twin" (as a restored copy or another front end would make):
@@ -100,9 +106,11 @@ fn a_reference_that_could_mean_two_cards_is_refused_with_both() {
 
 #[test]
 fn a_damaged_record_is_named_by_its_file() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     create_card(&cli, "r");
     let dir = card_dir(&cli, "r");
     std::fs::write(dir.join("card.json"), b"{ not json").expect("damaging card.json");
@@ -117,9 +125,11 @@ fn a_damaged_record_is_named_by_its_file() {
 
 #[test]
 fn an_altered_key_file_is_named() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     create_card(&cli, "r");
     let dir = card_dir(&cli, "r");
     let path = dir.join("csk.json");

@@ -41,9 +41,7 @@ fn refusal(
 
 /// A card "a" managed with [`KEY`] and no PUK, on a fresh TPM.
 fn world() -> (Swtpm, TestStore, Cli) {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     cli.tpmvsc_stdin(
         &["create", "--name", "a", "--admin-key", "prompt", "--stdin"],
         &format!("{KEY}\n"),

@@ -20,9 +20,7 @@ fn jitter_micros() -> u64 {
 
 #[test]
 fn a_create_killed_at_any_point_leaves_no_card_or_a_usable_one() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     // How long one whole create takes here: the kill delays are spread over 0-80 ms, or
     // over a little more than one create when that is shorter, so most kills land mid-way.
     let started = std::time::Instant::now();

@@ -26,9 +26,7 @@ struct Hardened {
 }
 
 fn hardened() -> Hardened {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     let auth_file = store.scratch("lockout-auth");
     tpm_harden(&cli, &auth_file).ok("tpm harden");
     assert_eq!(tpm_status(&cli)["lockout_auth_set"], true);
@@ -52,9 +50,11 @@ fn da_settings(s: &serde_json::Value) -> [serde_json::Value; 4] {
 
 #[test]
 fn on_an_unhardened_tpm_anyone_switches_the_retry_limit_off_and_tpmvsc_says_so() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     let s = tpm_status(&cli);
     assert_eq!(s["lockout_auth_set"], false, "{s:#}");
 
@@ -80,9 +80,11 @@ fn on_an_unhardened_tpm_anyone_switches_the_retry_limit_off_and_tpmvsc_says_so()
 
 #[test]
 fn harden_writes_a_private_lockout_auth_sets_32_tries_and_runs_once() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     let dir = tempfile::tempdir().expect("temp dir for the auth file");
     let file = dir.path().join("lockout-auth");
     let out = tpm_harden(&cli, &file).ok("tpm harden");
@@ -272,9 +274,7 @@ fn a_squatted_lockout_authorization_is_never_called_hardened() {
     if !require_tool("tpm2_changeauth") {
         return;
     }
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     squat(&swtpm, "squatter-secret");
 
     let file = store.scratch("lockout-auth");
@@ -310,9 +310,7 @@ fn harden_with_the_squatters_value_takes_the_tpm_over() {
     if !require_tool("tpm2_changeauth") {
         return;
     }
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     squat(&swtpm, "squatter-secret");
     let file = store.scratch("lockout-auth");
     write_file(&file, "squatter-secret");
@@ -339,9 +337,11 @@ fn harden_with_the_squatters_value_takes_the_tpm_over() {
 
 #[test]
 fn the_marker_counts_only_when_root_owns_it_and_it_names_this_tpm() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store,
+        cli,
+    } = CliWorld::new();
     let file = store.scratch("lockout-auth");
     tpm_harden(&cli, &file).ok("harden");
     assert_eq!(tpm_status(&cli)["lockout_state"], "hardened_by_tpmvsc");
@@ -367,9 +367,7 @@ fn the_marker_counts_only_when_root_owns_it_and_it_names_this_tpm() {
 
 #[test]
 fn harden_can_print_the_value_and_keep_nothing_on_the_machine() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     let file = store.scratch("lockout-auth");
     let out = cli
         .tpmvsc(&[
@@ -505,9 +503,11 @@ fn hardening_a_second_tpm_keeps_the_first_ones_value() {
 /// another TPM would be lost for good.
 #[test]
 fn harden_never_overwrites_an_existing_lockout_auth_file() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store,
+        cli,
+    } = CliWorld::new();
     let file = store.scratch("lockout-auth");
     std::fs::write(&file, "00112233445566778899aabbccddeeff\n").expect("an earlier value");
     let out = tpm_harden(&cli, &file);

@@ -52,9 +52,11 @@ fn counts_read_as_english() {
 
 #[test]
 fn list_columns_line_up_for_long_names() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     for name in ["a", "a-name-of-thirty-two-characters!"] {
         cli.tpmvsc(&["create", "--name", name]).ok("create");
     }
@@ -85,9 +87,11 @@ fn list_columns_line_up_for_long_names() {
 
 #[test]
 fn the_eleventh_card_from_tpmvscmgr_points_at_tpmvscmgr_destroy() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     for i in 0..10 {
         cli.tpmvscmgr(&["create", "/name", &format!("c{i}"), "/AdminKey", "RANDOM"])
             .ok("one of ten cards");
@@ -102,9 +106,11 @@ fn the_eleventh_card_from_tpmvscmgr_points_at_tpmvscmgr_destroy() {
 
 #[test]
 fn names_and_keys_are_shown_as_typed() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     let out = cli
         .tpmvsc(&["create", "--name", "corp\\vsc"])
         .ok("a name with a backslash");

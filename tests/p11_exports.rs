@@ -712,7 +712,11 @@ fn every_export_is_the_tables_entry_and_refuses_until_c_initialize() {
     let list_getters = ["C_GetFunctionList", "C_GetInterfaceList", "C_GetInterface"];
     let check_uninitialized = |failures: &mut Vec<String>, when: &str| {
         let results = call_all(f3, 0);
-        assert_eq!(results.len(), 90, "every function but C_Initialize and C_Finalize");
+        assert_eq!(
+            results.len(),
+            90,
+            "every function but C_Initialize and C_Finalize"
+        );
         for (name, rv) in results {
             let expected = if list_getters.contains(&name) {
                 CKR_ARGUMENTS_BAD

@@ -7,9 +7,7 @@ use tpmvsc::tpm::TpmError;
 
 #[test]
 fn wrong_pin_is_counted_by_the_tpm_and_the_right_one_is_not() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     create_card(&cli, "c");
 
     let before = da_counter(&swtpm.tcti());
@@ -30,9 +28,7 @@ fn wrong_pin_is_counted_by_the_tpm_and_the_right_one_is_not() {
 
 #[test]
 fn a_pin_read_from_stdin_replaces_the_default() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     cli.tpmvsc_stdin(
         &["create", "--name", "s", "--pin", "prompt", "--stdin"],
         "my-pin-123\n",
@@ -47,9 +43,7 @@ fn a_pin_read_from_stdin_replaces_the_default() {
 
 #[test]
 fn a_pin_read_from_a_file_replaces_the_default() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     let f = store.scratch("pin.txt");
     std::fs::write(&f, "file-pin-42\r\nsecond line\n").expect("writing the PIN file");
     cli.tpmvsc(&[
@@ -73,9 +67,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn no_store_file_holds_a_secret_in_the_clear() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     let pin = "Pin-Secret-7431";
     let puk = "Puk-Secret-9917";
     let admin_hex = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718";

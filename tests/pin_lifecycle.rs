@@ -36,9 +36,7 @@ fn assert_blob_gone(store: &TestStore, hex_private: &str, what: &str) {
 
 #[test]
 fn a_changed_pin_replaces_the_old_one_and_its_blob() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     create_card(&cli, "c");
     let dir = card_dir(&cli, "c");
     let old_private = csk_private_hex(&dir);
@@ -73,9 +71,7 @@ fn a_changed_pin_replaces_the_old_one_and_its_blob() {
 
 #[test]
 fn a_new_pin_that_breaks_the_policy_is_refused_before_any_try() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     cli.tpmvsc_stdin(
         &[
             "create",
@@ -132,9 +128,7 @@ fn a_new_pin_that_breaks_the_policy_is_refused_before_any_try() {
 
 #[test]
 fn wrong_pins_block_the_card_and_the_puk_unblocks_it() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     cli.tpmvsc(&[
         "create",
         "--name",
@@ -193,9 +187,7 @@ fn wrong_pins_block_the_card_and_the_puk_unblocks_it() {
 
 #[test]
 fn unblock_with_a_puk_on_a_card_without_one_is_refused() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     create_card(&cli, "n");
     let out = cli
         .tpmvsc_stdin(
@@ -210,9 +202,7 @@ fn unblock_with_a_puk_on_a_card_without_one_is_refused() {
 
 #[test]
 fn a_changed_puk_replaces_the_old_one() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     cli.tpmvsc(&["create", "--name", "k", "--puk", "default"])
         .ok("create --puk default");
 
@@ -257,9 +247,7 @@ fn a_changed_puk_replaces_the_old_one() {
 
 #[test]
 fn format_with_the_puk_keeps_the_card_id_and_sets_a_new_pin() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     let created = cli
         .tpmvsc(&[
             "create",

@@ -15,9 +15,7 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let swtpm = Swtpm::start_with_persistent_srk();
-        let store = TestStore::new();
-        let cli = Cli::new(&store, &swtpm.tcti());
+        let CliWorld { swtpm, store, cli } = CliWorld::on(Swtpm::start_with_persistent_srk());
         Env {
             _swtpm: swtpm,
             store,
@@ -110,9 +108,11 @@ fn impossible_policies_are_refused_by_name() {
 
 #[test]
 fn a_pin_policy_with_the_default_pin_is_a_usage_error() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     let out = cli
         .tpmvsc(&["create", "--name", "x", "--pin-policy", "minlen=8"])
         .expect_code(2, "policy with default PIN");
@@ -122,9 +122,11 @@ fn a_pin_policy_with_the_default_pin_is_a_usage_error() {
 
 #[test]
 fn bad_arguments_exit_2_with_one_stderr_line() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm: _swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     for args in [
         vec!["create", "--name", "x", "--frobnicate"],
         vec!["create"],

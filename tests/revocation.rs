@@ -260,9 +260,11 @@ fn undefining_a_live_cards_counter_kills_the_card_and_its_copies() {
             return;
         }
     }
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     create(&cli, "l");
     let dir = card_dir(&cli, "l");
     let index = format!("{:#x}", record_of(&dir).counter.expect("counter").index);
@@ -310,9 +312,11 @@ fn the_guard_cannot_be_bypassed_with_its_empty_authorization() {
             return;
         }
     }
-    let swtpm = Swtpm::start_with_persistent_srk();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::on(Swtpm::start_with_persistent_srk());
     create(&cli, "g");
     let dir = card_dir(&cli, "g");
     let work = tempfile::tempdir().expect("temp dir");
@@ -427,9 +431,7 @@ fn a_full_tpm_nv_gives_a_clear_error_and_no_card() {
     if !require_tool("tpm2_nvdefine") {
         return;
     }
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     // Fill the NV memory with large indices, then with counters like a card's, until the
     // TPM says it is full (TPM_RC_NV_SPACE).
     let fill = |base: u32, size: &str, attrs: &str| {
@@ -504,9 +506,11 @@ fn a_policy_session_satisfied_before_a_format_dies_with_the_old_card() {
             return;
         }
     }
-    let swtpm = Swtpm::start_with_persistent_srk();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::on(Swtpm::start_with_persistent_srk());
     create(&cli, "p");
     let dir = card_dir(&cli, "p");
     let counter = record_of(&dir).counter.expect("counter");

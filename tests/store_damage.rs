@@ -9,9 +9,7 @@ use std::path::PathBuf;
 use common::*;
 
 fn setup(name: &str) -> (Swtpm, TestStore, Cli, String, PathBuf) {
-    let swtpm = Swtpm::start_with_persistent_srk();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::on(Swtpm::start_with_persistent_srk());
     let c = create_card(&cli, name);
     let id = c["card_id"].as_str().expect("card_id").to_string();
     let path = PathBuf::from(c["path"].as_str().expect("path"));

@@ -88,9 +88,7 @@ fn an_srk_with_another_name_means_the_tpm_was_cleared() {
 
 #[test]
 fn objects_a_killed_process_left_loaded_are_flushed() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     for (i, ms) in [10u64, 25, 40, 55].into_iter().enumerate() {
         let mut child = cli.spawn_tpmvsc(&["create", "--name", &format!("k{i}")]);
         std::thread::sleep(Duration::from_millis(ms));

@@ -9,9 +9,11 @@ use tpmvsc::tpm::Tpm;
 
 #[test]
 fn a_tpm_lockout_shows_in_list_and_info() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     create_card(&cli, "l");
     // Two failures lock the TPM out; one is forgotten every 120 s.
     swtpm.set_da(2, 120, 1);
@@ -34,9 +36,11 @@ fn a_tpm_lockout_shows_in_list_and_info() {
 
 #[test]
 fn a_cleared_tpm_shows_in_list_and_info() {
-    let swtpm = Swtpm::start();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld {
+        swtpm,
+        store: _store,
+        cli,
+    } = CliWorld::new();
     create_card(&cli, "c");
     assert_eq!(list_json(&cli)[0]["state"], "ready");
     Tpm::open_tcti(&swtpm.tcti())

@@ -13,9 +13,7 @@ struct World {
 }
 
 fn world() -> World {
-    let swtpm = Swtpm::start_with_persistent_srk();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &swtpm.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::on(Swtpm::start_with_persistent_srk());
     World { swtpm, store, cli }
 }
 
