@@ -12,460 +12,21 @@
 // the `cryptoki` crate would refuse to make them.
 #![allow(unsafe_code)]
 
+#[macro_use]
 mod common;
 
 use std::ffi::c_void;
-use std::path::PathBuf;
 use std::ptr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cli, DEFAULT_PIN, Swtpm, TestStore};
+use common::raw::*;
+use common::{Cli, DEFAULT_PIN};
 use cryptoki_sys::*;
-
-// ---------------------------------------------------------------------------------------
-// Harness
-// ---------------------------------------------------------------------------------------
-
-/// Calls a function of a function list. The arguments are NULL or point at live buffers
-/// of the stated sizes; what is "bad" about them is for the module to find out.
-macro_rules! p11 {
-    ($list:expr, $f:ident ( $($a:expr),* $(,)? )) => {{
-        let func = $list.$f.expect(concat!(stringify!($f), " is in the function list"));
-        // SAFETY: every pointer passed is NULL or valid for the size passed with it (the
-        // module is required to check NULLs and sizes; these tests never pass a dangling
-        // pointer), and the library stays loaded for the whole process.
-        unsafe { func($($a),*) }
-    }};
-}
-
-/// One test's world: its own swtpm, store with one card ("t", PUK default), and the
-/// loaded module (not yet initialized).
-struct World {
-    f: &'static CK_FUNCTION_LIST,
-    get_interface_list: unsafe extern "C" fn(*mut CK_INTERFACE, *mut CK_ULONG) -> CK_RV,
-    get_interface: unsafe extern "C" fn(
-        *mut CK_UTF8CHAR,
-        *mut CK_VERSION,
-        *mut *mut CK_INTERFACE,
-        CK_FLAGS,
-    ) -> CK_RV,
-    // Dropped last: the TPM and the store outlive every call.
-    _store: TestStore,
-    _tpm: Swtpm,
-}
-
-fn lib_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tpmvsc"))
-        .parent()
-        .expect("target dir")
-        .join("libtpmvsc.so")
-}
-
-impl World {
-    fn new() -> World {
-        let tpm = Swtpm::start();
-        let store = TestStore::new();
-        let cli = Cli::new(&store, &tpm.tcti());
-        cli.tpmvsc(&["create", "--name", "t", "--puk", "default"])
-            .ok("tpmvsc create --name t --puk default");
-        let lock_dir = tpmvsc::tpm::lock_dir();
-        // SAFETY: each test runs in its own process (nextest) and no other thread of this
-        // process reads the environment yet: the swtpm and the CLI are separate processes
-        // and the module is not loaded.
-        unsafe {
-            std::env::set_var("TPMVSC_STORE", store.path());
-            std::env::set_var("TPMVSC_TCTI", tpm.tcti());
-            std::env::set_var("TPMVSC_LOCK_DIR", &lock_dir);
-            std::env::set_var("TSS2_LOG", "all+NONE");
-        }
-        let path = lib_path();
-        assert!(path.exists(), "{} is not built", path.display());
-        // SAFETY: loading our own cdylib; its initializers only set up Rust statics.
-        let lib = unsafe { libloading::Library::new(&path) }.expect("dlopen libtpmvsc.so");
-        // The library stays loaded for the rest of the process (the function list and the
-        // threads of the concurrency test point into it); unloading a Rust cdylib with
-        // thread-local destructors is not worth the risk.
-        let lib: &'static libloading::Library = Box::leak(Box::new(lib));
-        // SAFETY: the symbols are the spec's entry points with these exact signatures.
-        let (gfl, gil, gi) = unsafe {
-            (
-                *lib.get::<unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV>(
-                    b"C_GetFunctionList\0",
-                )
-                .expect("C_GetFunctionList exported"),
-                *lib.get::<unsafe extern "C" fn(*mut CK_INTERFACE, *mut CK_ULONG) -> CK_RV>(
-                    b"C_GetInterfaceList\0",
-                )
-                .expect("C_GetInterfaceList exported"),
-                *lib.get::<unsafe extern "C" fn(
-                    *mut CK_UTF8CHAR,
-                    *mut CK_VERSION,
-                    *mut *mut CK_INTERFACE,
-                    CK_FLAGS,
-                ) -> CK_RV>(b"C_GetInterface\0")
-                    .expect("C_GetInterface exported"),
-            )
-        };
-        let mut list: *mut CK_FUNCTION_LIST = ptr::null_mut();
-        // SAFETY: a valid out-pointer.
-        let rv = unsafe { gfl(&mut list) };
-        assert_rv(rv, CKR_OK, "C_GetFunctionList before C_Initialize");
-        assert!(!list.is_null(), "C_GetFunctionList gave NULL");
-        // SAFETY: the list is a static inside the library, which is never unloaded.
-        let f: &'static CK_FUNCTION_LIST = unsafe { &*list };
-        World {
-            f,
-            get_interface_list: gil,
-            get_interface: gi,
-            _store: store,
-            _tpm: tpm,
-        }
-    }
-
-    /// C_Initialize(NULL) → CKR_OK.
-    fn init(&self) {
-        assert_rv(
-            p11!(self.f, C_Initialize(ptr::null_mut())),
-            CKR_OK,
-            "C_Initialize(NULL)",
-        );
-    }
-
-    fn finalize(&self) {
-        assert_rv(
-            p11!(self.f, C_Finalize(ptr::null_mut())),
-            CKR_OK,
-            "C_Finalize(NULL)",
-        );
-    }
-
-    /// The only slot (the card "t").
-    fn slot(&self) -> CK_SLOT_ID {
-        let mut ids = [CK_SLOT_ID::MAX; 4];
-        let mut n: CK_ULONG = 4;
-        assert_rv(
-            p11!(self.f, C_GetSlotList(CK_TRUE, ids.as_mut_ptr(), &mut n)),
-            CKR_OK,
-            "C_GetSlotList",
-        );
-        assert_eq!(n, 1, "one card, one slot");
-        ids[0]
-    }
-
-    fn open(&self, slot: CK_SLOT_ID, rw: bool) -> CK_SESSION_HANDLE {
-        let mut h: CK_SESSION_HANDLE = 0;
-        let flags = CKF_SERIAL_SESSION | if rw { CKF_RW_SESSION } else { 0 };
-        assert_rv(
-            p11!(
-                self.f,
-                C_OpenSession(slot, flags, ptr::null_mut(), None, &mut h)
-            ),
-            CKR_OK,
-            "C_OpenSession",
-        );
-        h
-    }
-
-    fn login(&self, h: CK_SESSION_HANDLE) {
-        let mut pin = DEFAULT_PIN.as_bytes().to_vec();
-        assert_rv(
-            p11!(
-                self.f,
-                C_Login(h, CKU_USER, pin.as_mut_ptr(), ulong(pin.len()))
-            ),
-            CKR_OK,
-            "C_Login(CKU_USER, default PIN)",
-        );
-    }
-
-    /// A P-256 session key pair (public, private), generated in the TPM.
-    fn ec_key_pair(&self, h: CK_SESSION_HANDLE) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
-        let mut t = Template::new();
-        t.bytes(CKA_EC_PARAMS, &P256_OID);
-        t.bool(CKA_VERIFY, true);
-        t.bool(CKA_TOKEN, false);
-        let mut k = Template::new();
-        k.bool(CKA_SIGN, true);
-        k.bool(CKA_TOKEN, false);
-        let mut mech = mech(CKM_EC_KEY_PAIR_GEN);
-        let (mut p, mut s) = (0, 0);
-        assert_rv(
-            p11!(
-                self.f,
-                C_GenerateKeyPair(
-                    h,
-                    &mut mech,
-                    t.ptr(),
-                    t.len(),
-                    k.ptr(),
-                    k.len(),
-                    &mut p,
-                    &mut s
-                )
-            ),
-            CKR_OK,
-            "C_GenerateKeyPair(P-256)",
-        );
-        (p, s)
-    }
-
-    /// Ends whatever operation an error may have left active (C_SessionCancel, 3.0), so
-    /// that the next check starts from a known state.
-    fn cancel(&self, h: CK_SESSION_HANDLE) {
-        let f3 = self.list_3_0();
-        let _ = p11!(
-            f3,
-            C_SessionCancel(h, CKF_SIGN | CKF_DIGEST | CKF_FIND_OBJECTS)
-        );
-    }
-
-    /// The 3.0 function list from C_GetInterface("PKCS 11", 3.0).
-    fn list_3_0(&self) -> &'static CK_FUNCTION_LIST_3_0 {
-        let mut name = *b"PKCS 11\0";
-        let mut v = CK_VERSION { major: 3, minor: 0 };
-        let mut i: *mut CK_INTERFACE = ptr::null_mut();
-        // SAFETY: a NUL-terminated name and valid in/out pointers.
-        let rv = unsafe { (self.get_interface)(name.as_mut_ptr(), &mut v, &mut i, 0) };
-        assert_rv(rv, CKR_OK, "C_GetInterface(\"PKCS 11\", 3.0)");
-        assert!(!i.is_null());
-        // SAFETY: the interface and its function list are statics of the loaded library.
-        let fl = unsafe { (*i).pFunctionList } as *const CK_FUNCTION_LIST_3_0;
-        assert!(!fl.is_null());
-        // SAFETY: as above; the 3.0 interface points at a CK_FUNCTION_LIST_3_0.
-        unsafe { &*fl }
-    }
-}
-
-const P256_OID: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-/// SHA-256 of the empty string.
-const SHA256_EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-/// SHA-256 of "abc".
-const SHA256_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-/// A handle no module hands out in a test's lifetime (handles count up from 1).
-const RANDOM_HANDLE: CK_ULONG = 999_999;
-
-fn ulong(n: usize) -> CK_ULONG {
-    CK_ULONG::try_from(n).expect("fits a CK_ULONG")
-}
-
-fn mech(m: CK_MECHANISM_TYPE) -> CK_MECHANISM {
-    CK_MECHANISM {
-        mechanism: m,
-        pParameter: ptr::null_mut(),
-        ulParameterLen: 0,
-    }
-}
-
-/// A template whose attribute values it owns.
-struct Template {
-    values: Vec<Vec<u8>>,
-    attrs: Vec<CK_ATTRIBUTE>,
-}
-
-impl Template {
-    fn new() -> Template {
-        Template {
-            values: Vec::new(),
-            attrs: Vec::new(),
-        }
-    }
-    fn bytes(&mut self, t: CK_ATTRIBUTE_TYPE, v: &[u8]) {
-        self.values.push(v.to_vec());
-        let last = self.values.last_mut().expect("just pushed");
-        // A Vec's heap buffer does not move when the outer Vec grows.
-        self.attrs.push(CK_ATTRIBUTE {
-            type_: t,
-            pValue: if last.is_empty() {
-                ptr::null_mut()
-            } else {
-                last.as_mut_ptr() as *mut c_void
-            },
-            ulValueLen: ulong(last.len()),
-        });
-    }
-    fn bool(&mut self, t: CK_ATTRIBUTE_TYPE, v: bool) {
-        self.bytes(t, &[u8::from(v)]);
-    }
-    fn ulong(&mut self, t: CK_ATTRIBUTE_TYPE, v: CK_ULONG) {
-        self.bytes(t, &v.to_ne_bytes());
-    }
-    fn ptr(&mut self) -> *mut CK_ATTRIBUTE {
-        self.attrs.as_mut_ptr()
-    }
-    fn len(&self) -> CK_ULONG {
-        ulong(self.attrs.len())
-    }
-}
-
-fn rv_name(rv: CK_RV) -> String {
-    let names: &[(CK_RV, &str)] = &[
-        (CKR_OK, "CKR_OK"),
-        (CKR_CANCEL, "CKR_CANCEL"),
-        (CKR_HOST_MEMORY, "CKR_HOST_MEMORY"),
-        (CKR_SLOT_ID_INVALID, "CKR_SLOT_ID_INVALID"),
-        (CKR_GENERAL_ERROR, "CKR_GENERAL_ERROR"),
-        (CKR_FUNCTION_FAILED, "CKR_FUNCTION_FAILED"),
-        (CKR_ARGUMENTS_BAD, "CKR_ARGUMENTS_BAD"),
-        (CKR_NO_EVENT, "CKR_NO_EVENT"),
-        (CKR_CANT_LOCK, "CKR_CANT_LOCK"),
-        (CKR_ATTRIBUTE_READ_ONLY, "CKR_ATTRIBUTE_READ_ONLY"),
-        (CKR_ATTRIBUTE_SENSITIVE, "CKR_ATTRIBUTE_SENSITIVE"),
-        (CKR_ATTRIBUTE_TYPE_INVALID, "CKR_ATTRIBUTE_TYPE_INVALID"),
-        (CKR_ATTRIBUTE_VALUE_INVALID, "CKR_ATTRIBUTE_VALUE_INVALID"),
-        (CKR_ACTION_PROHIBITED, "CKR_ACTION_PROHIBITED"),
-        (CKR_DATA_INVALID, "CKR_DATA_INVALID"),
-        (CKR_DATA_LEN_RANGE, "CKR_DATA_LEN_RANGE"),
-        (CKR_DEVICE_ERROR, "CKR_DEVICE_ERROR"),
-        (CKR_DEVICE_MEMORY, "CKR_DEVICE_MEMORY"),
-        (CKR_FUNCTION_CANCELED, "CKR_FUNCTION_CANCELED"),
-        (CKR_FUNCTION_NOT_PARALLEL, "CKR_FUNCTION_NOT_PARALLEL"),
-        (CKR_FUNCTION_NOT_SUPPORTED, "CKR_FUNCTION_NOT_SUPPORTED"),
-        (CKR_KEY_HANDLE_INVALID, "CKR_KEY_HANDLE_INVALID"),
-        (CKR_KEY_TYPE_INCONSISTENT, "CKR_KEY_TYPE_INCONSISTENT"),
-        (
-            CKR_KEY_FUNCTION_NOT_PERMITTED,
-            "CKR_KEY_FUNCTION_NOT_PERMITTED",
-        ),
-        (CKR_MECHANISM_INVALID, "CKR_MECHANISM_INVALID"),
-        (CKR_MECHANISM_PARAM_INVALID, "CKR_MECHANISM_PARAM_INVALID"),
-        (CKR_OBJECT_HANDLE_INVALID, "CKR_OBJECT_HANDLE_INVALID"),
-        (CKR_OPERATION_ACTIVE, "CKR_OPERATION_ACTIVE"),
-        (
-            CKR_OPERATION_NOT_INITIALIZED,
-            "CKR_OPERATION_NOT_INITIALIZED",
-        ),
-        (CKR_PIN_INCORRECT, "CKR_PIN_INCORRECT"),
-        (CKR_PIN_LEN_RANGE, "CKR_PIN_LEN_RANGE"),
-        (CKR_PIN_LOCKED, "CKR_PIN_LOCKED"),
-        (CKR_SESSION_CLOSED, "CKR_SESSION_CLOSED"),
-        (CKR_SESSION_HANDLE_INVALID, "CKR_SESSION_HANDLE_INVALID"),
-        (
-            CKR_SESSION_PARALLEL_NOT_SUPPORTED,
-            "CKR_SESSION_PARALLEL_NOT_SUPPORTED",
-        ),
-        (CKR_SESSION_READ_ONLY, "CKR_SESSION_READ_ONLY"),
-        (CKR_SESSION_EXISTS, "CKR_SESSION_EXISTS"),
-        (CKR_SIGNATURE_INVALID, "CKR_SIGNATURE_INVALID"),
-        (CKR_TEMPLATE_INCOMPLETE, "CKR_TEMPLATE_INCOMPLETE"),
-        (CKR_TEMPLATE_INCONSISTENT, "CKR_TEMPLATE_INCONSISTENT"),
-        (CKR_TOKEN_NOT_RECOGNIZED, "CKR_TOKEN_NOT_RECOGNIZED"),
-        (CKR_USER_ALREADY_LOGGED_IN, "CKR_USER_ALREADY_LOGGED_IN"),
-        (CKR_USER_NOT_LOGGED_IN, "CKR_USER_NOT_LOGGED_IN"),
-        (CKR_USER_TYPE_INVALID, "CKR_USER_TYPE_INVALID"),
-        (CKR_BUFFER_TOO_SMALL, "CKR_BUFFER_TOO_SMALL"),
-        (CKR_CRYPTOKI_NOT_INITIALIZED, "CKR_CRYPTOKI_NOT_INITIALIZED"),
-        (
-            CKR_CRYPTOKI_ALREADY_INITIALIZED,
-            "CKR_CRYPTOKI_ALREADY_INITIALIZED",
-        ),
-        (
-            CKR_RANDOM_SEED_NOT_SUPPORTED,
-            "CKR_RANDOM_SEED_NOT_SUPPORTED",
-        ),
-        (CKR_KEY_INDIGESTIBLE, "CKR_KEY_INDIGESTIBLE"),
-    ];
-    names
-        .iter()
-        .find(|(r, _)| *r == rv)
-        .map_or_else(|| format!("{rv:#x}"), |(_, n)| (*n).to_string())
-}
-
-#[track_caller]
-fn assert_rv(got: CK_RV, want: CK_RV, what: &str) {
-    assert!(
-        got == want,
-        "{what}: expected {}, got {}",
-        rv_name(want),
-        rv_name(got)
-    );
-}
-
-/// Collects every deviation of one test, so that one run reports all of them.
-#[derive(Default)]
-struct Checks(Vec<String>);
-
-impl Checks {
-    #[track_caller]
-    fn rv(&mut self, got: CK_RV, want: CK_RV, what: &str) {
-        if got != want {
-            let at = std::panic::Location::caller();
-            self.0.push(format!(
-                "line {}: {what}: expected {}, got {}",
-                at.line(),
-                rv_name(want),
-                rv_name(got)
-            ));
-        }
-    }
-    #[track_caller]
-    fn that(&mut self, ok: bool, what: &str) {
-        if !ok {
-            let at = std::panic::Location::caller();
-            self.0.push(format!("line {}: {what}", at.line()));
-        }
-    }
-    fn done(self) {
-        assert!(
-            self.0.is_empty(),
-            "{} deviation(s):\n  {}",
-            self.0.len(),
-            self.0.join("\n  ")
-        );
-    }
-}
-
-/// Plain C structs for which all-zero bytes are a valid value.
-trait Plain: Sized {}
-impl Plain for CK_INFO {}
-impl Plain for CK_SLOT_INFO {}
-impl Plain for CK_TOKEN_INFO {}
-impl Plain for CK_SESSION_INFO {}
-impl Plain for CK_MECHANISM_INFO {}
-impl Plain for CK_RSA_PKCS_PSS_PARAMS {}
-
-fn unsafe_zeroed<T: Plain>() -> T {
-    // SAFETY: `Plain` is implemented only for C structs of integers, byte arrays and
-    // versions, for which all-zero bytes are a valid value.
-    unsafe { std::mem::zeroed() }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-// Never-called mutex callbacks for C_Initialize's argument checks.
-unsafe extern "C" fn create_mutex(_m: *mut *mut c_void) -> CK_RV {
-    CKR_GENERAL_ERROR
-}
-unsafe extern "C" fn destroy_mutex(_m: *mut c_void) -> CK_RV {
-    CKR_GENERAL_ERROR
-}
-unsafe extern "C" fn lock_mutex(_m: *mut c_void) -> CK_RV {
-    CKR_GENERAL_ERROR
-}
-unsafe extern "C" fn unlock_mutex(_m: *mut c_void) -> CK_RV {
-    CKR_GENERAL_ERROR
-}
-
-fn init_args() -> CK_C_INITIALIZE_ARGS {
-    CK_C_INITIALIZE_ARGS {
-        CreateMutex: None,
-        DestroyMutex: None,
-        LockMutex: None,
-        UnlockMutex: None,
-        flags: 0,
-        pReserved: ptr::null_mut(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Tests
-// ---------------------------------------------------------------------------------------
 
 #[test]
 fn every_function_but_the_list_getters_needs_c_initialize_first() {
-    let w = World::new();
+    let w = RawWorld::new();
     let f = w.f;
     let mut c = Checks::default();
     let nin = CKR_CRYPTOKI_NOT_INITIALIZED;
@@ -587,7 +148,7 @@ fn every_function_but_the_list_getters_needs_c_initialize_first() {
 
 #[test]
 fn c_initialize_and_c_finalize_check_their_arguments() {
-    let w = World::new();
+    let w = RawWorld::new();
     let f = w.f;
     let mut c = Checks::default();
     let mut info: CK_INFO = unsafe_zeroed();
@@ -702,7 +263,7 @@ fn c_initialize_and_c_finalize_check_their_arguments() {
 
 #[test]
 fn null_pointers_are_refused_with_arguments_bad_and_empty_inputs_are_fine() {
-    let w = World::new();
+    let w = RawWorld::new();
     let f = w.f;
     w.init();
     let mut c = Checks::default();
@@ -1087,7 +648,7 @@ fn null_pointers_are_refused_with_arguments_bad_and_empty_inputs_are_fine() {
 
 #[test]
 fn variable_length_outputs_follow_the_two_call_convention() {
-    let w = World::new();
+    let w = RawWorld::new();
     let f = w.f;
     w.init();
     let mut c = Checks::default();
@@ -1344,7 +905,7 @@ fn variable_length_outputs_follow_the_two_call_convention() {
 
 #[test]
 fn invalid_and_stale_handles_get_their_own_codes() {
-    let w = World::new();
+    let w = RawWorld::new();
     let f = w.f;
     w.init();
     let mut c = Checks::default();
@@ -1605,7 +1166,7 @@ fn invalid_and_stale_handles_get_their_own_codes() {
 
 #[test]
 fn wrong_mechanisms_states_and_templates_get_their_own_codes() {
-    let w = World::new();
+    let w = RawWorld::new();
     let f = w.f;
     w.init();
     let mut c = Checks::default();
@@ -2115,7 +1676,7 @@ fn wrong_mechanisms_states_and_templates_get_their_own_codes() {
 
 #[test]
 fn get_interface_gives_the_3_0_list_and_refuses_bad_arguments() {
-    let w = World::new();
+    let w = RawWorld::new();
     let mut c = Checks::default();
     // SAFETY: NULL list and NULL count: the module must refuse them.
     let rv = unsafe { (w.get_interface_list)(ptr::null_mut(), ptr::null_mut()) };
@@ -2766,7 +2327,7 @@ fn hammer(sh: Shared, seed: u64, iterations: usize) -> (Vec<String>, usize) {
 
 #[test]
 fn eight_threads_mixing_bad_and_good_calls_never_crash_and_get_documented_codes() {
-    let w = World::new();
+    let w = RawWorld::new();
     let f = w.f;
     w.init();
     let slot = w.slot();
@@ -2895,9 +2456,9 @@ fn pin_thread(
 
 #[test]
 fn eight_threads_with_pin_changes_unblocks_and_a_finalize_in_flight_never_hang() {
-    let w = World::new();
+    let w = RawWorld::new();
     let f = w.f;
-    Cli::new(&w._store, &w._tpm.tcti())
+    Cli::new(&w.store, &w.swtpm.tcti())
         .tpmvsc(&["create", "--name", "s", "--puk", "default"])
         .ok("a second card for the SO thread");
     w.init();

@@ -14,7 +14,8 @@ mod common;
 
 use std::ptr;
 
-use common::{DEFAULT_PIN, P11World, module_path};
+use common::raw::{GetFunctionList, GetInterface, GetInterfaceList, RawModule, rv_name};
+use common::{DEFAULT_PIN, P11World};
 use cryptoki_sys::*;
 
 /// A zero of any parameter type the PKCS#11 functions take.
@@ -52,21 +53,9 @@ fn z<T: Zero>() -> T {
 
 /// The library, loaded once for the process (the tables point into it).
 fn library() -> &'static libloading::Library {
-    let path = module_path();
-    assert!(path.exists(), "{} is not built", path.display());
-    // SAFETY: loading our own cdylib; its initializers only set up Rust statics.
-    let lib = unsafe { libloading::Library::new(&path) }.expect("dlopen libtpmvsc.so");
-    Box::leak(Box::new(lib))
+    let module: &'static RawModule = Box::leak(Box::new(RawModule::open()));
+    module.lib()
 }
-
-type GetFunctionList = unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV;
-type GetInterfaceList = unsafe extern "C" fn(*mut CK_INTERFACE, *mut CK_ULONG) -> CK_RV;
-type GetInterface = unsafe extern "C" fn(
-    *mut CK_UTF8CHAR,
-    *mut CK_VERSION,
-    *mut *mut CK_INTERFACE,
-    CK_FLAGS,
-) -> CK_RV;
 
 /// (name, address) of each named function in a function list.
 macro_rules! addresses {
@@ -608,13 +597,6 @@ fn call_all(f: &CK_FUNCTION_LIST_3_0, h: CK_SESSION_HANDLE) -> Vec<(&'static str
     }
 }
 
-fn name_of(rv: CK_RV) -> String {
-    match cryptoki::error::Rv::from(rv) {
-        cryptoki::error::Rv::Ok => "CKR_OK".into(),
-        cryptoki::error::Rv::Error(e) => format!("{e:?} ({rv:#x})"),
-    }
-}
-
 #[test]
 fn every_export_is_the_tables_entry_and_refuses_until_c_initialize() {
     let lib = library();
@@ -644,7 +626,7 @@ fn every_export_is_the_tables_entry_and_refuses_until_c_initialize() {
         if rv != CKR_ARGUMENTS_BAD {
             failures.push(format!(
                 "{what}: {} (expected CKR_ARGUMENTS_BAD)",
-                name_of(rv)
+                rv_name(rv)
             ));
         }
     }
@@ -726,15 +708,15 @@ fn every_export_is_the_tables_entry_and_refuses_until_c_initialize() {
             if rv != expected {
                 failures.push(format!(
                     "{when}: {name}: {} (expected {})",
-                    name_of(rv),
-                    name_of(expected)
+                    rv_name(rv),
+                    rv_name(expected)
                 ));
             }
         }
         // SAFETY: NULL is C_Finalize's only valid argument.
         let rv = unsafe { (f3.C_Finalize.unwrap())(ptr::null_mut()) };
         if rv != CKR_CRYPTOKI_NOT_INITIALIZED {
-            failures.push(format!("{when}: C_Finalize: {}", name_of(rv)));
+            failures.push(format!("{when}: C_Finalize: {}", rv_name(rv)));
         }
     };
     check_uninitialized(&mut failures, "before C_Initialize");
@@ -785,7 +767,7 @@ fn no_function_crashes_on_null_pointers_zero_handles_or_a_live_session() {
             failures.push(format!("zeros: {name} succeeded"));
         }
         if rv == CKR_GENERAL_ERROR || rv == CKR_CRYPTOKI_NOT_INITIALIZED {
-            failures.push(format!("zeros: {name}: {}", name_of(rv)));
+            failures.push(format!("zeros: {name}: {}", rv_name(rv)));
         }
     }
     // A logged-in R/W session, and NULL for every other argument.
@@ -810,7 +792,7 @@ fn no_function_crashes_on_null_pointers_zero_handles_or_a_live_session() {
             failures.push(format!("session: {name} succeeded"));
         }
         if rv == CKR_GENERAL_ERROR {
-            failures.push(format!("session: {name}: {}", name_of(rv)));
+            failures.push(format!("session: {name}: {}", rv_name(rv)));
         }
     }
     // SAFETY: NULL is C_Finalize's only valid argument.

@@ -16,6 +16,7 @@ mod clients;
 mod files;
 mod other_user;
 mod p11;
+#[macro_use]
 pub mod raw;
 mod tpm;
 mod wire;
