@@ -1,6 +1,6 @@
 //! tpmvsc — TPM 2.0 virtual smart cards for Linux.
 //!
-//! Layout, each part using only the ones below it (CONVENTIONS.md §1):
+//! Layout, each part using only the ones below it (CONVENTIONS.md §1; README "Layout"):
 //!
 //! - [`ffi`]: the C edge — the PKCS#11 exports (one entry helper, one access rule per
 //!   function) and the provisioning C API; pointers end here;
@@ -9,15 +9,17 @@
 //! - [`cli`]: the `tpmvsc` and `tpmvscmgr` front ends (arguments, prompts, output);
 //! - [`provision`]: the engine both front ends and the module use (create, list,
 //!   destroy, PIN and PUK, admin tickets, enrollment, TPM hardening);
+//! - `object` (private): PKCS#11 objects and their attributes;
 //! - `mechanism` (private): PKCS#11 mechanisms — table, dispatch, digests, RSA padding,
-//!   ECDSA encodings; `object` (private): PKCS#11 objects and their attributes;
+//!   ECDSA encodings;
 //! - [`card`]: what a card is on disk, PIN policy, secret derivation;
 //! - [`simulator`]: the swtpm-based simulator for machines without a TPM;
 //! - [`tpm`]: the TPM (tss-esapi), templates, policies, sessions, object cache;
 //! - [`store`]: versioned, atomically written card files and locks;
 //! - `checked_dir` (private): directories opened once and checked, files in them without
 //!   following links, bounded reads, lock files with a bounded wait;
-//! - [`error`]: the error type, its classes, messages and PKCS#11 codes.
+//! - [`error`]: the error type, its classes, messages and PKCS#11 codes; TPM and lock
+//!   errors in our words. It uses nothing of ours.
 //!
 //! # Lock order
 //!

@@ -27,9 +27,9 @@ pub enum CharRule {
 /// are the printable ASCII characters that are neither letters nor digits, space included.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PinPolicy {
-    /// Fewest characters, at least [`PinPolicy::LOWEST_MIN_LEN`].
+    /// Fewest characters, at least `PinPolicy::LOWEST_MIN_LEN`.
     pub min_len: usize,
-    /// Most characters, at most [`PinPolicy::HIGHEST_MAX_LEN`].
+    /// Most characters, at most `PinPolicy::HIGHEST_MAX_LEN`.
     pub max_len: usize,
     /// `A`–`Z`.
     pub uppercase: CharRule,

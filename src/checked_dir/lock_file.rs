@@ -8,7 +8,6 @@
 //! a released lock is seen within 5 ms (the TPM handoff between processes, DESIGN.md §6,
 //! stays quick), at about 200 cheap system calls per second of waiting.
 
-use std::fmt;
 use std::fs::{File, TryLockError};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -18,14 +17,12 @@ use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::{CheckedDir, check_name, type_name};
-use crate::error::{Error, Result};
+use crate::error::{Error, LockBusy, LockHolder, Result};
 
 /// How long a process waits for a store, card or TPM lock before it gives up.
 pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Environment variable replacing [`LOCK_TIMEOUT`]: seconds, fractions allowed (`0.5`).
-/// Tests use a short bound; a slow TPM may want a longer one.
-pub(crate) const LOCK_TIMEOUT_ENV: &str = "TPMVSC_LOCK_TIMEOUT";
+pub(crate) use crate::error::LOCK_TIMEOUT_ENV;
 
 /// Longest pause between two tries of a busy lock.
 const MAX_PAUSE: Duration = Duration::from_millis(5);
@@ -36,27 +33,6 @@ const MAX_PAUSE: Duration = Duration::from_millis(5);
 pub(crate) struct LockFile {
     file: File,
     path: PathBuf,
-}
-
-/// A lock still held by someone else when the wait ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockBusy {
-    /// The lock file.
-    pub path: PathBuf,
-    /// How long this process waited.
-    pub waited: Duration,
-    /// The processes `/proc/locks` shows holding it (none when they cannot be seen).
-    pub holders: Vec<LockHolder>,
-}
-
-/// A process holding a lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockHolder {
-    pub pid: u32,
-    /// `/proc/PID/comm`.
-    pub command: Option<String>,
-    /// The owner of `/proc/PID` (the process's user).
-    pub uid: Option<u32>,
 }
 
 /// The bound on lock waits: [`LOCK_TIMEOUT_ENV`] when set, else [`LOCK_TIMEOUT`].
@@ -141,47 +117,6 @@ impl LockFile {
             waited,
             holders: holders_of(&self.file),
         })
-    }
-}
-
-impl fmt::Display for LockBusy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "gave up waiting for the lock {} after {:.1} s: ",
-            self.path.display(),
-            self.waited.as_secs_f64()
-        )?;
-        if self.holders.is_empty() {
-            write!(
-                f,
-                "no process holding it is visible in /proc/locks (it may have just ended, or \
-                 runs in another PID namespace); try again"
-            )?;
-        } else {
-            let who: Vec<String> = self.holders.iter().map(LockHolder::to_string).collect();
-            let pids: Vec<String> = self.holders.iter().map(|h| h.pid.to_string()).collect();
-            write!(
-                f,
-                "it is held by {}. Wait for it to finish, or end it if it hangs \
-                 (`kill {}`)",
-                who.join(", "),
-                pids.join(" ")
-            )?;
-        }
-        write!(f, "; {LOCK_TIMEOUT_ENV} sets how many seconds to wait")
-    }
-}
-
-impl fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pid {}", self.pid)?;
-        match (&self.command, self.uid) {
-            (Some(c), Some(u)) => write!(f, " ({c}, uid {u})"),
-            (Some(c), None) => write!(f, " ({c})"),
-            (None, Some(u)) => write!(f, " (uid {u})"),
-            (None, None) => Ok(()),
-        }
     }
 }
 

@@ -33,7 +33,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
-pub(crate) use lock_file::{LockBusy, LockFile};
+pub(crate) use lock_file::LockFile;
 
 /// Who may own a directory tpmvsc uses, and which permission bits it may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 //! certificate files. Secrets never come from arguments: other users can read
 //! `/proc/PID/cmdline`.
 //!
-//! Every read is bounded. A secret is at most [`MAX_SECRET_BYTES`] plus its line ending
+//! Every read is bounded. A secret is at most `MAX_SECRET_BYTES` plus its line ending
 //! and is read without holding more than that (a longer line is refused, naming the
-//! limit); a certificate is at most [`MAX_CERT_BYTES`]. A secret file that is a device, a
+//! limit); a certificate is at most `MAX_CERT_BYTES`. A secret file that is a device, a
 //! socket or a directory is refused by name before it is opened (a FIFO or a pipe such
 //! as `/dev/fd/N` is fine); a certificate file must be a regular file. Nothing here prints
 //! a secret.

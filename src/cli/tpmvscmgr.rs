@@ -1,6 +1,6 @@
 //! `tpmvscmgr`: Microsoft's `tpmvscmgr.exe` command line on Linux, so an administrator's
 //! existing `create` and `destroy` commands work unchanged (DESIGN.md §4). Parsing is in
-//! [`super::winsyntax`]; this file maps the result onto the same provisioning calls
+//! `super::winsyntax`; this file maps the result onto the same provisioning calls
 //! `tpmvsc` uses.
 
 use std::process::ExitCode;

@@ -4,11 +4,14 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::checked_dir::LockBusy;
-use crate::tpm::TpmError;
-
 mod call;
+mod lock;
+pub(crate) mod tpm;
+
 pub use call::CallError;
+pub(crate) use lock::LOCK_TIMEOUT_ENV;
+pub use lock::{LockBusy, LockHolder};
+pub use tpm::TpmError;
 
 /// Everything that can go wrong, in our words. `Display` says what happened and, where
 /// there is one, what to do about it.

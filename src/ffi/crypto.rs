@@ -2,7 +2,7 @@
 //! digest; key-pair generation, ECDH derivation and random numbers (§5.14–§5.15); and the
 //! functions this module does not offer.
 //!
-//! One rule for every operation, here in [`step`] (§5.2): a call that fails with anything
+//! One rule for every operation, here in `step` (§5.2): a call that fails with anything
 //! but CKR_BUFFER_TOO_SMALL ends the active operation; a successful length query (NULL
 //! output) and CKR_BUFFER_TOO_SMALL keep it. A size query never runs a TPM command.
 

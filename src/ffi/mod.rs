@@ -5,11 +5,11 @@
 //! `unsafe` is allowed; every dereference is its own block under a `// SAFETY:` line, and
 //! the pointer helpers in `args` are `unsafe fn`s whose callers vouch for the pointers.
 //!
-//! Every PKCS#11 export is one call to [`entry`] (or, before C_Initialize is needed,
-//! [`entry_anytime`]): it catches panics (CKR_GENERAL_ERROR, since an unwind out of
+//! Every PKCS#11 export is one call to `entry` (or, before C_Initialize is needed,
+//! `entry_anytime`): it catches panics (CKR_GENERAL_ERROR, since an unwind out of
 //! `extern "C"` aborts the host), checks the module is initialized in this process (a
 //! forked child gets CKR_CRYPTOKI_NOT_INITIALIZED), counts the call as in flight for
-//! C_Finalize, checks the function's access [`Rule`] — the session handle first, then
+//! C_Finalize, checks the function's access `Rule` — the session handle first, then
 //! login and read-write — before it looks at any other argument, and maps the inner
 //! `Result` to a CK_RV.
 //!

@@ -162,7 +162,7 @@ impl TpmView {
 
 /// Creates a card: TPM objects first, then the card directory appears in one rename, so a
 /// crash at any point leaves either no card or a complete one (an interrupted create's
-/// counter is freed by the next command, [`recover`]). `progress` hears about each slow
+/// counter is freed by the next command, `recover`). `progress` hears about each slow
 /// step, and warnings (lines starting with "warning:").
 pub fn create(
     store: &Store,

@@ -4,7 +4,7 @@
 //! A write goes to a new temporary file in the same directory (created with `O_EXCL`
 //! under an unpredictable name), is fsynced, renamed over the old file, and the directory
 //! is fsynced: a crash at any point leaves the old or the new content, never a mix
-//! (DESIGN.md §6). The store writes through [`CheckedDir`](crate::checked_dir::CheckedDir);
+//! (DESIGN.md §6). The store writes through `CheckedDir`;
 //! the path-based functions here are for files a user names (an exported certificate).
 
 use std::os::fd::AsFd;

@@ -1,7 +1,7 @@
 //! Advisory lock files (`flock`): the store-wide lock that serializes card creation and
 //! destruction, and one lock per card for its updates. Released when the guard is dropped
 //! or the process dies, so a killed process never leaves a lock behind. A wait is bounded
-//! and then names the holder ([`crate::checked_dir::lock_file`]).
+//! and then names the holder (`crate::checked_dir::lock_file`).
 
 use std::path::Path;
 

@@ -168,7 +168,7 @@ impl Store {
     }
 
     /// The complete, usable card with this ID, without scanning the store. `None` when
-    /// there is none or it cannot be used ([`Store::cards`] says why).
+    /// there is none or it cannot be used (`Store::cards` says why).
     pub fn card(&self, id: &str) -> Option<CardDir> {
         let valid = !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
         if !valid {
@@ -358,7 +358,7 @@ impl CardDir {
     }
 
     /// Reads a versioned record of the card: a regular file, not through a link, at most
-    /// [`RECORD_LIMIT`] bytes ([`OBJECT_LIMIT`] for `obj-*` files).
+    /// `RECORD_LIMIT` bytes (`OBJECT_LIMIT` for `obj-*` files).
     pub fn read<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
         let bytes = self.dir.read(name, limit_for(name))?;
         atomic::decode_record(&self.file(name), &bytes)

@@ -533,5 +533,5 @@ impl Tpm {
 
 fn marshall(p: &tss_esapi::structures::Public) -> Result<Vec<u8>, TpmError> {
     use tss_esapi::traits::Marshall;
-    p.marshall().map_err(super::error::classify)
+    p.marshall().map_err(crate::error::tpm::classify)
 }

@@ -1,7 +1,7 @@
 //! The cross-process lock of a TPM without a resource manager (DESIGN.md §6) and the
 //! directories its lock files and per-boot facts live in. Files only: no TPM commands.
 //!
-//! The lock directory is checked like the store ([`crate::checked_dir`]): `/run/tpmvsc`
+//! The lock directory is checked like the store (`crate::checked_dir`): `/run/tpmvsc`
 //! for root, `$XDG_RUNTIME_DIR/tpmvsc` for a user, `TPMVSC_LOCK_DIR` when set; a user
 //! without a runtime directory falls back to `/tmp/tpmvsc-UID`, which must then be their
 //! own private directory (another user could pre-create it and hold the lock). Waits for
@@ -19,7 +19,7 @@ use crate::checked_dir::{CheckedDir, DirRule, LockFile, lock_file};
 pub(crate) const LOCK_DIR_ENV: &str = "TPMVSC_LOCK_DIR";
 
 /// Directory for lock files shared by every user of one TPM (not checked: see
-/// [`checked_lock_dir`]).
+/// `checked_lock_dir`).
 pub fn lock_dir() -> PathBuf {
     runtime_path().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("tpmvsc-{}", rustix::process::geteuid().as_raw()))

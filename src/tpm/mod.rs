@@ -14,7 +14,6 @@
 
 pub mod cache;
 mod card_keys;
-pub mod error;
 mod esys;
 mod hierarchy;
 pub mod lock;
@@ -31,11 +30,11 @@ use tss_esapi::structures::Public;
 use tss_esapi::traits::UnMarshall;
 use zeroize::Zeroizing;
 
+pub use crate::error::TpmError;
+use crate::error::tpm::classify;
 use cache::{Entry, ObjectCache, ObjectId, Residence};
 pub(crate) use card_keys::counter_index;
 pub use card_keys::{CskRef, Guard, NvCounter};
-pub use error::TpmError;
-use error::classify;
 pub(crate) use esys::quiet_tss_logging_for_cli;
 use esys::{Esys, PW, SESSION_CONTINUE, SESSION_DECRYPT, SESSION_ENCRYPT, Sessions, Tr};
 pub(crate) use lock::TpmLock;

@@ -13,9 +13,9 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tss_esapi::traits::Marshall;
 
-use super::error::classify;
 use super::esys::{self, OWNER, PW, SESSION_CONTINUE, SESSION_DECRYPT, SESSION_ENCRYPT, Tr};
 use super::{SRK_PERSISTENT, SrkRecord, Tpm, TpmError, name_of, templates};
+use crate::error::tpm::classify;
 
 /// The SRK this connection salts to.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use tss_esapi::structures::{
 use tss_esapi::traits::{Marshall, UnMarshall};
 
 use super::TpmError;
-use super::error::classify;
+use crate::error::tpm::classify;
 
 /// The standard storage root key: ECC NIST P-256 restricted decryption primary with
 /// AES-128-CFB, noDA, empty auth, and the all-zero 32-byte unique of TCG's provisioning

@@ -22,7 +22,7 @@ use tss_esapi_sys as sys;
 use zeroize::Zeroizing;
 
 use super::TpmError;
-use super::error::{classify, classify_code};
+use crate::error::tpm::{classify, classify_code};
 
 /// An ESYS object or session reference (ESYS_TR).
 pub(crate) type Tr = sys::ESYS_TR;
