@@ -90,7 +90,10 @@ fn no_source_file_is_over_900_lines() {
     let long: Vec<String> = files
         .iter()
         .filter_map(|f| {
-            let n = std::fs::read_to_string(f).expect("a source file").lines().count();
+            let n = std::fs::read_to_string(f)
+                .expect("a source file")
+                .lines()
+                .count();
             (n > 900).then(|| format!("{}: {n} lines", f.display()))
         })
         .collect();
@@ -104,11 +107,17 @@ fn every_module_uses_only_the_modules_below_it_in_the_readme() {
     let lib = std::fs::read_to_string(root().join("src/lib.rs")).expect("src/lib.rs");
     let declared: Vec<&str> = lib
         .lines()
-        .filter_map(|l| l.strip_prefix("pub mod ").or_else(|| l.strip_prefix("mod ")))
+        .filter_map(|l| {
+            l.strip_prefix("pub mod ")
+                .or_else(|| l.strip_prefix("mod "))
+        })
         .map(|m| m.trim_end_matches(';'))
         .collect();
     for m in &declared {
-        assert!(order.iter().any(|o| o == m), "{m} is not in the README's Layout");
+        assert!(
+            order.iter().any(|o| o == m),
+            "{m} is not in the README's Layout"
+        );
     }
     let rank: BTreeMap<&str, usize> = order
         .iter()

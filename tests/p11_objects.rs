@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
@@ -16,39 +14,6 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use cryptoki_sys::*;
 use der::{Decode, Encode};
-
-/// A self-signed P-256 certificate made by openssl, as DER.
-fn openssl_certificate(w: &P11World) -> Vec<u8> {
-    let key = w.store.scratch("k.pem");
-    let pem = w.store.scratch("c.pem");
-    let der = w.store.scratch("c.der");
-    let st = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .args(["-subj", "/CN=test", "-days", "30", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&pem)
-        .output()
-        .expect("running openssl req");
-    assert!(st.status.success(), "openssl req: {st:?}");
-    let st = Command::new("openssl")
-        .args(["x509", "-outform", "der", "-in"])
-        .arg(&pem)
-        .arg("-out")
-        .arg(&der)
-        .output()
-        .expect("running openssl x509");
-    assert!(st.status.success(), "openssl x509: {st:?}");
-    std::fs::read(&der).expect("reading the DER certificate")
-}
 
 fn find(s: &Session, t: &[Attribute]) -> Vec<ObjectHandle> {
     s.find_objects(t).expect("C_FindObjects")
@@ -65,7 +30,7 @@ fn a_certificate_is_imported_found_renamed_and_destroyed() {
     if !require_tool("openssl") {
         return;
     }
-    let der = openssl_certificate(&w);
+    let der = openssl_certificate(&w.store);
     let parsed = x509_cert::Certificate::from_der(&der).expect("x509-cert parses openssl's DER");
     let subject = parsed
         .tbs_certificate

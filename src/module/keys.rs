@@ -68,6 +68,86 @@ fn key_kind(
     })
 }
 
+/// The longest ECDH shared secret: the x-coordinate on P-384.
+const MAX_SHARED_SECRET: usize = 48;
+
+/// The attributes of the secret key C_DeriveKey makes from the shared secret `z`, as the
+/// template asks: a session object of class CKO_SECRET_KEY, CKK_GENERIC_SECRET (any
+/// CKA_VALUE_LEN up to `z`'s length, `z` itself by default) or CKK_AES (16, 24 or 32
+/// bytes), the leading bytes of `z` as its value, and the usage flags the template sets
+/// (the module has no secret-key mechanism: the key is for its holder to read, when it is
+/// extractable and not sensitive). Anything else is refused.
+fn derived_key_attrs(template: &Attrs, z: &[u8]) -> Result<Attrs> {
+    let refuse = |why| Err(Error::from(CallError::TemplateInconsistent(why)));
+    if object::template_bool(template, CKA_TOKEN)? == Some(true) {
+        return refuse("derived keys are session objects");
+    }
+    if object::template_ulong(template, CKA_CLASS)?.is_some_and(|c| c != CKO_SECRET_KEY) {
+        return refuse("a derived key is a secret key (CKO_SECRET_KEY)");
+    }
+    let key_type = object::template_ulong(template, CKA_KEY_TYPE)?.unwrap_or(CKK_GENERIC_SECRET);
+    let asked = object::template_ulong(template, CKA_VALUE_LEN)?
+        .map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+    let len = match (key_type, asked) {
+        (CKK_GENERIC_SECRET, None) => z.len(),
+        (CKK_GENERIC_SECRET, Some(l)) if (1..=z.len()).contains(&l) => l,
+        (CKK_AES, Some(l)) if [16, 24, 32].contains(&l) && l <= z.len() => l,
+        (CKK_AES, None) => {
+            return Err(Error::from(CallError::TemplateIncomplete(
+                "an AES key needs CKA_VALUE_LEN (16, 24 or 32)",
+            )));
+        }
+        (CKK_GENERIC_SECRET | CKK_AES, Some(_)) => {
+            return Err(Error::from(CallError::AttributeValueInvalid(
+                "CKA_VALUE_LEN: 1 to the shared secret's length (AES: 16, 24 or 32)",
+            )));
+        }
+        _ => return refuse("derived keys are CKK_GENERIC_SECRET or CKK_AES"),
+    };
+    let mut a = Attrs::new();
+    a.insert(CKA_CLASS, object::ulong(CKO_SECRET_KEY));
+    a.insert(CKA_KEY_TYPE, object::ulong(key_type));
+    a.insert(CKA_TOKEN, object::boolean(false));
+    a.insert(CKA_PRIVATE, object::boolean(true));
+    a.insert(CKA_SENSITIVE, object::boolean(false));
+    a.insert(CKA_EXTRACTABLE, object::boolean(true));
+    a.insert(CKA_LOCAL, object::boolean(false));
+    a.insert(CKA_LABEL, Vec::new());
+    a.insert(CKA_ID, Vec::new());
+    for t in [
+        CKA_ENCRYPT,
+        CKA_DECRYPT,
+        CKA_SIGN,
+        CKA_VERIFY,
+        CKA_WRAP,
+        CKA_UNWRAP,
+        CKA_DERIVE,
+    ] {
+        a.insert(t, object::boolean(false));
+    }
+    for t in [
+        CKA_LABEL,
+        CKA_ID,
+        CKA_SENSITIVE,
+        CKA_EXTRACTABLE,
+        CKA_PRIVATE,
+        CKA_ENCRYPT,
+        CKA_DECRYPT,
+        CKA_SIGN,
+        CKA_VERIFY,
+        CKA_WRAP,
+        CKA_UNWRAP,
+        CKA_DERIVE,
+    ] {
+        if let Some(v) = template.get(&t) {
+            a.insert(t, v.clone());
+        }
+    }
+    a.insert(CKA_VALUE_LEN, object::ulong(len as CK_ULONG));
+    a.insert(CKA_VALUE, z[..len].to_vec());
+    Ok(a)
+}
+
 impl Module {
     pub(crate) fn generate_key_pair(
         &self,
@@ -192,6 +272,8 @@ impl Module {
         if who != Some(CKU_USER) {
             return Err(Error::from(CallError::NotLoggedIn("log in first")));
         }
+        // The template first: a refused one costs no TPM command.
+        derived_key_attrs(template, &[0; MAX_SHARED_SECRET])?;
         let Mech::Ecdh { public } = mech else {
             return Err(Error::from(CallError::WrongMechanism("only ECDH1 derive")));
         };
@@ -208,32 +290,7 @@ impl Module {
             t.ecdh(k, &point[1..1 + n], &point[1 + n..])
         })?;
         let z = left_pad(&z, n);
-        if object::template_bool(template, CKA_TOKEN)? == Some(true) {
-            return Err(Error::from(CallError::TemplateInconsistent(
-                "derived keys are session objects",
-            )));
-        }
-        let mut a = Attrs::new();
-        a.insert(CKA_CLASS, object::ulong(CKO_SECRET_KEY));
-        a.insert(CKA_KEY_TYPE, object::ulong(CKK_GENERIC_SECRET));
-        a.insert(CKA_TOKEN, object::boolean(false));
-        a.insert(CKA_PRIVATE, object::boolean(true));
-        a.insert(CKA_SENSITIVE, object::boolean(false));
-        a.insert(CKA_EXTRACTABLE, object::boolean(true));
-        a.insert(CKA_LOCAL, object::boolean(false));
-        a.insert(CKA_DERIVE, object::boolean(false));
-        a.insert(CKA_LABEL, Vec::new());
-        a.insert(CKA_ID, Vec::new());
-        for t in [CKA_LABEL, CKA_ID, CKA_SENSITIVE, CKA_EXTRACTABLE] {
-            if let Some(v) = template.get(&t) {
-                a.insert(t, v.clone());
-            }
-        }
-        let len = object::template_ulong(template, CKA_VALUE_LEN)?.map_or(z.len(), |l| {
-            usize::try_from(l).unwrap_or(usize::MAX).min(z.len())
-        });
-        a.insert(CKA_VALUE_LEN, object::ulong(len as CK_ULONG));
-        a.insert(CKA_VALUE, z[..len].to_vec());
+        let a = derived_key_attrs(template, &z)?;
         self.add_object(
             slot,
             h,

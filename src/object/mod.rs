@@ -356,12 +356,46 @@ pub(crate) fn certificate_attrs(template: &Attrs) -> Result<Attrs> {
         CKA_TRUSTED,
         CKA_MODIFIABLE,
         CKA_CERTIFICATE_CATEGORY,
+        CKA_START_DATE,
+        CKA_END_DATE,
+        CKA_URL,
+        CKA_HASH_OF_SUBJECT_PUBLIC_KEY,
+        CKA_HASH_OF_ISSUER_PUBLIC_KEY,
+        CKA_JAVA_MIDP_SECURITY_DOMAIN,
     ] {
         if let Some(v) = template.get(&t) {
+            check_certificate_attr(t, v)?;
             a.insert(t, v.clone());
         }
     }
     Ok(a)
+}
+
+/// The optional attributes of an X.509 certificate (PKCS#11 3.0 §4.6.3) hold what the
+/// template says, if it has their form: a CK_DATE is empty or eight ASCII digits
+/// (YYYYMMDD), a hash at most 64 bytes, a URL at most 2048 bytes, the security domain
+/// 0 to 3.
+fn check_certificate_attr(t: CK_ATTRIBUTE_TYPE, v: &[u8]) -> Result<()> {
+    let ok = match t {
+        CKA_START_DATE | CKA_END_DATE => {
+            v.is_empty() || (v.len() == 8 && v.iter().all(u8::is_ascii_digit))
+        }
+        CKA_HASH_OF_SUBJECT_PUBLIC_KEY | CKA_HASH_OF_ISSUER_PUBLIC_KEY => v.len() <= 64,
+        CKA_URL => v.len() <= 2048,
+        CKA_JAVA_MIDP_SECURITY_DOMAIN => {
+            v.len() == std::mem::size_of::<CK_ULONG>()
+                && CK_ULONG::from_ne_bytes(v.try_into().unwrap_or_default()) <= 3
+        }
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::from(CallError::AttributeValueInvalid(
+            "a certificate attribute of the wrong form (a date is YYYYMMDD, a hash at most \
+             64 bytes, a URL at most 2048, the security domain 0 to 3)",
+        )))
+    }
 }
 
 /// Attributes of a data object from the client's template.

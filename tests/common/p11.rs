@@ -2,6 +2,7 @@
 //! loading it, sessions, key pairs and attributes.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use super::*;
 
@@ -264,4 +265,37 @@ pub fn set_test_env(key: &str, value: &str) {
     unsafe {
         std::env::set_var(key, value);
     }
+}
+
+/// A self-signed P-256 certificate made by openssl, as DER.
+pub fn openssl_certificate(store: &TestStore) -> Vec<u8> {
+    let key = store.scratch("k.pem");
+    let pem = store.scratch("c.pem");
+    let der = store.scratch("c.der");
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-subj", "/CN=test", "-days", "30", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&pem)
+        .output()
+        .expect("running openssl req");
+    assert!(st.status.success(), "openssl req: {st:?}");
+    let st = Command::new("openssl")
+        .args(["x509", "-outform", "der", "-in"])
+        .arg(&pem)
+        .arg("-out")
+        .arg(&der)
+        .output()
+        .expect("running openssl x509");
+    assert!(st.status.success(), "openssl x509: {st:?}");
+    std::fs::read(&der).expect("reading the DER certificate")
 }

@@ -137,7 +137,12 @@ pub struct RawWorld {
 
 impl RawWorld {
     pub fn new() -> RawWorld {
-        let w = P11World::new(&[]);
+        RawWorld::with(&[])
+    }
+
+    /// Like [`RawWorld::new`], card "t" made with `extra` added to its `create` arguments.
+    pub fn with(extra: &[&str]) -> RawWorld {
+        let w = P11World::new(extra);
         // The library stays loaded for the rest of the process (the function list and the
         // threads of the concurrency tests point into it); unloading a Rust cdylib with
         // thread-local destructors is not worth the risk.
