@@ -16,6 +16,8 @@
 //! - [`simulator`]: the swtpm-based simulator for machines without a TPM;
 //! - [`tpm`]: the TPM (tss-esapi), templates, policies, sessions, object cache;
 //! - [`store`]: versioned, atomically written card files and locks;
+//! - `config` (private): the settings every process shares, from the environment and the
+//!   configuration files, each with its source;
 //! - `checked_dir` (private): directories opened once and checked, files in them without
 //!   following links, bounded reads, lock files with a bounded wait;
 //! - [`error`]: the error type, its classes, messages and PKCS#11 codes; TPM and lock
@@ -36,6 +38,7 @@
 pub mod card;
 mod checked_dir;
 pub mod cli;
+mod config;
 pub mod error;
 pub mod ffi;
 mod mechanism;

@@ -150,7 +150,8 @@ fn the_readme_run_command_runs_the_walkthrough_and_ends_by_listing_the_cards() {
         stdout.contains("Simulated TPM stopped"),
         "the demo stops its simulator: {stdout}"
     );
-    let st = tpmvsc::simulator::status(&store.store()).expect("simulator status");
+    let st = tpmvsc::simulator::status(&store.store(), tpmvsc::simulator::Scope::User)
+        .expect("simulator status");
     assert!(!st.running, "the demo left its simulator running: {st:?}");
     // It can run again on the same store (the README says so).
     let again = run_demo(&root, &bin, &store);

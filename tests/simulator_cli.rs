@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
 use common::*;
 
@@ -28,32 +28,30 @@ fn started_tcti(out: &Output) -> String {
         .trim_start_matches("export TPMVSC_TCTI=")
         .trim()
         .to_string();
-    assert!(tcti.starts_with("swtpm:host=127.0.0.1,port="), "{tcti}");
+    assert!(tcti.starts_with("swtpm:path="), "{tcti}");
     tcti
 }
 
-fn port_of(tcti: &str) -> u16 {
-    tcti.rsplit('=')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port in the TCTI")
+/// The unix socket of a `swtpm:path=` TCTI.
+fn socket_of(tcti: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(tcti.trim_start_matches("swtpm:path="))
 }
 
-/// Local addresses of listening TCP sockets on `port`, from `ss -ltn`.
-fn listeners(port: u16) -> Vec<String> {
+/// The TCP sockets process `pid` listens on, from `ss -ltnp`.
+fn tcp_listeners_of(pid: i64) -> Vec<String> {
     let out = std::process::Command::new("ss")
-        .args(["-ltnH"])
+        .args(["-ltnpH"])
         .output()
         .expect("running ss");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
-        .filter(|a| a.rsplit(':').next() == Some(port.to_string().as_str()))
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .map(str::to_string)
         .collect()
 }
 
 #[test]
-fn the_simulator_starts_on_loopback_keeps_its_state_and_stops() {
+fn the_simulator_listens_on_a_private_unix_socket_keeps_its_state_and_stops() {
     let store = TestStore::new();
     // The TCTI here is only a placeholder: `simulator` commands do not use it.
     let sim = Cli::new(&store, "device:/dev/does-not-exist");
@@ -61,7 +59,7 @@ fn the_simulator_starts_on_loopback_keeps_its_state_and_stops() {
 
     let out = sim.tpmvsc(&["simulator", "start"]).ok("simulator start");
     let tcti = started_tcti(&out);
-    let port = port_of(&tcti);
+    let socket = socket_of(&tcti);
 
     let st = sim
         .tpmvsc(&["simulator", "status", "--json"])
@@ -72,18 +70,20 @@ fn the_simulator_starts_on_loopback_keeps_its_state_and_stops() {
     let env = sim.tpmvsc(&["simulator", "env"]).ok("env");
     assert_eq!(env.stdout.trim(), format!("export TPMVSC_TCTI={tcti}"));
 
-    // Both ports listen, on 127.0.0.1 only.
-    if require_tool("ss") {
-        for p in [port, port + 1] {
-            let l = listeners(p);
-            assert!(!l.is_empty(), "port {p} listens");
-            assert!(
-                l.iter().all(|a| a == &format!("127.0.0.1:{p}")),
-                "port {p} only on loopback: {l:?}"
-            );
-        }
-    }
+    // It listens on unix sockets in the 0700 state directory, on no TCP port at all:
+    // swtpm's control channel would hand any local user the TPM's state.
     let state = store.path().join("simulator");
+    assert_eq!(socket.parent(), Some(state.as_path()), "{tcti}");
+    for s in [socket.clone(), socket.with_extension("sock.ctrl")] {
+        let md = std::fs::symlink_metadata(&s).unwrap_or_else(|e| panic!("{}: {e}", s.display()));
+        assert!(md.file_type().is_socket(), "{} is a socket", s.display());
+        assert_eq!(md.permissions().mode() & 0o777, 0o600, "{}", s.display());
+    }
+    if require_tool("ss") {
+        let pid = st["pid"].as_i64().expect("the simulator's pid");
+        let tcp = tcp_listeners_of(pid);
+        assert!(tcp.is_empty(), "the simulator listens on TCP: {tcp:?}");
+    }
     let mode = std::fs::metadata(&state)
         .expect("simulator dir")
         .permissions()

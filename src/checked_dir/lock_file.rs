@@ -1,7 +1,8 @@
 //! Lock files (`flock`) in a [`CheckedDir`]: opened without following a link, an existing
 //! one without `O_CREAT` (Debian's `protected_regular` refuses creating opens of another
 //! user's file in sticky directories, DESIGN.md §6), a new one with `O_CREAT|O_EXCL`. A
-//! wait for a lock is bounded ([`LOCK_TIMEOUT`], or [`LOCK_TIMEOUT_ENV`]) and then fails
+//! wait for a lock is bounded (the caller says how long: the configured lock timeout) and
+//! then fails
 //! naming the lock file and the process that holds it, read from `/proc/locks`.
 //!
 //! `flock` has no timeout, so a wait is a `LOCK_NB` poll, from 1 ms doubling up to 5 ms:
@@ -19,11 +20,6 @@ use rustix::io::Errno;
 use super::{CheckedDir, check_name, type_name};
 use crate::error::{Error, LockBusy, LockHolder, Result};
 
-/// How long a process waits for a store, card or TPM lock before it gives up.
-pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
-
-pub(crate) use crate::error::LOCK_TIMEOUT_ENV;
-
 /// Longest pause between two tries of a busy lock.
 const MAX_PAUSE: Duration = Duration::from_millis(5);
 
@@ -35,31 +31,11 @@ pub(crate) struct LockFile {
     path: PathBuf,
 }
 
-/// The bound on lock waits: [`LOCK_TIMEOUT_ENV`] when set, else [`LOCK_TIMEOUT`].
-pub(crate) fn lock_timeout() -> Result<Duration> {
-    let Some(raw) = std::env::var_os(LOCK_TIMEOUT_ENV) else {
-        return Ok(LOCK_TIMEOUT);
-    };
-    let text = raw.to_string_lossy();
-    if text.trim().is_empty() {
-        return Ok(LOCK_TIMEOUT);
-    }
-    text.trim()
-        .parse::<f64>()
-        .ok()
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "{LOCK_TIMEOUT_ENV}={text:?} is not a number of seconds (e.g. 30 or 0.5)"
-            ))
-        })
-}
-
 impl LockFile {
-    /// Takes the exclusive lock, waiting at most [`lock_timeout`].
-    pub(crate) fn lock(&self) -> Result<()> {
+    /// Takes the exclusive lock, waiting at most `timeout`.
+    pub(crate) fn lock(&self, timeout: Duration) -> Result<()> {
         let started = Instant::now();
-        self.lock_until(started, started + lock_timeout()?)
+        self.lock_until(started, started + timeout)
     }
 
     /// Takes the exclusive lock, waiting until `deadline`; the error counts the wait from
@@ -291,7 +267,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let held = d.lock_file("x.lock").unwrap();
-        held.lock().unwrap();
+        held.lock(Duration::from_secs(1)).unwrap();
         // A second open file description conflicts with the first, even in one process.
         let other = d.lock_file("x.lock").unwrap();
         let started = Instant::now();
@@ -309,7 +285,7 @@ mod tests {
             m.contains("x.lock") && m.contains(&std::process::id().to_string()),
             "{m}"
         );
-        assert!(m.contains(LOCK_TIMEOUT_ENV), "{m}");
+        assert!(m.contains(crate::error::LOCK_TIMEOUT_ENV), "{m}");
         assert!(other.held_by_others());
         held.unlock();
         assert!(other.try_lock().unwrap());

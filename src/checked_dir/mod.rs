@@ -49,6 +49,9 @@ pub(crate) enum DirRule {
     /// A directory only the caller may use (the `/tmp/tpmvsc-UID` fallback, the
     /// simulator's state): owned by the caller, no permission bits for group or others.
     Private,
+    /// A configuration directory: owned by the caller or by root, not writable by group
+    /// or others (what it says decides which TPM and which store every process uses).
+    Config,
 }
 
 /// An open, checked directory. Cloning shares the descriptor.
@@ -303,6 +306,85 @@ impl CheckedDir {
         read_regular(File::from(fd), &path, limit).map(Some)
     }
 
+    /// Reads the regular file `name` if it exists, at most `limit` bytes, when it is as
+    /// trustworthy as its directory: owned by the caller or by root and not writable by
+    /// group or others (a configuration file). Anything else is refused by name.
+    pub(crate) fn read_trusted(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let path = self.join(name);
+        check_name(name, &path)?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let file = match rustix::fs::openat(&*self.fd, name, flags, Mode::empty()) {
+            Ok(f) => File::from(f),
+            Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::LOOP) => return Err(not_a_file(&path, "a symbolic link")),
+            Err(e) => return Err(self.io(&path, e)),
+        };
+        let st = rustix::fs::fstat(&file).map_err(|e| self.io(&path, e))?;
+        let me = rustix::process::geteuid().as_raw();
+        let (uid, mode) = (st.st_uid, st.st_mode & 0o7777);
+        if (uid != me && uid != 0) || mode & 0o022 != 0 {
+            return Err(Error::StorePermissions {
+                path,
+                why: format!(
+                    "refusing to read it: it belongs to uid {uid} with mode {mode:04o}; a \
+                     configuration file must belong to you (uid {me}) or root and be \
+                     writable by nobody else, since it decides which TPM and which cards \
+                     are used"
+                ),
+            });
+        }
+        read_regular(file, &path, limit).map(Some)
+    }
+
+    /// Sets the directory's owner and mode (root's directories for every user: the
+    /// system simulator's).
+    pub(crate) fn set_owner_and_mode(&self, uid: u32, gid: u32, mode: u32) -> Result<()> {
+        rustix::fs::fchown(
+            &*self.fd,
+            Some(rustix::process::Uid::from_raw(uid)),
+            Some(rustix::process::Gid::from_raw(gid)),
+        )
+        .and_then(|()| rustix::fs::fchmod(&*self.fd, Mode::from_raw_mode(mode)))
+        .map_err(|e| self.io(&self.path, e))
+    }
+
+    /// Makes the empty regular file `name` readable by everyone (mode 0644), when missing:
+    /// a lock file every user opens read-only to `flock` it.
+    pub(crate) fn make_shared_file(&self, name: &str) -> Result<()> {
+        let path = self.join(name);
+        check_name(name, &path)?;
+        let flags = OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&*self.fd, name, flags, Mode::from_raw_mode(0o644)).map_err(
+            |e| match e {
+                Errno::LOOP => not_a_file(&path, "a symbolic link"),
+                e => self.io(&path, e),
+            },
+        )?;
+        let file = File::from(fd);
+        let st = rustix::fs::fstat(&file).map_err(|e| self.io(&path, e))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(not_a_file(
+                &path,
+                type_name(FileType::from_raw_mode(st.st_mode)),
+            ));
+        }
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(0o644)).map_err(|e| self.io(&path, e))
+    }
+
+    /// [`CheckedDir::write_atomic`] (durable) for a file every user reads: mode 0644.
+    pub(crate) fn write_shared_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.write_atomic(name, bytes, true)?;
+        let path = self.join(name);
+        let fd = rustix::fs::openat(
+            &*self.fd,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.io(&path, e))?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644)).map_err(|e| self.io(&path, e))
+    }
+
     /// Replaces (or creates) `name` with `bytes`, atomically (mode 0600): see
     /// [`write_atomic_in`].
     pub(crate) fn write_atomic(&self, name: &str, bytes: &[u8], durable: bool) -> Result<()> {
@@ -372,11 +454,11 @@ impl CheckedDir {
         let what = self.what;
         let owner_ok = match rule {
             DirRule::Store => uid == me || uid == 0 || me == 0,
-            DirRule::Lock => uid == me || uid == 0,
+            DirRule::Lock | DirRule::Config => uid == me || uid == 0,
             DirRule::Private => uid == me,
         };
         let bits = match rule {
-            DirRule::Store | DirRule::Lock => 0o022,
+            DirRule::Store | DirRule::Lock | DirRule::Config => 0o022,
             DirRule::Private => 0o077,
         };
         let refuse = |why: String| {
@@ -652,7 +734,7 @@ fn kind_of_type(t: FileType) -> EntryKind {
 
 /// Creates the missing directories of `path`, outermost first, each with mode 0700 and
 /// each only inside a parent that belongs to the caller or root (root: to root).
-fn create_missing(path: &Path, what: &str) -> Result<()> {
+pub(crate) fn create_missing(path: &Path, what: &str) -> Result<()> {
     let mut missing = Vec::new();
     let mut cur = path;
     loop {

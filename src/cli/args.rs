@@ -217,9 +217,19 @@ pub(crate) enum Cmd {
     },
     /// Run a simulated TPM (swtpm) for machines without one. Cards made on it are
     /// software tokens: its state file holds every key.
+    #[command(after_help = "start prints the line to export for your shell \
+        (`eval \"$(tpmvsc simulator start)\"`). It listens on a unix socket in a directory \
+        only you can enter.\n\n\
+        --system (root): one simulator for the whole machine. Its sockets are in \
+        /run/tpmvsc/simulator, open to the tss group, and /etc/tpmvsc/tpmvsc.conf names it, so \
+        every process uses it without any variable (daemons included); `stop --system` removes \
+        that file. Members of tss can read its whole state: it is a software token.")]
     Simulator {
         #[arg(value_enum)]
         action: SimAction,
+        /// The machine's simulator (root), named in /etc/tpmvsc/tpmvsc.conf.
+        #[arg(long)]
+        system: bool,
         /// Machine-readable output (status).
         #[arg(long)]
         json: bool,

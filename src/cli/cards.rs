@@ -3,7 +3,7 @@
 use zeroize::Zeroizing;
 
 use super::args::{AdminChoice, CreateArgs, SecretChoice};
-use super::output::{print_info, print_json, print_table};
+use super::output::{print_info, print_json, print_settings, print_table, settings_json};
 use super::prompt::{SecretReader, read_secret_file};
 use crate::card::{DEFAULT_PIN, PinPolicy};
 use crate::error::{Error, Quoted, Result};
@@ -216,9 +216,14 @@ pub(super) fn info(store: &Store, card: String, json: bool) -> Result<()> {
         v.annotate(&mut c);
     }
     if json {
-        print_json(&c);
+        let mut v = serde_json::to_value(&c).unwrap_or_default();
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert("settings".into(), settings_json(store)?);
+        }
+        print_json(&v);
     } else {
         print_info(&c);
+        print_settings(store)?;
     }
     Ok(())
 }

@@ -172,12 +172,16 @@ fn run(cli: Cli) -> crate::Result<()> {
         Cmd::ImportCert { card, file, json } => enroll::import_cert(s, card, file, json),
         Cmd::Certs { card, json } => enroll::certs(s, card, json),
         Cmd::Admin { action } => admin::run(s, action),
-        Cmd::Tpm { action } => system::tpm(action),
+        Cmd::Tpm { action } => system::tpm(s, action),
         Cmd::Install {
             lib_dir,
             modules_dir,
             uninstall,
         } => system::install(&lib_dir, &modules_dir, uninstall),
-        Cmd::Simulator { action, json } => system::simulator(s, action, json),
+        Cmd::Simulator {
+            action,
+            system,
+            json,
+        } => system::simulator(s, action, system, json),
     }
 }

@@ -169,3 +169,67 @@ pub(super) fn print_info(c: &CardSummary) {
     }
     println!("Files:         {}", c.path);
 }
+
+/// The settings that decide which TPM and which cards this command uses, each with where
+/// it came from (environment, a configuration file, the default).
+pub(super) fn settings(
+    store: &crate::store::Store,
+) -> crate::Result<Vec<(&'static str, String, String)>> {
+    let c = crate::config::current()?;
+    let mut rows = vec![("tcti", c.tcti.value.clone(), c.tcti.source.to_string())];
+    rows.push(match &c.store {
+        Some(s) => ("store", s.value.display().to_string(), s.source.to_string()),
+        None => (
+            "store",
+            store.root().display().to_string(),
+            "default".to_string(),
+        ),
+    });
+    rows.push(match &c.lock_dir {
+        Some(s) => (
+            "lock_dir",
+            s.value.display().to_string(),
+            s.source.to_string(),
+        ),
+        None => (
+            "lock_dir",
+            crate::tpm::lock_dir().display().to_string(),
+            "default".to_string(),
+        ),
+    });
+    rows.push((
+        "tpm_wait",
+        format!("{} s", c.tpm_wait.value.as_secs_f64()),
+        c.tpm_wait.source.to_string(),
+    ));
+    rows.push((
+        "lock_timeout",
+        format!("{} s", c.lock_timeout.value.as_secs_f64()),
+        c.lock_timeout.source.to_string(),
+    ));
+    Ok(rows)
+}
+
+/// [`settings`] as text lines.
+pub(super) fn print_settings(store: &crate::store::Store) -> crate::Result<()> {
+    println!("Settings (and where each came from):");
+    for (key, value, source) in settings(store)? {
+        println!("  {key:<13} {value}  ({source})");
+    }
+    Ok(())
+}
+
+/// [`settings`] as a JSON object: `{"tcti": {"value": ..., "source": ...}, ...}`.
+pub(super) fn settings_json(store: &crate::store::Store) -> crate::Result<serde_json::Value> {
+    Ok(serde_json::Value::Object(
+        settings(store)?
+            .into_iter()
+            .map(|(k, v, s)| {
+                (
+                    k.to_string(),
+                    serde_json::json!({ "value": v, "source": s }),
+                )
+            })
+            .collect(),
+    ))
+}

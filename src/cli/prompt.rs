@@ -254,7 +254,7 @@ struct Bounded<'a> {
 
 impl<'a> Bounded<'a> {
     fn new(file: File, path: &'a Path) -> Result<Bounded<'a>> {
-        let wait = crate::checked_dir::lock_file::lock_timeout()?;
+        let wait = crate::config::lock_timeout()?;
         Ok(Bounded {
             file,
             path,

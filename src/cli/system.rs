@@ -1,7 +1,7 @@
 //! `tpm …`, `simulator …` and `install`: the machine rather than a card.
 
 use super::args::{SimAction, TpmCmd};
-use super::output::print_json;
+use super::output::{print_json, print_settings, settings_json};
 use super::prompt::SecretReader;
 use crate::error::{Error, Result};
 use crate::provision::hardening;
@@ -9,9 +9,9 @@ use crate::store::Store;
 use crate::{simulator, tpm};
 
 /// `tpmvsc tpm …`.
-pub(super) fn tpm(action: TpmCmd) -> Result<()> {
+pub(super) fn tpm(store: &Store, action: TpmCmd) -> Result<()> {
     match action {
-        TpmCmd::Status { json } => status(json)?,
+        TpmCmd::Status { json } => status(store, json)?,
         TpmCmd::Harden {
             lockout_auth_file,
             print_lockout_auth,
@@ -34,8 +34,17 @@ pub(super) fn tpm(action: TpmCmd) -> Result<()> {
 }
 
 /// `tpmvsc tpm status`.
-fn status(json: bool) -> Result<()> {
-    let mut t = tpm::Tpm::open()?;
+fn status(store: &Store, json: bool) -> Result<()> {
+    let mut t = match tpm::Tpm::open() {
+        Ok(t) => t,
+        Err(e) => {
+            // Where the TPM setting came from is half of why it cannot be reached.
+            if !json {
+                print_settings(store)?;
+            }
+            return Err(e.into());
+        }
+    };
     let info = t.info()?;
     let da = t.da_status()?;
     let lockout = hardening::lockout_state(&mut t)?;
@@ -52,6 +61,7 @@ fn status(json: bool) -> Result<()> {
                 serde_json::to_value(lockout).unwrap_or_default(),
             );
             m.insert("srk".into(), serde_json::to_value(&srk).unwrap_or_default());
+            m.insert("settings".into(), settings_json(store)?);
         }
         print_json(&v);
     } else {
@@ -100,6 +110,7 @@ fn status(json: bool) -> Result<()> {
                 ""
             }
         );
+        print_settings(store)?;
     }
     Ok(())
 }
@@ -220,27 +231,42 @@ pub(super) fn install(
 }
 
 /// `tpmvsc simulator …`.
-pub(super) fn simulator(store: &Store, action: SimAction, json: bool) -> Result<()> {
+pub(super) fn simulator(store: &Store, action: SimAction, system: bool, json: bool) -> Result<()> {
+    let scope = if system {
+        simulator::Scope::System
+    } else {
+        simulator::Scope::User
+    };
+    let flag = if system { " --system" } else { "" };
     match action {
         SimAction::Start => {
-            let st = simulator::start(store)?;
+            let st = simulator::start(store, scope)?;
             eprintln!(
                 "Simulated TPM running (pid {}, state in {}). Cards made on it are software tokens.",
                 st.pid.unwrap_or(0),
                 st.state_dir.display()
             );
-            println!("export {}={}", tpm::TCTI_ENV, st.tcti.unwrap_or_default());
+            match &st.config_file {
+                Some(f) => eprintln!(
+                    "{} names it: every process on this machine uses it now (members of the \
+                     tss group may). `tpmvsc simulator stop --system` ends that.",
+                    f.display()
+                ),
+                None => println!("export {}={}", tpm::TCTI_ENV, st.tcti.unwrap_or_default()),
+            }
         }
         SimAction::Stop => {
-            let was = simulator::status(store)?;
+            let was = simulator::status(store, scope)?;
             if !was.running {
+                // The configuration file goes even when the process is already gone.
+                simulator::stop(store, scope)?;
                 println!(
-                    "No simulated TPM was running for the store {} (nothing stopped).",
+                    "No simulated TPM{flag} was running for the store {} (nothing stopped).",
                     store.root().display()
                 );
                 return Ok(());
             }
-            let st = simulator::stop(store)?;
+            let st = simulator::stop(store, scope)?;
             if st.running {
                 return Err(Error::Simulator(format!(
                     "the simulated TPM (pid {}) is still running; stop it with `kill {}`",
@@ -255,7 +281,7 @@ pub(super) fn simulator(store: &Store, action: SimAction, json: bool) -> Result<
             );
         }
         SimAction::Status => {
-            let st = simulator::status(store)?;
+            let st = simulator::status(store, scope)?;
             if json {
                 print_json(&st);
             } else if st.running {
@@ -266,17 +292,19 @@ pub(super) fn simulator(store: &Store, action: SimAction, json: bool) -> Result<
                     st.state_dir.display()
                 );
             } else {
-                println!("Simulated TPM not running (start it with `tpmvsc simulator start`).");
+                println!(
+                    "Simulated TPM not running (start it with `tpmvsc simulator start{flag}`)."
+                );
             }
         }
         SimAction::Env => {
-            let st = simulator::status(store)?;
+            let st = simulator::status(store, scope)?;
             match (st.running, st.tcti) {
                 (true, Some(t)) => println!("export {}={t}", tpm::TCTI_ENV),
                 _ => {
-                    return Err(Error::Simulator(
-                        "not running; start it with `tpmvsc simulator start`".into(),
-                    ));
+                    return Err(Error::Simulator(format!(
+                        "not running; start it with `tpmvsc simulator start{flag}`"
+                    )));
                 }
             }
         }

@@ -121,6 +121,9 @@ pub enum Error {
     /// A store file is unreadable or malformed.
     #[error("store file {} is damaged: {why}", .path.display())]
     StoreCorrupt { path: PathBuf, why: String },
+    /// A configuration file is malformed; `why` says what is wrong in it.
+    #[error("configuration file {}: {why}", .path.display())]
+    Config { path: PathBuf, why: String },
     /// A store file or directory has unsafe permissions.
     #[error("{}: {why}", .path.display())]
     StorePermissions { path: PathBuf, why: String },
@@ -236,6 +239,7 @@ impl Error {
             | Error::TooManyCards { .. }
             | Error::CardUnusable { .. }
             | Error::StoreCorrupt { .. }
+            | Error::Config { .. }
             | Error::StorePermissions { .. }
             | Error::ReadOnly { .. }
             | Error::LockBusy(_)
@@ -299,7 +303,7 @@ impl Error {
             | Error::StorePermissions { .. }
             | Error::ReadOnly { .. }
             | Error::Io { .. } => CKR_DEVICE_ERROR,
-            Error::LockBusy(_) => CKR_FUNCTION_FAILED,
+            Error::LockBusy(_) | Error::Config { .. } => CKR_FUNCTION_FAILED,
             Error::Simulator(_) => CKR_DEVICE_ERROR,
             Error::Tpm(e) => match e {
                 TpmError::AuthFail => CKR_PIN_INCORRECT,

@@ -156,9 +156,9 @@ impl fmt::Display for TpmError {
         match self {
             TpmError::NoTpm { tcti, why } => write!(
                 f,
-                "no TPM at {tcti:?} ({why}). Set TPMVSC_TCTI to your TPM (e.g. \
-                 device:/dev/tpmrm0), or start the simulator: `tpmvsc simulator start` \
-                 then `eval \"$(tpmvsc simulator env)\"`"
+                "no TPM at {tcti:?} ({why}). Set TPMVSC_TCTI, or `tcti` in \
+                 /etc/tpmvsc/tpmvsc.conf, to your TPM (e.g. device:/dev/tpmrm0), or start the \
+                 simulator: `tpmvsc simulator start` then `eval \"$(tpmvsc simulator env)\"`"
             ),
             TpmError::Gone(w) => write!(f, "the TPM went away during the operation: {w}"),
             TpmError::Unresponsive { secs } => write!(

@@ -73,6 +73,8 @@ impl Module {
     /// Builds the state from the store alone: no TPM, no output (DESIGN.md §6).
     /// `threads_allowed`: false when the host forbids the library its own threads.
     pub(crate) fn new(threads_allowed: bool) -> Result<Module> {
+        // Settings are read again at each initialisation: a changed file counts from now.
+        crate::config::reload();
         let m = Module {
             pid: std::process::id(),
             store: Store::open()?,

@@ -30,19 +30,11 @@ const IDLE_CHECK: Duration = Duration::from_millis(25);
 const IDLE_RELEASE_MS: u64 = 100;
 /// How long C_Finalize lets closing the connection take at least.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
-/// Environment variable: seconds a call waits for the connection (default 30).
-pub(crate) const WAIT_ENV: &str = "TPMVSC_TPM_WAIT";
-const DEFAULT_WAIT_SECS: u64 = 30;
-
 /// How long a call waits for a connection another thread is using, and how long a
-/// command may run before its connection is abandoned.
+/// command may run before its connection is abandoned (`TPMVSC_TPM_WAIT`, `tpm_wait` in a
+/// configuration file, else 30 s).
 pub(crate) fn wait_limit() -> Duration {
-    let secs = std::env::var(WAIT_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|s| *s > 0)
-        .unwrap_or(DEFAULT_WAIT_SECS);
-    Duration::from_secs(secs)
+    crate::config::current().map_or(Duration::from_secs(30), |c| c.tpm_wait.value)
 }
 
 /// One connection (replaced as a whole when it hangs).

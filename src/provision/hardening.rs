@@ -24,8 +24,6 @@ use crate::error::{Error, Result};
 use crate::provision::Secret;
 use crate::tpm::{Tpm, TpmError, WINDOWS_DA};
 
-/// Environment variable replacing the configuration directory `/etc/tpmvsc` (tests).
-pub(crate) const CONFIG_DIR_ENV: &str = "TPMVSC_CONFIG_DIR";
 /// The marker of tpmvsc versions that knew one TPM per machine (still honoured).
 const LEGACY_MARKER_FILE: &str = "hardened.json";
 /// The lockout authorization file of those versions (still read).
@@ -148,7 +146,7 @@ pub fn harden(file: Option<&Path>, given: Option<Secret>, print: bool) -> Result
         check_auth_file_path(path)?;
     }
     // Public (0755) before anything lands in it: every user reads the marker.
-    make_config_dir(&config_dir())?;
+    crate::config::make_system_dir()?;
     let mut t = Tpm::open()?;
     let srk_name = t.proved_srk_name()?;
     let srk = hex::encode(&srk_name);
@@ -292,9 +290,7 @@ pub(crate) fn find_lockout_auth_file(srk_name: &[u8]) -> Option<PathBuf> {
 
 /// The configuration directory: `TPMVSC_CONFIG_DIR`, else `/etc/tpmvsc`.
 pub fn config_dir() -> PathBuf {
-    std::env::var_os(CONFIG_DIR_ENV)
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| PathBuf::from("/etc/tpmvsc"), PathBuf::from)
+    crate::config::system_dir()
 }
 
 /// This TPM's marker, when it and its directory are root's and closed to others' writes
@@ -320,8 +316,7 @@ fn read_marker(srk_name: &[u8]) -> Option<Marker> {
 }
 
 fn write_marker(srk_name: &[u8], srk_hex: &str, escrow: &Escrow) -> Result<()> {
-    let dir = config_dir();
-    make_config_dir(&dir)?;
+    let dir = crate::config::make_system_dir()?;
     let marker = Marker {
         version: 1,
         srk_name: srk_hex.to_string(),
@@ -344,27 +339,6 @@ fn write_marker(srk_name: &[u8], srk_hex: &str, escrow: &Escrow) -> Result<()> {
 
 /// The configuration directory, root's, mode 0755 (the marker is public; the lockout
 /// authorization inside is 0600).
-fn make_config_dir(dir: &Path) -> Result<()> {
-    match std::fs::DirBuilder::new()
-        .mode(0o755)
-        .recursive(true)
-        .create(dir)
-    {
-        Ok(()) => {}
-        Err(e) => return Err(Error::io(dir, e)),
-    }
-    let md = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
-    if !md.is_dir() || md.uid() != 0 || md.mode() & 0o022 != 0 {
-        return Err(Error::StorePermissions {
-            path: dir.to_path_buf(),
-            why: "the configuration directory must be a directory owned by root and writable \
-                  by root alone"
-                .into(),
-        });
-    }
-    Ok(())
-}
-
 /// Most bytes a lockout authorization file of tpmvsc's holds.
 const AUTH_FILE_MAX: u64 = 4096;
 

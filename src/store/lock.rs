@@ -16,11 +16,11 @@ pub struct LockGuard {
 
 impl LockGuard {
     /// Takes the exclusive lock on the file `name` in `dir`, waiting at most
-    /// [`lock_timeout`](crate::checked_dir::lock_file::lock_timeout) for other holders.
+    /// the configured lock timeout for other holders.
     /// An existing file is opened without `O_CREAT`; none is followed through a link.
     pub(crate) fn exclusive(dir: &CheckedDir, name: &str) -> Result<LockGuard> {
         let file = dir.lock_file(name)?;
-        file.lock()?;
+        file.lock(crate::config::lock_timeout()?)?;
         Ok(LockGuard { file })
     }
 

@@ -26,9 +26,6 @@ use crate::checked_dir::{CheckedDir, DirRule, EntryKind, human_size};
 use crate::error::{Error, Result};
 pub use lock::LockGuard;
 
-/// Environment variable that replaces the system and user stores with one directory.
-pub(crate) const STORE_ENV: &str = "TPMVSC_STORE";
-
 /// Most bytes a card record file may have: `card.json`, `counters.json`, `csk.json`,
 /// `puk.json`, `admin.json`. Measured on a card with PUK and admin key: `admin.json` (the
 /// admin object and a batch of 32 challenges) 5.5 KiB, `card.json` 1.1 KiB, `csk.json`
@@ -508,8 +505,8 @@ fn leftover_names(cards: &CheckedDir) -> Result<Vec<String>> {
 }
 
 fn default_root() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os(STORE_ENV).filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
+    if let Some(s) = &crate::config::current()?.store {
+        return Ok(s.value.clone());
     }
     if rustix::process::geteuid().is_root() {
         return Ok(PathBuf::from("/var/lib/tpmvsc"));

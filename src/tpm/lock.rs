@@ -13,10 +13,7 @@ use std::time::Instant;
 use sha2::{Digest as _, Sha256};
 
 use super::TpmError;
-use crate::checked_dir::{CheckedDir, DirRule, LockFile, lock_file};
-
-/// Environment variable naming the lock directory.
-pub(crate) const LOCK_DIR_ENV: &str = "TPMVSC_LOCK_DIR";
+use crate::checked_dir::{CheckedDir, DirRule, LockFile};
 
 /// Directory for lock files shared by every user of one TPM (not checked: see
 /// `checked_lock_dir`).
@@ -26,10 +23,14 @@ pub fn lock_dir() -> PathBuf {
     })
 }
 
-/// `TPMVSC_LOCK_DIR`, `/run/tpmvsc` for root, `$XDG_RUNTIME_DIR/tpmvsc` for a user.
+/// The configured lock directory (`TPMVSC_LOCK_DIR`, `lock_dir` in a configuration
+/// file), else `/run/tpmvsc` for root and `$XDG_RUNTIME_DIR/tpmvsc` for a user.
 fn runtime_path() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os(LOCK_DIR_ENV).filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d));
+    if let Some(d) = crate::config::current()
+        .ok()
+        .and_then(|c| c.lock_dir.as_ref().map(|s| s.value.clone()))
+    {
+        return Some(d);
     }
     if rustix::process::geteuid().is_root() {
         return Some(PathBuf::from("/run/tpmvsc"));
@@ -60,6 +61,13 @@ pub(crate) fn runtime_dir() -> Option<CheckedDir> {
         .filter(CheckedDir::is_volatile)
 }
 
+/// The names of a TPM's two lock files (`tpm-<tag>.lock`, `tpm-<tag>.wait`), from its
+/// TCTI.
+pub(crate) fn lock_file_names(tcti: &str) -> [String; 2] {
+    let tag = hex::encode(&Sha256::digest(tcti.as_bytes())[..8]);
+    [format!("tpm-{tag}.lock"), format!("tpm-{tag}.wait")]
+}
+
 /// The cross-process lock of a TPM without resource manager: `tpm-<tag>.lock`, held
 /// while a process has a connection, and `tpm-<tag>.wait`, which a process waiting for
 /// the lock holds so that the holder can see someone waits and give the TPM up
@@ -79,12 +87,12 @@ impl TpmLock {
             what: format!("the TPM's lock: {e}"),
         };
         let dir = checked_lock_dir().map_err(fail)?;
-        let tag = hex::encode(&Sha256::digest(tcti.as_bytes())[..8]);
-        let main = dir.lock_file(&format!("tpm-{tag}.lock")).map_err(fail)?;
-        let wait = dir.lock_file(&format!("tpm-{tag}.wait")).map_err(fail)?;
+        let [main_name, wait_name] = lock_file_names(tcti);
+        let main = dir.lock_file(&main_name).map_err(fail)?;
+        let wait = dir.lock_file(&wait_name).map_err(fail)?;
         if !main.try_lock().map_err(fail)? {
             let started = Instant::now();
-            let deadline = started + lock_file::lock_timeout().map_err(fail)?;
+            let deadline = started + crate::config::lock_timeout().map_err(fail)?;
             wait.lock_until(started, deadline).map_err(fail)?;
             let r = main.lock_until(started, deadline);
             wait.unlock();

@@ -41,9 +41,7 @@ pub(crate) use lock::TpmLock;
 pub use lock::lock_dir;
 
 /// Environment variable naming the TCTI.
-pub(crate) const TCTI_ENV: &str = "TPMVSC_TCTI";
-/// TCTI used when `TPMVSC_TCTI` is not set: the kernel's resource manager.
-pub(crate) const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+pub(crate) use crate::config::TCTI_ENV;
 /// The well-known persistent handle of the storage root key.
 pub const SRK_PERSISTENT: u32 = 0x8100_0001;
 
@@ -246,9 +244,10 @@ pub struct Tpm {
 }
 
 impl Tpm {
-    /// Opens the TPM named by `TPMVSC_TCTI` (default `device:/dev/tpmrm0`).
+    /// Opens the configured TPM (`TPMVSC_TCTI`, else `tcti` in a configuration file, else
+    /// `device:/dev/tpmrm0`).
     pub fn open() -> Result<Tpm, TpmError> {
-        Tpm::open_tcti(&configured_tcti())
+        Tpm::open_tcti(&configured_tcti()?)
     }
 
     /// Opens the TPM behind `tcti`. Without a resource manager (swtpm, mssim, /dev/tpm0) a
@@ -262,16 +261,14 @@ impl Tpm {
     /// this process holds (one abandoned to a command that never came back), instead of
     /// waiting for it.
     pub(crate) fn open_sharing(held: Option<Arc<TpmLock>>) -> Result<Tpm, TpmError> {
-        Tpm::open_tcti_sharing(&configured_tcti(), held)
+        Tpm::open_tcti_sharing(&configured_tcti()?, held)
     }
 
     fn open_tcti_sharing(tcti: &str, held: Option<Arc<TpmLock>>) -> Result<Tpm, TpmError> {
-        if let Some(path) = tcti.strip_prefix("device:")
-            && !std::path::Path::new(path).exists()
-        {
+        if let Some(why) = unreachable_because(tcti) {
             return Err(TpmError::NoTpm {
                 tcti: tcti.to_string(),
-                why: format!("{path} does not exist"),
+                why,
             });
         }
         let shared = !has_resource_manager(tcti);
@@ -710,12 +707,63 @@ fn salted_only(s: Tr) -> Sessions {
     [s, esys::NONE, esys::NONE]
 }
 
-/// The TCTI from the environment, or the default.
-pub(crate) fn configured_tcti() -> String {
-    std::env::var(TCTI_ENV)
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_TCTI.to_string())
+/// The TCTI this process is configured for (environment, configuration files, default).
+pub(crate) fn configured_tcti() -> Result<String, TpmError> {
+    crate::config::current()
+        .map(|c| c.tcti.value.clone())
+        .map_err(|e| TpmError::NoTpm {
+            tcti: "the configured TPM".into(),
+            why: e.to_string(),
+        })
+}
+
+/// Why this process cannot reach the TPM behind `tcti`, when that can be told before
+/// trying: a device or simulator socket that is missing or that this user may not open
+/// (the kernel's `/dev/tpmrm0` is `root:tss 0660`: members of `tss` can use the TPM).
+pub(crate) fn unreachable_because(tcti: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let path = tcti
+        .strip_prefix("device:")
+        .or_else(|| {
+            tcti.strip_prefix("swtpm:")
+                .and_then(|conf| conf.split(',').find_map(|kv| kv.strip_prefix("path=")))
+        })
+        .filter(|p| !p.is_empty())?;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some(format!("{path} does not exist"));
+        }
+        Err(e) => return Some(format!("{path}: {e}")),
+    };
+    let access = rustix::fs::access(
+        path,
+        rustix::fs::Access::READ_OK | rustix::fs::Access::WRITE_OK,
+    );
+    if access.is_ok() {
+        return None;
+    }
+    let group = group_name(meta.gid()).unwrap_or_else(|| format!("gid {}", meta.gid()));
+    Some(format!(
+        "{path} is owner uid {}, group {group}, mode {:04o}, and this process (uid {}) may not \
+         open it: members of the group {group} can. Ask an administrator to add you \
+         (`sudo usermod -aG {group} $USER`, then log in again); note that members of that \
+         group can use the whole TPM, which is why `tpmvsc tpm harden` matters",
+        meta.uid(),
+        meta.mode() & 0o7777,
+        rustix::process::geteuid().as_raw(),
+    ))
+}
+
+/// A group's name from /etc/group (no NSS lookup: a small, local fact).
+fn group_name(gid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id = f.nth(1)?;
+        (id.parse::<u32>().ok()? == gid).then(|| name.to_string())
+    })
 }
 
 /// True for TCTIs that talk to a simulator.

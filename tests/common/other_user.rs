@@ -19,6 +19,8 @@ pub struct OtherUser {
     pub uid: u32,
     base: TempDir,
     bin: PathBuf,
+    /// Supplementary groups its commands run with (none by default).
+    groups: Vec<u32>,
 }
 
 impl OtherUser {
@@ -49,7 +51,12 @@ impl OtherUser {
             std::fs::copy(&bin, &copy).expect("copying tpmvsc where others can run it");
             copy
         };
-        let u = OtherUser { uid, base, bin };
+        let u = OtherUser {
+            uid,
+            base,
+            bin,
+            groups: Vec::new(),
+        };
         u.own_dir("home");
         u
     }
@@ -94,14 +101,25 @@ impl OtherUser {
         PathBuf::from(format!("/tmp/tpmvsc-{}", self.uid))
     }
 
-    /// `program ARGS` as the user (`setpriv`, no supplementary groups) with only PATH,
-    /// HOME, TSS2_LOG and `env` in its environment; stdin empty.
+    /// The user's commands run with these supplementary groups from now on.
+    pub fn set_groups(&mut self, gids: &[u32]) {
+        self.groups = gids.to_vec();
+    }
+
+    /// `program ARGS` as the user (`setpriv`, no supplementary groups unless
+    /// [`OtherUser::set_groups`]) with only PATH, HOME, TSS2_LOG and `env` in its
+    /// environment; stdin empty.
     pub fn command(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut c = Command::new("setpriv");
         c.arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.uid))
-            .arg("--clear-groups")
-            .arg("--")
+            .arg(format!("--regid={}", self.uid));
+        if self.groups.is_empty() {
+            c.arg("--clear-groups");
+        } else {
+            let list: Vec<String> = self.groups.iter().map(u32::to_string).collect();
+            c.arg(format!("--groups={}", list.join(",")));
+        }
+        c.arg("--")
             .arg(program)
             .args(args)
             .env_clear()
