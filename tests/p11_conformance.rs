@@ -799,19 +799,90 @@ fn a_certificate_keeps_every_attribute_its_template_gives() {
             );
         }
     }
-    // A date that is not YYYYMMDD is refused.
+    // Every other attribute a template gives is kept, or the object is refused.
     let h = s.w.open(s.w.slot(), true);
     s.w.login(h);
+    let subject = attribute(&s.w, h, found[0], CKA_SUBJECT);
+    let vendor: CK_ATTRIBUTE_TYPE = CKA_VENDOR_DEFINED | 0x4e53_5301;
     let mut t = Template::new();
     t.ulong(CKA_CLASS, CKO_CERTIFICATE);
     t.bytes(CKA_VALUE, &der);
-    t.bytes(CKA_START_DATE, b"2026-1-1");
+    t.bytes(CKA_SUBJECT, &subject);
+    t.bool(CKA_COPYABLE, false);
+    t.bool(CKA_DESTROYABLE, false);
+    t.ulong(CKA_CERTIFICATE_CATEGORY, 2);
+    t.bytes(vendor, b"a vendor's value");
     let mut o = 0;
     c.rv(
         p11!(f, C_CreateObject(h, t.ptr(), t.len(), &mut o)),
-        CKR_ATTRIBUTE_VALUE_INVALID,
-        "C_CreateObject with CKA_START_DATE 2026-1-1",
+        CKR_OK,
+        "C_CreateObject with more attributes",
     );
+    for (a, v) in [
+        (CKA_COPYABLE, vec![CK_FALSE]),
+        (CKA_DESTROYABLE, vec![CK_FALSE]),
+        (CKA_CERTIFICATE_CATEGORY, 2u64.to_ne_bytes().to_vec()),
+        (vendor, b"a vendor's value".to_vec()),
+        (CKA_SUBJECT, subject.clone()),
+    ] {
+        c.that(
+            attribute(&s.w, h, o, a) == v,
+            &format!("attribute {a:#x} as given"),
+        );
+    }
+    c.that(
+        !attribute(&s.w, h, o, CKA_PUBLIC_KEY_INFO).is_empty(),
+        "CKA_PUBLIC_KEY_INFO from the certificate",
+    );
+    c.rv(
+        p11!(f, C_DestroyObject(h, o)),
+        CKR_ACTION_PROHIBITED,
+        "C_DestroyObject of a non-destroyable one",
+    );
+    type Bad<'a> = (CK_ATTRIBUTE_TYPE, &'a [u8], CK_RV, &'a str);
+    let refused: [Bad; 5] = [
+        (
+            CKA_START_DATE,
+            b"2026-1-1",
+            CKR_ATTRIBUTE_VALUE_INVALID,
+            "CKA_START_DATE 2026-1-1",
+        ),
+        (
+            CKA_SUBJECT,
+            b"\x30\x00",
+            CKR_TEMPLATE_INCONSISTENT,
+            "a CKA_SUBJECT not the certificate's",
+        ),
+        (
+            CKA_MODULUS,
+            &[1, 2, 3],
+            CKR_ATTRIBUTE_TYPE_INVALID,
+            "CKA_MODULUS on a certificate",
+        ),
+        (
+            CKA_TRUSTED,
+            &[CK_TRUE],
+            CKR_ATTRIBUTE_READ_ONLY,
+            "CKA_TRUSTED true",
+        ),
+        (
+            CKA_CERTIFICATE_CATEGORY,
+            &9u64.to_ne_bytes(),
+            CKR_ATTRIBUTE_VALUE_INVALID,
+            "category 9",
+        ),
+    ];
+    for (a, v, want, what) in refused {
+        let mut t = Template::new();
+        t.ulong(CKA_CLASS, CKO_CERTIFICATE);
+        t.bytes(CKA_VALUE, &der);
+        t.bytes(a, v);
+        c.rv(
+            p11!(f, C_CreateObject(h, t.ptr(), t.len(), &mut o)),
+            want,
+            &format!("C_CreateObject with {what}"),
+        );
+    }
     c.done();
 }
 

@@ -106,9 +106,6 @@ pub enum Error {
         wanted: String,
         candidates: Vec<String>,
     },
-    /// A card with this name exists already.
-    #[error("a card named {} exists already; choose another name", Quoted(.0))]
-    CardExists(String),
     /// The store holds the maximum number of cards.
     #[error(
         "this store holds {max} cards, the limit; destroy one first (`tpmvsc destroy CARD`, \
@@ -151,9 +148,6 @@ pub enum Error {
     /// A TPM command failed.
     #[error("{}", tpm_message(.0))]
     Tpm(TpmError),
-    /// A user declined a confirmation or closed the prompt.
-    #[error("cancelled")]
-    Cancelled,
     /// A feature that is not offered (yet); the text says what to do instead.
     #[error("{0}")]
     Unsupported(String),
@@ -235,7 +229,6 @@ impl Error {
             | Error::CardNotFound(_)
             | Error::CardNotFoundDamaged { .. }
             | Error::AmbiguousCard { .. }
-            | Error::CardExists(_)
             | Error::TooManyCards { .. }
             | Error::CardUnusable { .. }
             | Error::StoreCorrupt { .. }
@@ -246,7 +239,6 @@ impl Error {
             | Error::Io { .. }
             | Error::Simulator(_)
             | Error::Tpm(_)
-            | Error::Cancelled
             | Error::Unsupported(_)
             | Error::LockoutHeldElsewhere(_)
             | Error::DataLenRange(_)
@@ -297,7 +289,7 @@ impl Error {
             }
             Error::CardNotFound(_) | Error::CardNotFoundDamaged { .. } => CKR_SLOT_ID_INVALID,
             Error::AmbiguousCard { .. } => CKR_ARGUMENTS_BAD,
-            Error::CardExists(_) | Error::TooManyCards { .. } => CKR_FUNCTION_FAILED,
+            Error::TooManyCards { .. } => CKR_FUNCTION_FAILED,
             Error::CardUnusable { .. } => CKR_TOKEN_NOT_RECOGNIZED,
             Error::StoreCorrupt { .. }
             | Error::StorePermissions { .. }
@@ -325,7 +317,6 @@ impl Error {
                 | TpmError::BadObjectFile { .. }
                 | TpmError::Other { .. } => CKR_DEVICE_ERROR,
             },
-            Error::Cancelled => CKR_FUNCTION_CANCELED,
             Error::NoPuk(_) => CKR_PIN_INCORRECT,
             Error::NotManaged(_) => CKR_FUNCTION_NOT_SUPPORTED,
             Error::Unsupported(_) => CKR_FUNCTION_NOT_SUPPORTED,

@@ -81,8 +81,9 @@ pub(crate) struct MechInfo {
 
 const EC_FLAGS: CK_FLAGS = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
 
-/// Every mechanism the module offers. Key sizes in bits; RSA 3072 and P-384 are offered
-/// only where the TPM has them (`rsa_max`, `ec_max`).
+/// Every mechanism the module offers. Key sizes in bits, up to `rsa_max` and `ec_max`
+/// (the module passes RSA 3072 and P-384, the largest it generates; a TPM without them
+/// refuses such a key generation with a TPM error, CKR_DEVICE_ERROR).
 pub(crate) fn mechanisms(rsa_max: CK_ULONG, ec_max: CK_ULONG) -> Vec<MechInfo> {
     let rsa = |mech, flags| MechInfo {
         mech,

@@ -348,44 +348,89 @@ pub(crate) fn certificate_attrs(template: &Attrs) -> Result<Attrs> {
     a.insert(CKA_HASH_OF_ISSUER_PUBLIC_KEY, Vec::new());
     a.insert(CKA_CHECK_VALUE, Sha1::digest(value)[..3].to_vec());
     a.insert(CKA_JAVA_MIDP_SECURITY_DOMAIN, ulong(0));
-    for t in [
-        CKA_TOKEN,
-        CKA_PRIVATE,
-        CKA_LABEL,
-        CKA_ID,
-        CKA_TRUSTED,
-        CKA_MODIFIABLE,
-        CKA_CERTIFICATE_CATEGORY,
-        CKA_START_DATE,
-        CKA_END_DATE,
-        CKA_URL,
-        CKA_HASH_OF_SUBJECT_PUBLIC_KEY,
-        CKA_HASH_OF_ISSUER_PUBLIC_KEY,
-        CKA_JAVA_MIDP_SECURITY_DOMAIN,
-    ] {
-        if let Some(v) = template.get(&t) {
-            check_certificate_attr(t, v)?;
-            a.insert(t, v.clone());
+    a.insert(CKA_NAME_HASH_ALGORITHM, ulong(CKM_SHA_1));
+    a.insert(
+        CKA_PUBLIC_KEY_INFO,
+        enc(tbs.subject_public_key_info.to_der())?,
+    );
+    for (t, v) in template {
+        if CERT_DERIVED.contains(t) {
+            if a.get(t) != Some(v) {
+                return Err(Error::from(CallError::TemplateInconsistent(
+                    "CKA_SUBJECT, CKA_ISSUER, CKA_SERIAL_NUMBER, CKA_CHECK_VALUE and \
+                     CKA_PUBLIC_KEY_INFO must be those of the certificate in CKA_VALUE",
+                )));
+            }
+        } else if CERT_SETTABLE.contains(t) {
+            check_certificate_attr(*t, v)?;
+            a.insert(*t, v.clone());
+        } else if *t >= CKA_VENDOR_DEFINED {
+            // A vendor's attribute (NSS has some): kept as given, this module reads none.
+            a.insert(*t, v.clone());
+        } else {
+            return Err(Error::from(CallError::AttributeTypeInvalid(
+                "not an attribute of an X.509 certificate",
+            )));
         }
     }
     Ok(a)
 }
 
-/// The optional attributes of an X.509 certificate (PKCS#11 3.0 §4.6.3) hold what the
-/// template says, if it has their form: a CK_DATE is empty or eight ASCII digits
-/// (YYYYMMDD), a hash at most 64 bytes, a URL at most 2048 bytes, the security domain
-/// 0 to 3.
+/// Certificate attributes that follow from CKA_VALUE: a template may repeat them, not
+/// contradict them.
+const CERT_DERIVED: &[CK_ATTRIBUTE_TYPE] = &[
+    CKA_CLASS,
+    CKA_CERTIFICATE_TYPE,
+    CKA_VALUE,
+    CKA_SUBJECT,
+    CKA_ISSUER,
+    CKA_SERIAL_NUMBER,
+    CKA_CHECK_VALUE,
+    CKA_PUBLIC_KEY_INFO,
+];
+
+/// Certificate attributes a template sets (PKCS#11 3.0 §4.4, §4.6.3).
+const CERT_SETTABLE: &[CK_ATTRIBUTE_TYPE] = &[
+    CKA_TOKEN,
+    CKA_PRIVATE,
+    CKA_MODIFIABLE,
+    CKA_COPYABLE,
+    CKA_DESTROYABLE,
+    CKA_LABEL,
+    CKA_ID,
+    CKA_TRUSTED,
+    CKA_CERTIFICATE_CATEGORY,
+    CKA_START_DATE,
+    CKA_END_DATE,
+    CKA_URL,
+    CKA_HASH_OF_SUBJECT_PUBLIC_KEY,
+    CKA_HASH_OF_ISSUER_PUBLIC_KEY,
+    CKA_JAVA_MIDP_SECURITY_DOMAIN,
+    CKA_NAME_HASH_ALGORITHM,
+];
+
+/// The attributes of an X.509 certificate a template sets (PKCS#11 3.0 §4.6) hold what
+/// it says, if it has their form: a CK_DATE is empty or eight ASCII digits (YYYYMMDD), a
+/// hash at most 64 bytes, a URL at most 2048 bytes, the security domain and the category
+/// 0 to 3, CKA_TRUSTED false.
 fn check_certificate_attr(t: CK_ATTRIBUTE_TYPE, v: &[u8]) -> Result<()> {
+    let small = |max: CK_ULONG| {
+        v.len() == std::mem::size_of::<CK_ULONG>()
+            && CK_ULONG::from_ne_bytes(v.try_into().unwrap_or_default()) <= max
+    };
+    if t == CKA_TRUSTED && v != [CK_FALSE] {
+        // PKCS#11 3.0 §4.6.1: only the security officer's token initialization may.
+        return Err(Error::from(CallError::AttributeReadOnly(
+            "a certificate cannot be created trusted (CKA_TRUSTED is the SO's to set)",
+        )));
+    }
     let ok = match t {
         CKA_START_DATE | CKA_END_DATE => {
             v.is_empty() || (v.len() == 8 && v.iter().all(u8::is_ascii_digit))
         }
         CKA_HASH_OF_SUBJECT_PUBLIC_KEY | CKA_HASH_OF_ISSUER_PUBLIC_KEY => v.len() <= 64,
         CKA_URL => v.len() <= 2048,
-        CKA_JAVA_MIDP_SECURITY_DOMAIN => {
-            v.len() == std::mem::size_of::<CK_ULONG>()
-                && CK_ULONG::from_ne_bytes(v.try_into().unwrap_or_default()) <= 3
-        }
+        CKA_JAVA_MIDP_SECURITY_DOMAIN | CKA_CERTIFICATE_CATEGORY => small(3),
         _ => true,
     };
     if ok {
@@ -393,7 +438,7 @@ fn check_certificate_attr(t: CK_ATTRIBUTE_TYPE, v: &[u8]) -> Result<()> {
     } else {
         Err(Error::from(CallError::AttributeValueInvalid(
             "a certificate attribute of the wrong form (a date is YYYYMMDD, a hash at most \
-             64 bytes, a URL at most 2048, the security domain 0 to 3)",
+             64 bytes, a URL at most 2048, the security domain and the category 0 to 3)",
         )))
     }
 }
