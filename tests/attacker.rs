@@ -54,12 +54,10 @@ fn attacker_new_auth() -> Vec<u8> {
 
 #[test]
 fn without_pin_puk_or_admin_key_nobody_sets_a_new_pin() {
-    let swtpm = Swtpm::start();
+    let CliWorld { swtpm, store, cli } = CliWorld::new();
     // Every try below is a counted authorization failure: no TPM lockout here.
     swtpm.set_da(1000, 1, 1);
     let tcti = swtpm.tcti();
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &tcti);
     // "p": PIN and PUK branches (and an admin object the policy leaves out).
     cli.tpmvsc_stdin(
         &[

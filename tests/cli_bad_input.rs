@@ -462,6 +462,13 @@ fn every_command_refuses_bad_input_quickly_clearly_and_harmlessly() {
                 for word in row.says.iter().filter(|w| !m.contains(*w)) {
                     failures.push(format!("{what}: {word:?} not in the message {m:?}"));
                 }
+                // Words for people: no PKCS#11 codes, no Rust debug forms, no doubled
+                // backslashes.
+                for raw in ["CK_RV", "CKR_", "Some(", "\\\\", "Error {"] {
+                    if m.contains(raw) {
+                        failures.push(format!("{what}: {raw:?} in the message {m:?}"));
+                    }
+                }
             }
         }
         assert!(

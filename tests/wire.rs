@@ -81,8 +81,7 @@ fn no_secret_crosses_the_wire_and_every_secret_session_is_salted_to_the_srk() {
     let swtpm = Swtpm::start_with_persistent_srk();
     swtpm.set_da(1000, 600, 1);
     let relay = Relay::start(swtpm.port());
-    let store = TestStore::new();
-    let cli = Cli::new(&store, &relay.tcti());
+    let CliWorld { swtpm, store, cli } = CliWorld::through(swtpm, &relay.tcti());
     let mut secrets = Secrets::default();
     let mut steps: Vec<Step> = Vec::new();
     let mut run = |name: &'static str, args: &[&str], stdin: &str, code: i32| {

@@ -148,6 +148,36 @@ fn derived_key_attrs(template: &Attrs, z: &[u8]) -> Result<Attrs> {
     Ok(a)
 }
 
+/// What a key-pair template asks of the two new objects (the TPM made the key).
+fn key_pair_request(public_t: &Attrs, private_t: &Attrs, token: bool) -> KeyPairRequest {
+    let pick = |t: &Attrs, list: &[CK_ATTRIBUTE_TYPE]| -> Attrs {
+        list.iter()
+            .filter_map(|a| t.get(a).map(|v| (*a, v.clone())))
+            .collect()
+    };
+    let either = |a: CK_ATTRIBUTE_TYPE| private_t.get(&a).or(public_t.get(&a)).cloned();
+    KeyPairRequest {
+        id: either(CKA_ID),
+        label: either(CKA_LABEL),
+        token,
+        private_usage: pick(
+            private_t,
+            &[
+                CKA_SIGN,
+                CKA_DECRYPT,
+                CKA_DERIVE,
+                CKA_ALWAYS_AUTHENTICATE,
+                CKA_MODIFIABLE,
+            ],
+        ),
+        public_usage: pick(
+            public_t,
+            &[CKA_VERIFY, CKA_ENCRYPT, CKA_MODIFIABLE, CKA_PRIVATE],
+        ),
+        subject: either(CKA_SUBJECT),
+    }
+}
+
 impl Module {
     pub(crate) fn generate_key_pair(
         &self,
@@ -197,37 +227,7 @@ impl Module {
             t.use_srk(&srk)?;
             t.create_user_key(keys.csk_ref(), &csk_auth, kind)
         })?;
-        let pick = |t: &Attrs, list: &[CK_ATTRIBUTE_TYPE]| -> Attrs {
-            list.iter()
-                .filter_map(|a| t.get(a).map(|v| (*a, v.clone())))
-                .collect()
-        };
-        let req = KeyPairRequest {
-            id: private_t.get(&CKA_ID).or(public_t.get(&CKA_ID)).cloned(),
-            label: private_t
-                .get(&CKA_LABEL)
-                .or(public_t.get(&CKA_LABEL))
-                .cloned(),
-            token,
-            private_usage: pick(
-                private_t,
-                &[
-                    CKA_SIGN,
-                    CKA_DECRYPT,
-                    CKA_DERIVE,
-                    CKA_ALWAYS_AUTHENTICATE,
-                    CKA_MODIFIABLE,
-                ],
-            ),
-            public_usage: pick(
-                public_t,
-                &[CKA_VERIFY, CKA_ENCRYPT, CKA_MODIFIABLE, CKA_PRIVATE],
-            ),
-            subject: private_t
-                .get(&CKA_SUBJECT)
-                .or(public_t.get(&CKA_SUBJECT))
-                .cloned(),
-        };
+        let req = key_pair_request(public_t, private_t, token);
         let (mut pub_attrs, mut priv_attrs) = object::key_pair_objects(&key, mech_type, &req);
         if let Some(l) = public_t.get(&CKA_LABEL) {
             pub_attrs.insert(CKA_LABEL, l.clone());
@@ -268,10 +268,8 @@ impl Module {
         template: &Attrs,
     ) -> Result<CK_OBJECT_HANDLE> {
         object::check_template(template)?;
-        let (slot, _, who) = self.session_view(h)?;
-        if who != Some(CKU_USER) {
-            return Err(Error::from(CallError::NotLoggedIn("log in first")));
-        }
+        // The user is logged in: the entry point's access rule (ffi) says so.
+        let (slot, _, _) = self.session_view(h)?;
         // The template first: a refused one costs no TPM command.
         derived_key_attrs(template, &[0; MAX_SHARED_SECRET])?;
         let Mech::Ecdh { public } = mech else {

@@ -506,8 +506,14 @@ impl CliWorld {
 
     /// On the given swtpm.
     pub fn on(swtpm: Swtpm) -> CliWorld {
+        let tcti = swtpm.tcti();
+        CliWorld::through(swtpm, &tcti)
+    }
+
+    /// On the given swtpm, the CLI reaching it through `tcti` (a recording relay, say).
+    pub fn through(swtpm: Swtpm, tcti: &str) -> CliWorld {
         let store = TestStore::new();
-        let cli = Cli::new(&store, &swtpm.tcti());
+        let cli = Cli::new(&store, tcti);
         CliWorld { swtpm, store, cli }
     }
 }
