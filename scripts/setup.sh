@@ -15,6 +15,7 @@ packages=(
   opensc libnss3-tools gnutls-bin openssl openssh-client openssh-server p11-kit
   firefox-esr
   libtpm2-pkcs11-1 libtpm2-pkcs11-tools
+  dpkg-dev man-db
 )
 backports_packages=(pkcs11-provider)
 

@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TSS2_LOG=all+NONE
 cargo build --locked --all-targets
+# The Debian package, for the test that installs and removes it (tests/package.rs).
+bash scripts/package.sh
 cargo nextest run --locked --no-fail-fast

@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{TestStore, free_port_pair, require_tool, run_output};
+use common::{TestStore, free_port_pair, machine_lock, require_tool, run_output};
 
 /// Stops the demo's simulator even when an assertion fails.
 struct StopSimulator(PathBuf);
@@ -119,6 +119,7 @@ fn the_readme_run_command_runs_the_walkthrough_and_ends_by_listing_the_cards() {
     if !demo_tools() {
         return;
     }
+    let _machine = machine_lock(false);
     let store = TestStore::new();
     let _guard = StopSimulator(store.path());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -19,9 +19,11 @@ use crate::provision::Secret;
         A card's keys are generated and used inside the TPM and unlocked by its PIN; the TPM's \
         dictionary-attack logic counts wrong PINs. Programs use the cards through the PKCS#11 \
         module libtpmvsc.so.\n\n\
-        The TPM is named by TPMVSC_TCTI (default device:/dev/tpmrm0). Without a TPM, run \
-        `tpmvsc simulator start` and `eval \"$(tpmvsc simulator env)\"`. Cards live in \
-        TPMVSC_STORE (default: /var/lib/tpmvsc for root, ~/.local/share/tpmvsc otherwise).\n\n\
+        The TPM is named by TPMVSC_TCTI or `tcti` in /etc/tpmvsc/tpmvsc.conf (default \
+        device:/dev/tpmrm0); `tpmvsc tpm status` shows every setting and where it came from. \
+        Without a TPM, run `tpmvsc simulator start` and `eval \"$(tpmvsc simulator env)\"`. \
+        Cards live in TPMVSC_STORE or `store` (default: /var/lib/tpmvsc for root, \
+        ~/.local/share/tpmvsc otherwise).\n\n\
         Exit codes: 0 ok, 1 failed, 2 usage, 3 wrong PIN/PUK/response, 4 blocked or TPM lockout.",
     after_help = "Examples:\n  \
         tpmvsc simulator start && eval \"$(tpmvsc simulator env)\"\n  \

@@ -41,6 +41,27 @@ mod system;
 pub mod tpmvscmgr;
 pub(crate) mod winsyntax;
 
+/// The `tpmvsc` command line as clap describes it (for man pages and shell completions).
+pub fn tpmvsc_command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// A description of `tpmvscmgr` for its man page: the Windows syntax is parsed by hand,
+/// so the page carries its help text.
+pub fn tpmvscmgr_command() -> clap::Command {
+    clap::Command::new("tpmvscmgr")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Create and destroy TPM virtual smart cards with the Windows tpmvscmgr syntax")
+        .long_about(
+            "tpmvscmgr takes the command line of Windows' tpmvscmgr.exe (create /name ... \
+             /pin prompt, destroy /instance ...) and does what tpmvsc does with it; see \
+             tpmvsc(1) for everything else.",
+        )
+        .after_long_help(winsyntax::usage(None))
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+}
+
 /// The `tpmvsc` program.
 pub fn tpmvsc_main() -> ExitCode {
     crate::tpm::quiet_tss_logging_for_cli();

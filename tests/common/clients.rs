@@ -22,10 +22,13 @@ pub struct ClientWorld {
     pub store: TestStore,
     pub cli: Cli,
     pub pin_file: PathBuf,
+    /// Shared: the package test does not register a module while clients run.
+    _machine: std::fs::File,
 }
 
 impl ClientWorld {
     pub fn new() -> ClientWorld {
+        let machine = machine_lock(false);
         let swtpm = Swtpm::start_with_persistent_srk();
         let store = TestStore::new();
         let cli = Cli::new(&store, &swtpm.tcti());
@@ -38,6 +41,7 @@ impl ClientWorld {
             store,
             cli,
             pin_file,
+            _machine: machine,
         }
     }
 

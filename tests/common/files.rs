@@ -49,3 +49,20 @@ pub fn hold_lock(path: &Path) -> std::fs::File {
         .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
     f
 }
+
+/// A lock on what the whole machine shares — the installed package, p11-kit's module
+/// list: the test that installs the Debian package holds it exclusively, every test that
+/// runs p11-kit clients holds it shared, so no client meets a module registered in the
+/// middle of its run.
+pub fn machine_lock(exclusive: bool) -> std::fs::File {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open("/tmp/tpmvsc-tests-machine.lock")
+        .expect("the machine lock file");
+    let r = if exclusive { f.lock() } else { f.lock_shared() };
+    r.expect("flock on the machine lock");
+    f
+}
